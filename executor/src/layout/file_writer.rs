@@ -1,0 +1,253 @@
+//! Writes one partition's rows as a run of Parquet files, rolling to a new
+//! file when `target_file_bytes` or `max_rows_per_file` is reached.
+//!
+//! File size is steered by the compressed bytes per row that flushed row
+//! groups showed: batches are cut so the open row group brings the file to
+//! its target, the group is flushed, and the exact size decides whether the
+//! file is full or takes a few more rows.
+
+use crate::layout::Layout;
+use crate::manifest::WrittenFile;
+use crate::storage::Location;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::hash_utils::create_hashes;
+use datafusion::error::{DataFusionError, Result};
+use object_store::buffered::BufWriter;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::file::properties::WriterProperties;
+use std::sync::Arc;
+
+/// Bytes per upload part: also the most a file holds in memory before upload.
+const UPLOAD_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+
+/// State shared by all files one worker writes.
+pub struct WriterContext {
+    pub attempt_dir: Location,
+    pub schema: SchemaRef,
+    pub props: Arc<WriterProperties>,
+    pub layout: Layout,
+    pub codec_suffix: &'static str,
+    pub stage_id: u32,
+    pub task_index: u32,
+    pub worker: usize,
+    next_seq: usize,
+    /// Compressed bytes per row, learned from flushed row groups.
+    bytes_per_row: Option<f64>,
+}
+
+impl WriterContext {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        attempt_dir: Location,
+        schema: SchemaRef,
+        props: Arc<WriterProperties>,
+        layout: Layout,
+        codec_suffix: &'static str,
+        stage_id: u32,
+        task_index: u32,
+        worker: usize,
+    ) -> Self {
+        Self {
+            attempt_dir,
+            schema,
+            props,
+            layout,
+            codec_suffix,
+            stage_id,
+            task_index,
+            worker,
+            next_seq: 0,
+            bytes_per_row: None,
+        }
+    }
+
+    /// Deterministic per task, attempt and worker: a rerun overwrites, never adds.
+    /// Bucketed files carry their bucket as Spark does: `part-0-3-000001_00007.zstd.parquet`.
+    fn next_file_name(&mut self, bucket: Option<i32>) -> String {
+        let seq = self.worker * 100_000 + self.next_seq;
+        self.next_seq += 1;
+        let bucket = bucket.map(|b| format!("_{b:05}")).unwrap_or_default();
+        format!(
+            "part-{}-{}-{:06}{bucket}.{}.parquet",
+            self.stage_id, self.task_index, seq, self.codec_suffix
+        )
+    }
+}
+
+struct OpenFile {
+    writer: AsyncArrowWriter<BufWriter>,
+    relative_path: String,
+    rows: u64,
+    group_rows: usize,
+    checksum: u64,
+}
+
+/// The files of one partition (hive path) written by one worker.
+pub struct PartitionWriter {
+    partition_path: String,
+    bucket: Option<i32>,
+    open: Option<OpenFile>,
+    pub finished: Vec<WrittenFile>,
+}
+
+impl PartitionWriter {
+    pub fn new(partition_path: String, bucket: Option<i32>) -> Self {
+        Self {
+            partition_path,
+            bucket,
+            open: None,
+            finished: vec![],
+        }
+    }
+
+    pub async fn write(&mut self, ctx: &mut WriterContext, batch: &RecordBatch) -> Result<()> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if self.open.is_none() {
+                self.open = Some(self.open_file(ctx)?);
+            }
+            let n = self.rows_that_fit(ctx, batch.num_rows() - offset);
+            let slice = batch.slice(offset, n);
+            let file = self.open.as_mut().expect("file is open");
+            file.checksum = file.checksum.wrapping_add(row_checksum(&slice)?);
+            file.writer.write(&slice).await?;
+            file.rows += n as u64;
+            file.group_rows += n;
+            offset += n;
+            self.maybe_flush_group(ctx).await?;
+            if self.file_is_full(ctx) {
+                self.close(ctx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open_file(&self, ctx: &mut WriterContext) -> Result<OpenFile> {
+        let name = ctx.next_file_name(self.bucket);
+        let relative_path = if self.partition_path.is_empty() {
+            name
+        } else {
+            format!("{}/{name}", self.partition_path)
+        };
+        let loc = ctx.attempt_dir.join(&relative_path);
+        let sink =
+            BufWriter::with_capacity(loc.store.clone(), loc.path.clone(), UPLOAD_BUFFER_BYTES);
+        let writer =
+            AsyncArrowWriter::try_new(sink, ctx.schema.clone(), Some((*ctx.props).clone()))?;
+        Ok(OpenFile {
+            writer,
+            relative_path,
+            rows: 0,
+            group_rows: 0,
+            checksum: 0,
+        })
+    }
+
+    /// Bytes the open file will have once its open row group is flushed,
+    /// estimated from the compressed bytes per row seen so far.
+    fn estimated_bytes(&self, ctx: &WriterContext) -> Option<f64> {
+        let f = self.open.as_ref()?;
+        let per_row = ctx.bytes_per_row?;
+        Some(f.writer.bytes_written() as f64 + f.group_rows as f64 * per_row)
+    }
+
+    /// How many of `available` rows to write next so that the file stops near
+    /// its limits and row groups stay within `row_group_rows`.
+    fn rows_that_fit(&self, ctx: &WriterContext, available: usize) -> usize {
+        let f = self.open.as_ref().expect("file is open");
+        let layout = &ctx.layout;
+        let mut n = available.min(layout.row_group_rows.saturating_sub(f.group_rows).max(1));
+        if let Some(max) = layout.max_rows_per_file {
+            n = n.min((max - f.rows) as usize);
+        }
+        if let Some(target) = layout.target_file_bytes {
+            n = match (ctx.bytes_per_row, self.estimated_bytes(ctx)) {
+                (Some(per_row), Some(est)) => {
+                    let left = (target as f64 - est).max(0.0);
+                    n.min(((left / per_row).ceil() as usize).max(1))
+                }
+                // Nothing learned yet: small steps until a row group is flushed.
+                _ => n.min(1024),
+            };
+        }
+        n.max(1)
+    }
+
+    async fn maybe_flush_group(&mut self, ctx: &mut WriterContext) -> Result<()> {
+        let layout = &ctx.layout;
+        let estimate = self.estimated_bytes(ctx);
+        let f = self.open.as_mut().expect("file is open");
+        if f.group_rows == 0 {
+            return Ok(());
+        }
+        let in_progress = f.writer.in_progress_size() as u64;
+        let mut flush =
+            f.group_rows >= layout.row_group_rows || in_progress >= layout.row_group_bytes;
+        if let Some(target) = layout.target_file_bytes {
+            flush |= match estimate {
+                // The file is about full: flush to learn its exact size.
+                Some(est) => est >= target as f64,
+                // Calibrate on an early, smaller row group.
+                None => in_progress >= (target / 8).max(64 * 1024),
+            };
+        }
+        if flush {
+            let before = f.writer.bytes_written();
+            f.writer.flush().await?;
+            let per_row = (f.writer.bytes_written() - before) as f64 / f.group_rows as f64;
+            ctx.bytes_per_row = Some(match ctx.bytes_per_row {
+                Some(old) => 0.5 * old + 0.5 * per_row,
+                None => per_row,
+            });
+            f.group_rows = 0;
+        }
+        Ok(())
+    }
+
+    fn file_is_full(&self, ctx: &WriterContext) -> bool {
+        let f = self.open.as_ref().expect("file is open");
+        let layout = &ctx.layout;
+        // Flushed bytes are exact; stop within 3% of the target.
+        layout.max_rows_per_file.is_some_and(|m| f.rows >= m)
+            || layout.target_file_bytes.is_some_and(|t| {
+                f.group_rows == 0 && f.writer.bytes_written() as f64 >= t as f64 * 0.97
+            })
+    }
+
+    /// Finishes the open file, if any, and records it.
+    pub async fn close(&mut self, ctx: &WriterContext) -> Result<()> {
+        let Some(mut f) = self.open.take() else {
+            return Ok(());
+        };
+        let metadata = f.writer.finish().await?;
+        let bytes = f.writer.bytes_written() as u64;
+        let stats = crate::layout::stats::file_stats(&metadata, &ctx.schema)?;
+        self.finished.push(WrittenFile {
+            path: f.relative_path,
+            partition: self.partition_path.clone(),
+            bucket: self.bucket,
+            rows: f.rows,
+            bytes,
+            row_groups: metadata.num_row_groups() as u32,
+            checksum: format!("{:016x}", f.checksum),
+            stats,
+        });
+        Ok(())
+    }
+}
+
+/// Order-independent checksum of a batch's rows: the wrapping sum of a fixed
+/// hash of each row. Equal row multisets give equal sums, however the rows
+/// are split into files or ordered.
+pub fn row_checksum(batch: &RecordBatch) -> Result<u64> {
+    let mut hashes = vec![0u64; batch.num_rows()];
+    let state = ahash_state();
+    create_hashes(batch.columns(), &state, &mut hashes)
+        .map_err(|e| DataFusionError::Execution(format!("checksum: {e}")))?;
+    Ok(hashes.iter().fold(0u64, |a, h| a.wrapping_add(*h)))
+}
+
+fn ahash_state() -> datafusion::common::hash_utils::RandomState {
+    datafusion::common::hash_utils::RandomState::with_seed(0x6368_6169_6e62_6174)
+}

@@ -1,0 +1,455 @@
+//! `LayoutSinkExec`: the physical operator that writes its input in a layout.
+//!
+//! Each input partition is one worker that writes its own files. The input
+//! carries the data columns followed by the key columns the planner derived
+//! (partition values, then the bucket id). Rows are routed to one writer per
+//! partition and bucket; with more distinct keys than `max_open_writers`, the
+//! worker closes its writers and sorts the rest of its input by key (spilling
+//! to disk within the task's memory pool), then writes one key at a time.
+//! When the planner already sorted the input (for `sort_by`), the worker
+//! writes one key at a time from the start. Output: one row per written file,
+//! the file's manifest entry as JSON.
+
+use crate::layout::file_writer::{PartitionWriter, WriterContext};
+use crate::layout::hive::escape_value;
+use crate::layout::spec::{Layout, codec_suffix};
+use crate::manifest::WrittenFile;
+use crate::storage;
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::expressions::Column;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
+};
+use futures::{StreamExt, TryStreamExt};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// Everything the sink needs; serialised by the physical codec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayoutSinkConfig {
+    /// URI of the attempt directory; files go below it.
+    pub attempt_dir: String,
+    pub layout: Layout,
+    pub stage_id: u32,
+    pub task_index: u32,
+    /// The first `data_columns` input columns are written.
+    pub data_columns: usize,
+    /// Names of the partition key columns that follow the data columns.
+    pub partition_columns: Vec<String>,
+    /// Whether a bucket id column follows the partition keys.
+    pub bucketed: bool,
+    /// Whether each input partition arrives sorted by its keys.
+    pub input_sorted: bool,
+}
+
+impl LayoutSinkConfig {
+    fn key_count(&self) -> usize {
+        self.partition_columns.len() + usize::from(self.bucketed)
+    }
+}
+
+#[derive(Debug)]
+pub struct LayoutSinkExec {
+    input: Arc<dyn ExecutionPlan>,
+    config: LayoutSinkConfig,
+    properties: Arc<PlanProperties>,
+}
+
+pub fn output_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("file", DataType::Utf8, false)]))
+}
+
+impl LayoutSinkExec {
+    pub fn new(input: Arc<dyn ExecutionPlan>, config: LayoutSinkConfig) -> Self {
+        let partitions = input.output_partitioning().partition_count();
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(output_schema()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        Self {
+            input,
+            config,
+            properties: Arc::new(properties),
+        }
+    }
+
+    pub fn config(&self) -> &LayoutSinkConfig {
+        &self.config
+    }
+
+    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
+    }
+}
+
+impl DisplayAs for LayoutSinkExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "LayoutSinkExec: partition_by={:?}, bucketed={}, sorted_input={}, dir={}",
+            self.config.partition_columns,
+            self.config.bucketed,
+            self.config.input_sorted,
+            self.config.attempt_dir
+        )
+    }
+}
+
+impl ExecutionPlan for LayoutSinkExec {
+    fn name(&self) -> &str {
+        "LayoutSinkExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(
+            &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+        ) -> Result<datafusion::common::tree_node::TreeNodeRecursion>,
+    ) -> Result<datafusion::common::tree_node::TreeNodeRecursion> {
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(Self::new(
+            children[0].clone(),
+            self.config.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context.clone())?;
+        let config = self.config.clone();
+        let fut = async move {
+            let files = write_worker(config, input, partition, context).await?;
+            let json: Vec<String> = files
+                .iter()
+                .map(|f| serde_json::to_string(f).expect("manifest entries serialise"))
+                .collect();
+            let array: ArrayRef = Arc::new(StringArray::from(json));
+            Ok(RecordBatch::try_new(output_schema(), vec![array])?)
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            output_schema(),
+            futures::stream::once(fut),
+        )))
+    }
+}
+
+/// Parquet writer settings from the layout.
+pub fn writer_properties(layout: &Layout, schema: &Schema) -> Result<WriterProperties> {
+    let compression = layout
+        .parquet_compression()
+        .map_err(DataFusionError::Configuration)?;
+    let mut b = WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_row_count(None)
+        .set_max_row_group_bytes(None)
+        .set_dictionary_enabled(layout.dictionary)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("chainbatch {}", env!("CARGO_PKG_VERSION")));
+    for (name, opts) in &layout.columns {
+        if schema.field_with_name(name).is_err() {
+            return Err(DataFusionError::Plan(format!(
+                "layout.columns names {name:?}, which is not an output column"
+            )));
+        }
+        let path = ColumnPath::from(name.as_str());
+        if let Some(d) = opts.dictionary {
+            b = b.set_column_dictionary_enabled(path.clone(), d);
+        }
+        if let Some(s) = opts.statistics {
+            let level = if s {
+                EnabledStatistics::Page
+            } else {
+                EnabledStatistics::None
+            };
+            b = b.set_column_statistics_enabled(path.clone(), level);
+        }
+        if opts.bloom_filter == Some(true) {
+            b = b.set_column_bloom_filter_enabled(path.clone(), true);
+            if let Some(fpp) = opts.bloom_filter_fpp {
+                b = b.set_column_bloom_filter_fpp(path.clone(), fpp);
+            }
+            if let Some(ndv) = opts.bloom_filter_ndv {
+                b = b.set_column_bloom_filter_max_ndv(path.clone(), ndv);
+            }
+        }
+    }
+    Ok(b.build())
+}
+
+/// A group of rows that go to one writer: same partition and bucket.
+struct KeyGroup {
+    key: String,
+    partition_path: String,
+    bucket: Option<i32>,
+    rows: RecordBatch,
+}
+
+/// Splits a batch into key groups. Sorted input is cut into runs; otherwise
+/// rows are grouped by the binary row encoding of their keys.
+fn group_rows(batch: &RecordBatch, cfg: &LayoutSinkConfig, sorted: bool) -> Result<Vec<KeyGroup>> {
+    let nkeys = cfg.key_count();
+    if nkeys == 0 {
+        return Ok(vec![KeyGroup {
+            key: String::new(),
+            partition_path: String::new(),
+            bucket: None,
+            rows: batch.clone(),
+        }]);
+    }
+    let keys: Vec<ArrayRef> = batch.columns()[cfg.data_columns..cfg.data_columns + nkeys].to_vec();
+    let describe = |sub: RecordBatch| -> Result<KeyGroup> {
+        let k = &sub.columns()[cfg.data_columns..];
+        let mut segments = Vec::with_capacity(cfg.partition_columns.len());
+        for (name, col) in cfg.partition_columns.iter().zip(k) {
+            let value = if col.is_null(0) {
+                None
+            } else {
+                let fmt = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
+                Some(fmt.value(0).to_string())
+            };
+            segments.push(format!("{name}={}", escape_value(value.as_deref())));
+        }
+        let partition_path = segments.join("/");
+        let bucket = cfg.bucketed.then(|| {
+            k[cfg.partition_columns.len()]
+                .as_primitive::<Int32Type>()
+                .value(0)
+        });
+        let key = match bucket {
+            Some(b) => format!("{partition_path}#{b}"),
+            None => partition_path.clone(),
+        };
+        Ok(KeyGroup {
+            key,
+            partition_path,
+            bucket,
+            rows: sub,
+        })
+    };
+    if sorted {
+        let ranges = arrow::compute::partition(&keys)?;
+        return ranges
+            .ranges()
+            .into_iter()
+            .map(|r| describe(batch.slice(r.start, r.end - r.start)))
+            .collect();
+    }
+    let fields = keys
+        .iter()
+        .map(|k| SortField::new(k.data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields)?;
+    let rows = converter.convert_columns(&keys)?;
+    let mut groups: HashMap<&[u8], Vec<u32>> = HashMap::new();
+    let mut order: Vec<&[u8]> = vec![];
+    for i in 0..batch.num_rows() {
+        let r = rows.row(i).data();
+        groups
+            .entry(r)
+            .or_insert_with(|| {
+                order.push(r);
+                vec![]
+            })
+            .push(i as u32);
+    }
+    if order.len() == 1 {
+        return Ok(vec![describe(batch.clone())?]);
+    }
+    order
+        .into_iter()
+        .map(|r| {
+            let idx = UInt32Array::from(std::mem::take(groups.get_mut(r).expect("group exists")));
+            describe(take_record_batch(batch, &idx)?)
+        })
+        .collect()
+}
+
+/// The open writers of one worker, with least-recently-used order.
+struct Writers {
+    open: HashMap<String, (u64, PartitionWriter)>,
+    clock: u64,
+    finished: Vec<WrittenFile>,
+}
+
+impl Writers {
+    async fn close(&mut self, key: &str, ctx: &WriterContext) -> Result<()> {
+        if let Some((_, mut w)) = self.open.remove(key) {
+            w.close(ctx).await?;
+            self.finished.append(&mut w.finished);
+        }
+        Ok(())
+    }
+
+    async fn close_all(&mut self, ctx: &WriterContext) -> Result<()> {
+        let keys: Vec<String> = self.open.keys().cloned().collect();
+        for k in keys {
+            self.close(&k, ctx).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn write_worker(
+    cfg: LayoutSinkConfig,
+    input: SendableRecordBatchStream,
+    worker: usize,
+    task_ctx: Arc<TaskContext>,
+) -> Result<Vec<WrittenFile>> {
+    let attempt_dir = storage::resolve(&cfg.attempt_dir)
+        .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+    let input_schema = input.schema();
+    let data_schema = Arc::new(input_schema.project(&(0..cfg.data_columns).collect::<Vec<_>>())?);
+    let props = Arc::new(writer_properties(&cfg.layout, &data_schema)?);
+    let suffix = codec_suffix(props.compression(&ColumnPath::from("")));
+    let mut ctx = WriterContext::new(
+        attempt_dir,
+        data_schema,
+        props,
+        cfg.layout.clone(),
+        suffix,
+        cfg.stage_id,
+        cfg.task_index,
+        worker,
+    );
+    let mut writers = Writers {
+        open: HashMap::new(),
+        clock: 0,
+        finished: vec![],
+    };
+    let mut sorted = cfg.input_sorted;
+    let mut stream = input;
+    let data_idx: Vec<usize> = (0..cfg.data_columns).collect();
+    while let Some(batch) = stream.try_next().await? {
+        let groups = group_rows(&batch, &cfg, sorted)?;
+        let mut groups = groups.into_iter();
+        while let Some(group) = groups.next() {
+            if !writers.open.contains_key(&group.key) {
+                if sorted {
+                    // Sorted input: a new key means every open key is done.
+                    writers.close_all(&ctx).await?;
+                } else if writers.open.len() >= cfg.layout.max_open_writers {
+                    writers.close_all(&ctx).await?;
+                    let leftover: Vec<RecordBatch> = std::iter::once(group.rows)
+                        .chain(groups.map(|g| g.rows))
+                        .collect();
+                    stream = sort_remaining(&cfg, leftover, stream, task_ctx.clone())?;
+                    sorted = true;
+                    break;
+                }
+                let writer = PartitionWriter::new(group.partition_path.clone(), group.bucket);
+                writers.open.insert(group.key.clone(), (0, writer));
+            }
+            writers.clock += 1;
+            let clock = writers.clock;
+            let entry = writers.open.get_mut(&group.key).expect("writer is open");
+            entry.0 = clock;
+            let data = group.rows.project(&data_idx)?;
+            entry.1.write(&mut ctx, &data).await?;
+        }
+    }
+    writers.close_all(&ctx).await?;
+    Ok(writers.finished)
+}
+
+/// Hands one stream to a plan node, once.
+struct OnceStream {
+    schema: SchemaRef,
+    stream: Mutex<Option<SendableRecordBatchStream>>,
+}
+
+impl fmt::Debug for OnceStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnceStream")
+    }
+}
+
+impl PartitionStream for OnceStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        self.stream
+            .lock()
+            .expect("once stream lock")
+            .take()
+            .expect("a once stream is executed once")
+    }
+}
+
+/// Sorts `leftover` followed by the rest of `rest` by the key columns, with
+/// DataFusion's external sort: memory stays within the task's pool and the
+/// overflow spills to disk.
+fn sort_remaining(
+    cfg: &LayoutSinkConfig,
+    leftover: Vec<RecordBatch>,
+    rest: SendableRecordBatchStream,
+    task_ctx: Arc<TaskContext>,
+) -> Result<SendableRecordBatchStream> {
+    let schema = rest.schema();
+    let chained = futures::stream::iter(leftover.into_iter().map(Ok)).chain(rest);
+    let source = Arc::new(OnceStream {
+        schema: schema.clone(),
+        stream: Mutex::new(Some(Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            chained,
+        )))),
+    });
+    let scan = Arc::new(StreamingTableExec::try_new(
+        schema.clone(),
+        vec![source],
+        None,
+        vec![],
+        false,
+        None,
+    )?);
+    let sort_exprs = (cfg.data_columns..cfg.data_columns + cfg.key_count())
+        .map(|i| PhysicalSortExpr::new_default(Arc::new(Column::new(schema.field(i).name(), i))));
+    let ordering = LexOrdering::new(sort_exprs)
+        .ok_or_else(|| DataFusionError::Internal("sorting without keys".into()))?;
+    SortExec::new(ordering, scan).execute(0, task_ctx)
+}

@@ -1,0 +1,24 @@
+//! chainbatch executor: runs one task of a chainbatch stage.
+//!
+//! A [`spec::TaskSpec`] names the inputs, one SQL statement and the output;
+//! [`runner::run_task`] reads the inputs, runs the SQL with DataFusion, writes
+//! the result in its [`layout::Layout`] below the attempt's staging directory
+//! and writes the [`manifest::TaskManifest`] last. The executor knows nothing
+//! of configuration files, catalogs or pipelines.
+
+pub mod error;
+pub mod input;
+pub mod layout;
+pub mod manifest;
+pub mod parquet_footer;
+pub mod runner;
+pub mod schema;
+pub mod shuffle;
+pub mod spec;
+pub mod storage;
+pub mod udf;
+
+pub use error::{TaskError, TaskResult};
+pub use manifest::TaskManifest;
+pub use runner::run_task;
+pub use spec::TaskSpec;

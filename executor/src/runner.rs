@@ -1,0 +1,334 @@
+//! Runs one task: read inputs, run the SQL with DataFusion, write the output
+//! in its layout (or as shuffle buckets) below the attempt directory, and
+//! write the manifest last.
+
+use crate::error::{TaskError, TaskResult};
+use crate::input::files::TaskFilesTable;
+use crate::layout::hive::parse_partition_path;
+use crate::layout::plan::{shuffle_map_plan, table_write_plan};
+use crate::layout::stats::merge_stats;
+use crate::manifest::{MANIFEST_FILE, OutputKind, PartitionSummary, TaskManifest, WrittenFile};
+use crate::schema::to_schema;
+use crate::shuffle::{ShuffleBucketStream, write_map_output};
+use crate::spec::{InputFormat, OutputSpec, TaskSpec};
+use crate::storage::{self, Location};
+use crate::udf;
+use crate::udf::murmur3_32;
+use arrow::array::AsArray;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect_partitioned};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The session every task runs in: chainbatch functions, a bounded memory
+/// pool that makes sorts spill, and the task's parallelism.
+pub fn task_session(spec: &TaskSpec) -> TaskResult<SessionContext> {
+    let res = &spec.resources;
+    let parallelism = effective_parallelism(res.parallelism);
+    let mut config = SessionConfig::new()
+        .with_target_partitions(parallelism)
+        .with_batch_size(res.batch_rows.max(1));
+    let opts = config.options_mut();
+    // Plain strings keep output files readable by every Parquet reader.
+    opts.execution.parquet.schema_force_view_types = false;
+    opts.sql_parser.map_string_types_to_utf8view = false;
+    let mut disk = DiskManagerBuilder::default();
+    if let Some(dir) = &res.spill_dir {
+        disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.into()]));
+    }
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(res.memory_bytes as usize)))
+        .with_disk_manager_builder(disk)
+        .build_arc()
+        .map_err(|e| TaskError::bad_spec("resources", e.to_string()))?;
+    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    udf::register_all(&mut ctx).map_err(|e| TaskError::retryable(e.to_string()))?;
+    Ok(ctx)
+}
+
+pub fn effective_parallelism(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+/// Runs attempt `attempt` of `spec` to completion and returns its manifest.
+/// Anything a previous run of the same attempt left is removed first.
+pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest> {
+    let started = Instant::now();
+    spec.validate()?;
+    let attempt_uri = spec.attempt_dir(attempt);
+    let attempt_dir = storage::resolve(&attempt_uri)
+        .map_err(|e| TaskError::bad_spec("output.staging_uri", e.to_string()))?;
+    clear_dir(&attempt_dir).await?;
+    probe_writable(&attempt_dir).await?;
+
+    let ctx = task_session(spec)?;
+    let runtime = ctx.runtime_env();
+    storage::register(&runtime, &attempt_uri)
+        .map_err(|e| TaskError::bad_spec("output.staging_uri", e.to_string()))?;
+    let (mut input_files, mut input_bytes) = (0u64, 0u64);
+    for (i, input) in spec.inputs.iter().enumerate() {
+        let field = format!("inputs[{i}]");
+        let table: Arc<dyn datafusion::datasource::TableProvider> =
+            if input.format == InputFormat::Shuffle {
+                let sh = input.shuffle.as_ref().expect("validated");
+                let schema = to_schema(
+                    input.schema.as_deref().unwrap_or_default(),
+                    &format!("{field}.schema"),
+                )?;
+                let source = ShuffleBucketStream::locate(
+                    schema.clone(),
+                    sh.bucket,
+                    &sh.map_outputs,
+                    &format!("{field}.shuffle"),
+                )
+                .await?;
+                input_files += source.segments.len() as u64;
+                input_bytes += source.segments.iter().map(|s| s.2 - s.1).sum::<u64>();
+                Arc::new(
+                    datafusion::catalog::streaming::StreamingTable::try_new(
+                        schema,
+                        vec![Arc::new(source)],
+                    )
+                    .map_err(|e| TaskError::from_datafusion(&field, e))?,
+                )
+            } else {
+                let t = TaskFilesTable::open(&runtime, input, &field).await?;
+                input_files += t.file_count() as u64;
+                input_bytes += t.total_bytes();
+                Arc::new(t)
+            };
+        ctx.register_table(input.name.as_str(), table)
+            .map_err(|e| TaskError::bad_spec(format!("{field}.name"), e.to_string()))?;
+    }
+
+    let df = ctx
+        .sql(&spec.sql)
+        .await
+        .map_err(|e| TaskError::from_datafusion("sql", e))?;
+    let parallelism = effective_parallelism(spec.resources.parallelism);
+    let (files, kind) = match &spec.output {
+        OutputSpec::Table { layout, .. } => {
+            let plan = table_write_plan(
+                df,
+                layout,
+                &attempt_uri,
+                spec.stage_id,
+                spec.task_index,
+                parallelism,
+            )
+            .await?;
+            (execute_sink(plan, &ctx).await?, OutputKind::Table)
+        }
+        OutputSpec::Shuffle {
+            hash_by,
+            buckets,
+            sort_by,
+            ..
+        } => {
+            let plan = shuffle_map_plan(df, hash_by, *buckets, sort_by).await?;
+            (
+                execute_shuffle(plan, &ctx, &attempt_dir).await?,
+                OutputKind::Shuffle,
+            )
+        }
+    };
+    let data_schema = match &spec.output {
+        OutputSpec::Table { .. } => output_data_schema(&files, &attempt_dir).await,
+        OutputSpec::Shuffle { .. } => None,
+    };
+    let manifest = build_manifest(
+        spec,
+        attempt,
+        &attempt_uri,
+        kind,
+        files,
+        data_schema,
+        input_files,
+        input_bytes,
+        started,
+    );
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    let loc = attempt_dir.join(MANIFEST_FILE);
+    loc.store
+        .put(&loc.path, json.into())
+        .await
+        .map_err(|e| TaskError::from_store("output.staging_uri", e))?;
+    Ok(manifest)
+}
+
+/// Fails early, before any work, when the output cannot be written.
+async fn probe_writable(dir: &Location) -> TaskResult<()> {
+    let probe = dir.join("_write_probe");
+    probe
+        .store
+        .put(&probe.path, bytes::Bytes::from_static(b"ok").into())
+        .await
+        .map_err(|e| TaskError::from_store("output.staging_uri", e))?;
+    let _ = probe.store.delete(&probe.path).await;
+    Ok(())
+}
+
+/// Deletes everything below `dir`, so a rerun of an attempt starts clean.
+async fn clear_dir(dir: &Location) -> TaskResult<()> {
+    let listed: Vec<_> = match dir.store.list(Some(&dir.path)).try_collect().await {
+        Ok(v) => v,
+        Err(object_store::Error::NotFound { .. }) => vec![],
+        Err(e) => return Err(TaskError::from_store("output.staging_uri", e)),
+    };
+    for meta in listed {
+        match dir.store.delete(&meta.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(TaskError::from_store("output.staging_uri", e)),
+        }
+    }
+    Ok(())
+}
+
+async fn execute_sink(
+    plan: Arc<dyn ExecutionPlan>,
+    ctx: &SessionContext,
+) -> TaskResult<Vec<WrittenFile>> {
+    let parts = collect_partitioned(plan, ctx.task_ctx())
+        .await
+        .map_err(|e| TaskError::from_datafusion("output", e))?;
+    let mut files = vec![];
+    for batch in parts.into_iter().flatten() {
+        for v in batch.column(0).as_string::<i32>().iter().flatten() {
+            files.push(
+                serde_json::from_str::<WrittenFile>(v)
+                    .map_err(|e| TaskError::retryable(e.to_string()))?,
+            );
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+async fn execute_shuffle(
+    plan: Arc<dyn ExecutionPlan>,
+    ctx: &SessionContext,
+    attempt_dir: &Location,
+) -> TaskResult<Vec<WrittenFile>> {
+    let n = plan.output_partitioning().partition_count();
+    let mut handles = vec![];
+    for worker in 0..n {
+        let stream = plan
+            .execute(worker, ctx.task_ctx())
+            .map_err(|e| TaskError::from_datafusion("output", e))?;
+        let dir = attempt_dir.clone();
+        handles.push(tokio::spawn(async move {
+            write_map_output(&dir, worker, stream).await
+        }));
+    }
+    let mut files = vec![];
+    for h in handles {
+        let out = h.await.map_err(|e| TaskError::retryable(e.to_string()))?;
+        files.extend(out.map_err(|e| TaskError::from_datafusion("output", e))?);
+    }
+    Ok(files)
+}
+
+/// The written files' Arrow schema, for comparing statistics as typed values.
+async fn output_data_schema(
+    files: &[WrittenFile],
+    attempt_dir: &Location,
+) -> Option<arrow::datatypes::SchemaRef> {
+    let first = files.first()?;
+    let loc = attempt_dir.join(&first.path);
+    let md = crate::parquet_footer::read_metadata(&loc, first.bytes)
+        .await
+        .ok()?;
+    crate::parquet_footer::arrow_schema(&md).ok()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_manifest(
+    spec: &TaskSpec,
+    attempt: u32,
+    attempt_uri: &str,
+    kind: OutputKind,
+    files: Vec<WrittenFile>,
+    schema: Option<arrow::datatypes::SchemaRef>,
+    input_files: u64,
+    input_bytes: u64,
+    started: Instant,
+) -> TaskManifest {
+    let mut partitions: BTreeMap<String, PartitionSummary> = BTreeMap::new();
+    let mut sums: BTreeMap<String, u64> = BTreeMap::new();
+    for f in files.iter().filter(|f| f.path.ends_with(".parquet")) {
+        let p = partitions
+            .entry(f.partition.clone())
+            .or_insert_with(|| PartitionSummary {
+                path: f.partition.clone(),
+                values: parse_partition_path(&f.partition).into_iter().collect(),
+                files: 0,
+                rows: 0,
+                bytes: 0,
+                checksum: String::new(),
+                stats: BTreeMap::new(),
+            });
+        p.files += 1;
+        p.rows += f.rows;
+        p.bytes += f.bytes;
+        if let Some(schema) = &schema {
+            merge_stats(&mut p.stats, &f.stats, schema);
+        }
+        let s = sums.entry(f.partition.clone()).or_default();
+        *s = s.wrapping_add(u64::from_str_radix(&f.checksum, 16).unwrap_or(0));
+    }
+    // A partition's rows hash together with its path, so moving rows
+    // between partitions changes the task checksum.
+    let mut total = 0u64;
+    for (path, p) in partitions.iter_mut() {
+        let sum = sums[path];
+        p.checksum = format!("{sum:016x}");
+        let path_hash = u64::from(murmur3_32(path.as_bytes(), 0)) << 32
+            | u64::from(murmur3_32(path.as_bytes(), 1));
+        total = total.wrapping_add(splitmix64(sum ^ path_hash));
+    }
+    if kind == OutputKind::Shuffle {
+        for f in &files {
+            total = total.wrapping_add(u64::from_str_radix(&f.checksum, 16).unwrap_or(0));
+        }
+    }
+    TaskManifest {
+        version: crate::spec::SPEC_VERSION,
+        run_id: spec.run_id.clone(),
+        stage_id: spec.stage_id,
+        task_index: spec.task_index,
+        attempt,
+        kind,
+        attempt_dir: attempt_uri.to_string(),
+        rows: files
+            .iter()
+            .filter(|f| !f.path.ends_with(".json"))
+            .map(|f| f.rows)
+            .sum(),
+        bytes: files.iter().map(|f| f.bytes).sum(),
+        files,
+        partitions: partitions.into_values().collect(),
+        checksum: format!("{total:016x}"),
+        input_files,
+        input_bytes,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}

@@ -1,0 +1,285 @@
+//! The shuffle file format, both sides.
+//!
+//! Map side: each worker of a map task sorts its rows by bucket (external
+//! sort, spilling past the task's memory) and writes one data object,
+//! `shuffle-<worker>.arrow`: for each non-empty bucket, a complete Arrow IPC
+//! stream, back to back. Beside it, `shuffle-<worker>.index.json` gives each
+//! bucket's byte range and rows. Reduce side: a task reads its bucket's range
+//! from every map output with one ranged GET each.
+
+use crate::error::{TaskError, TaskResult};
+use crate::manifest::{MANIFEST_FILE, TaskManifest, WrittenFile};
+use crate::storage::{self, Location};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int32Type, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::buffered::BufWriter;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShuffleIndex {
+    pub data_file: String,
+    pub buckets: Vec<BucketRange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketRange {
+    pub bucket: u32,
+    pub offset: u64,
+    pub length: u64,
+    pub rows: u64,
+}
+
+/// Writes one worker's bucket-sorted stream. The last column of `input` is
+/// the bucket id; it is not stored.
+pub async fn write_map_output(
+    attempt_dir: &Location,
+    worker: usize,
+    mut input: SendableRecordBatchStream,
+) -> Result<Vec<WrittenFile>> {
+    let data_name = format!("shuffle-{worker:04}.arrow");
+    let index_name = format!("shuffle-{worker:04}.index.json");
+    let schema = input.schema();
+    let data_cols: Vec<usize> = (0..schema.fields().len() - 1).collect();
+    let data_schema: SchemaRef = Arc::new(schema.project(&data_cols)?);
+    let loc = attempt_dir.join(&data_name);
+    let mut upload =
+        BufWriter::with_capacity(loc.store.clone(), loc.path.clone(), 16 * 1024 * 1024);
+    let mut index = ShuffleIndex {
+        data_file: data_name.clone(),
+        buckets: vec![],
+    };
+    let mut offset = 0u64;
+    let mut current: Option<(u32, StreamWriter<Vec<u8>>, u64)> = None;
+    let mut total_rows = 0u64;
+    let mut checksum = 0u64;
+
+    async fn finish(
+        seg: (u32, StreamWriter<Vec<u8>>, u64),
+        upload: &mut BufWriter,
+        offset: &mut u64,
+        index: &mut ShuffleIndex,
+    ) -> Result<()> {
+        let (bucket, mut w, rows) = seg;
+        w.finish()?;
+        let bytes = w.into_inner()?;
+        upload
+            .write_all(&bytes)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        index.buckets.push(BucketRange {
+            bucket,
+            offset: *offset,
+            length: bytes.len() as u64,
+            rows,
+        });
+        *offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    while let Some(batch) = input.try_next().await? {
+        let buckets = batch
+            .column(data_cols.len())
+            .as_primitive::<Int32Type>()
+            .clone();
+        let data = batch.project(&data_cols)?;
+        checksum = checksum.wrapping_add(crate::layout::file_writer::row_checksum(&data)?);
+        let runs = arrow::compute::partition(&[batch.column(data_cols.len()).clone()])?;
+        for r in runs.ranges() {
+            let bucket = buckets.value(r.start) as u32;
+            if current.as_ref().is_some_and(|c| c.0 != bucket)
+                && let Some(seg) = current.take()
+            {
+                finish(seg, &mut upload, &mut offset, &mut index).await?;
+            }
+            if current.is_none() {
+                current = Some((bucket, StreamWriter::try_new(Vec::new(), &data_schema)?, 0));
+            }
+            let seg = current.as_mut().expect("segment is open");
+            seg.1.write(&data.slice(r.start, r.end - r.start))?;
+            seg.2 += (r.end - r.start) as u64;
+            total_rows += (r.end - r.start) as u64;
+            // Large segments go out in parts; the upload bounds memory.
+            if seg.1.get_ref().len() > 8 * 1024 * 1024 {
+                let buf = std::mem::take(seg.1.get_mut());
+                upload
+                    .write_all(&buf)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                let prefix_len = buf.len() as u64;
+                // Account the flushed bytes to this segment's range.
+                seg_flushed(&mut index, bucket, offset, prefix_len);
+                offset += prefix_len;
+            }
+        }
+    }
+    if let Some(seg) = current.take() {
+        finish(seg, &mut upload, &mut offset, &mut index).await?;
+    }
+    upload
+        .shutdown()
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    merge_flushed_parts(&mut index);
+    let index_json = serde_json::to_vec(&index).expect("index serialises");
+    let index_loc = attempt_dir.join(&index_name);
+    index_loc
+        .store
+        .put(&index_loc.path, index_json.clone().into())
+        .await?;
+    Ok(vec![
+        WrittenFile {
+            path: data_name,
+            partition: String::new(),
+            bucket: None,
+            rows: total_rows,
+            bytes: offset,
+            row_groups: index.buckets.len() as u32,
+            checksum: format!("{checksum:016x}"),
+            stats: Default::default(),
+        },
+        WrittenFile {
+            path: index_name,
+            partition: String::new(),
+            bucket: None,
+            rows: 0,
+            bytes: index_json.len() as u64,
+            row_groups: 0,
+            checksum: String::new(),
+            stats: Default::default(),
+        },
+    ])
+}
+
+/// Records bytes of a still-open segment that were already uploaded, as a
+/// provisional range entry merged by [`merge_flushed_parts`].
+fn seg_flushed(index: &mut ShuffleIndex, bucket: u32, offset: u64, len: u64) {
+    index.buckets.push(BucketRange {
+        bucket,
+        offset,
+        length: len,
+        rows: 0,
+    });
+}
+
+/// Joins consecutive range entries of one bucket into a single range.
+fn merge_flushed_parts(index: &mut ShuffleIndex) {
+    let mut merged: Vec<BucketRange> = Vec::with_capacity(index.buckets.len());
+    for r in index.buckets.drain(..) {
+        match merged.last_mut() {
+            Some(last) if last.bucket == r.bucket && last.offset + last.length == r.offset => {
+                last.length += r.length;
+                last.rows += r.rows;
+            }
+            _ => merged.push(r),
+        }
+    }
+    index.buckets = merged;
+}
+
+/// One bucket of a shuffle, read from every map output as a stream.
+#[derive(Debug)]
+pub struct ShuffleBucketStream {
+    pub schema: SchemaRef,
+    pub bucket: u32,
+    /// (store location of the data object, byte range) for each segment.
+    pub segments: Vec<(Location, u64, u64)>,
+}
+
+impl ShuffleBucketStream {
+    /// Reads the map tasks' manifests and indexes to find the bucket's ranges.
+    pub async fn locate(
+        schema: SchemaRef,
+        bucket: u32,
+        map_outputs: &[String],
+        field: &str,
+    ) -> TaskResult<Self> {
+        let mut segments = vec![];
+        for (i, dir) in map_outputs.iter().enumerate() {
+            let f = format!("{field}.map_outputs[{i}]");
+            let dir_loc =
+                storage::resolve(dir).map_err(|e| TaskError::bad_spec(&f, e.to_string()))?;
+            let manifest_loc = dir_loc.join(MANIFEST_FILE);
+            let bytes = get_bytes(&manifest_loc, &f).await?;
+            let manifest: TaskManifest = serde_json::from_slice(&bytes).map_err(|e| {
+                TaskError::bad_spec(&f, format!("bad manifest {}: {e}", manifest_loc.uri()))
+            })?;
+            for file in manifest
+                .files
+                .iter()
+                .filter(|w| w.path.ends_with(".index.json"))
+            {
+                let index_bytes = get_bytes(&dir_loc.join(&file.path), &f).await?;
+                let index: ShuffleIndex = serde_json::from_slice(&index_bytes).map_err(|e| {
+                    TaskError::bad_spec(&f, format!("bad shuffle index {}: {e}", file.path))
+                })?;
+                let data = dir_loc.join(&index.data_file);
+                for r in index.buckets.iter().filter(|r| r.bucket == bucket) {
+                    segments.push((data.clone(), r.offset, r.offset + r.length));
+                }
+            }
+        }
+        Ok(Self {
+            schema,
+            bucket,
+            segments,
+        })
+    }
+}
+
+async fn get_bytes(loc: &Location, field: &str) -> TaskResult<bytes::Bytes> {
+    let r = loc
+        .store
+        .get(&loc.path)
+        .await
+        .map_err(|e| TaskError::from_store(field, e))?;
+    r.bytes().await.map_err(|e| TaskError::from_store(field, e))
+}
+
+impl PartitionStream for ShuffleBucketStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let segments = self.segments.clone();
+        let schema = self.schema.clone();
+        let stream = futures::stream::iter(segments)
+            .then(move |(loc, start, end)| {
+                let schema = schema.clone();
+                async move {
+                    let bytes = loc.store.get_range(&loc.path, start..end).await?;
+                    let batches: Vec<Result<RecordBatch>> =
+                        StreamReader::try_new(std::io::Cursor::new(bytes), None)?
+                            .map(|b| cast_to(b?, &schema))
+                            .collect();
+                    Ok::<_, DataFusionError>(futures::stream::iter(batches))
+                }
+            })
+            .try_flatten();
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+/// Casts a batch to the declared schema (string views to strings and the like).
+fn cast_to(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| arrow::compute::cast(batch.column(i), f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}

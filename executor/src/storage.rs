@@ -1,0 +1,182 @@
+//! The one place where a URI becomes an object store: a local path,
+//! `file://`, or `s3://bucket/key` (any S3-compatible endpoint).
+//!
+//! S3 settings come from the standard AWS environment: `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, web identity
+//! and container credentials, plus `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP`
+//! for S3-compatible servers. Requests are retried with exponential backoff.
+
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use url::Url;
+
+/// A URI resolved to its store and the object path inside it.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    /// `file://` or `s3://bucket`: the key DataFusion registers stores by.
+    pub store_url: ObjectStoreUrl,
+    pub path: Path,
+}
+
+impl Location {
+    /// The location of `relative` below this one.
+    pub fn join(&self, relative: &str) -> Location {
+        let base = self.path.as_ref().trim_end_matches('/');
+        let rel = relative.trim_start_matches('/');
+        let joined = if base.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{base}/{rel}")
+        };
+        Location {
+            store: self.store.clone(),
+            store_url: self.store_url.clone(),
+            path: Path::from_url_path(&joined).unwrap_or_else(|_| Path::from(joined.as_str())),
+        }
+    }
+
+    /// The full URI, for messages and manifests.
+    pub fn uri(&self) -> String {
+        format!("{}{}", self.store_url.as_str(), self.path)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{uri:?} is not a valid URI: {reason}")]
+    BadUri { uri: String, reason: String },
+    #[error("cannot open store for {uri:?}: {source}")]
+    Store {
+        uri: String,
+        source: object_store::Error,
+    },
+}
+
+fn stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+    STORES.get_or_init(Default::default)
+}
+
+/// Turns `uri` (a plain path, `file://...` or `s3://bucket/key`) into a location.
+pub fn resolve(uri: &str) -> Result<Location, StorageError> {
+    let url = to_url(uri)?;
+    let bad = |reason: &str| StorageError::BadUri {
+        uri: uri.to_string(),
+        reason: reason.to_string(),
+    };
+    let (key, store_url) = match url.scheme() {
+        "file" => ("file://".to_string(), "file://".to_string()),
+        "s3" | "s3a" => {
+            let bucket = url.host_str().ok_or_else(|| bad("no bucket"))?;
+            (format!("s3://{bucket}"), format!("s3://{bucket}"))
+        }
+        other => {
+            return Err(bad(&format!(
+                "unsupported scheme {other:?}; use a path, file:// or s3://"
+            )));
+        }
+    };
+    let store = {
+        let mut map = stores().lock().expect("store registry poisoned");
+        match map.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let s = open_store(&url).map_err(|source| StorageError::Store {
+                    uri: uri.to_string(),
+                    source,
+                })?;
+                map.insert(key, s.clone());
+                s
+            }
+        }
+    };
+    let path = Path::from_url_path(url.path()).map_err(|e| bad(&e.to_string()))?;
+    Ok(Location {
+        store,
+        store_url: ObjectStoreUrl::parse(&store_url).map_err(|e| bad(&e.to_string()))?,
+        path,
+    })
+}
+
+/// Makes the store of `uri` known to a DataFusion runtime.
+pub fn register(runtime: &RuntimeEnv, uri: &str) -> Result<Location, StorageError> {
+    let loc = resolve(uri)?;
+    runtime.register_object_store(loc.store_url.as_ref(), loc.store.clone());
+    Ok(loc)
+}
+
+fn to_url(uri: &str) -> Result<Url, StorageError> {
+    if uri.contains("://") {
+        return Url::parse(uri).map_err(|e| StorageError::BadUri {
+            uri: uri.to_string(),
+            reason: e.to_string(),
+        });
+    }
+    let path = std::path::Path::new(uri);
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| StorageError::BadUri {
+                uri: uri.to_string(),
+                reason: e.to_string(),
+            })?
+            .join(path)
+    };
+    // `..` is resolved by hand: object paths may not contain it.
+    let mut clean = std::path::PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    Url::from_file_path(&clean).map_err(|_| StorageError::BadUri {
+        uri: uri.to_string(),
+        reason: "not an absolute path".into(),
+    })
+}
+
+fn retry_config() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            base: 2.0,
+        },
+        max_retries: 10,
+        retry_timeout: Duration::from_secs(180),
+    }
+}
+
+fn open_store(url: &Url) -> object_store::Result<Arc<dyn ObjectStore>> {
+    match url.scheme() {
+        "file" => Ok(Arc::new(LocalFileSystem::new())),
+        _ => {
+            let bucket = url.host_str().unwrap_or_default();
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry_config());
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
+            {
+                builder = builder.with_region("us-east-1");
+            }
+            // S3-compatible servers (SeaweedFS, MinIO) serve buckets by path.
+            if std::env::var("AWS_ENDPOINT_URL").is_ok() {
+                builder = builder.with_virtual_hosted_style_request(false);
+            }
+            Ok(Arc::new(builder.build()?))
+        }
+    }
+}

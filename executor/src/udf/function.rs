@@ -1,0 +1,80 @@
+//! A scalar function defined by its name, argument check and kernel, so each
+//! blockchain function is its kernel and nothing else.
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::DataType;
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use std::fmt;
+use std::sync::Arc;
+
+type ReturnFn = fn(&[DataType]) -> Result<DataType>;
+type KernelFn = fn(&[ArrayRef], usize) -> Result<ArrayRef>;
+
+pub struct RowFunction {
+    name: &'static str,
+    signature: Signature,
+    return_type: ReturnFn,
+    kernel: KernelFn,
+}
+
+impl RowFunction {
+    pub fn udf(
+        name: &'static str,
+        signature: Signature,
+        return_type: ReturnFn,
+        kernel: KernelFn,
+    ) -> Arc<ScalarUDF> {
+        Arc::new(ScalarUDF::new_from_impl(Self {
+            name,
+            signature,
+            return_type,
+            kernel,
+        }))
+    }
+
+    pub fn any_args(n: usize) -> Signature {
+        Signature::any(n, Volatility::Immutable)
+    }
+}
+
+impl fmt::Debug for RowFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for RowFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for RowFunction {}
+
+impl std::hash::Hash for RowFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+
+impl ScalarUDFImpl for RowFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        (self.return_type)(arg_types)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        (self.kernel)(&arrays, args.number_rows).map(ColumnarValue::Array)
+    }
+}

@@ -1,0 +1,73 @@
+//! Hex strings as bytes, and the method id at the start of calldata.
+
+use super::RowFunction;
+use arrow::array::{ArrayRef, AsArray, BinaryArray, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use datafusion::logical_expr::ScalarUDF;
+use std::sync::Arc;
+
+fn strip_0x(s: &str) -> &str {
+    s.strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s)
+}
+
+pub fn hex_to_bytes() -> Arc<ScalarUDF> {
+    RowFunction::udf(
+        "hex_to_bytes",
+        RowFunction::any_args(1),
+        |_| Ok(DataType::Binary),
+        |a, _| {
+            let s = cast(&a[0], &DataType::Utf8)?;
+            let out: BinaryArray = s
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.and_then(|v| hex::decode(strip_0x(v)).ok()))
+                .collect();
+            Ok(Arc::new(out) as ArrayRef)
+        },
+    )
+}
+
+/// `0x` + the first 4 bytes of the calldata, lower-case; NULL for a plain
+/// transfer (no calldata) or malformed input.
+pub fn method_id_of(input: &str) -> Option<String> {
+    let h = strip_0x(input);
+    let id = h.get(..8)?;
+    id.bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then(|| format!("0x{}", id.to_ascii_lowercase()))
+}
+
+pub fn method_id() -> Arc<ScalarUDF> {
+    RowFunction::udf(
+        "method_id",
+        RowFunction::any_args(1),
+        |_| Ok(DataType::Utf8),
+        |a, _| {
+            let s = cast(&a[0], &DataType::Utf8)?;
+            let out: StringArray = s
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.and_then(method_id_of))
+                .collect();
+            Ok(Arc::new(out) as ArrayRef)
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_ids() {
+        assert_eq!(
+            method_id_of("0xA9059CBB000000").as_deref(),
+            Some("0xa9059cbb")
+        );
+        assert_eq!(method_id_of("0x"), None);
+        assert_eq!(method_id_of("0x12"), None);
+    }
+}
