@@ -1,0 +1,160 @@
+//! One task of the canonical ETL (read, exact fee, date partitioning, sort by
+//! `block_number`, zstd Parquet) in chainbatch's executor, against
+//! DataFusion's own `COPY ... PARTITIONED BY` on the same data in the same
+//! run. Each side runs in its own child process so its peak RSS is its own.
+//!
+//! `cargo bench -p chainbatch-benches --bench etl_task` (rows: `ETL_ROWS`,
+//! default 4,000,000).
+
+use chainbatch_benches::{bench_dir, ensure_transactions, parquet_files, peak_rss_bytes};
+use chainbatch_executor::layout::{Layout, PartitionColumn};
+use chainbatch_executor::spec::{
+    InputFile, InputFormat, InputTable, OutputSpec, SPEC_VERSION, TaskResources, TaskSpec,
+};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+const FEE_SQL: &str =
+    "CAST(receipt_gas_used AS DECIMAL(38,0)) * CAST(receipt_effective_gas_price AS DECIMAL(38,0))";
+
+fn chainbatch_task(input: &Path, out: &Path) -> serde_json::Value {
+    let files = parquet_files(input);
+    let spec = TaskSpec {
+        version: SPEC_VERSION,
+        run_id: "bench".into(),
+        stage_id: 0,
+        task_index: 0,
+        attempt: 1,
+        inputs: vec![InputTable {
+            name: "tx".into(),
+            format: InputFormat::Parquet,
+            files: files
+                .iter()
+                .map(|p| InputFile {
+                    uri: p.display().to_string(),
+                    size: None,
+                    partition_values: vec![],
+                    range: None,
+                    row_groups: None,
+                })
+                .collect(),
+            schema: Some(chainbatch::eth::schema::transactions(true)),
+            partition_columns: vec![],
+            shuffle: None,
+        }],
+        sql: format!("SELECT *, {FEE_SQL} AS fee_wei FROM tx"),
+        output: OutputSpec::Table {
+            table_uri: out.join("table").display().to_string(),
+            staging_uri: out.display().to_string(),
+            layout: Layout {
+                partition_by: vec![PartitionColumn::Derived {
+                    name: "date".into(),
+                    expr: "CAST(block_timestamp AS DATE)".into(),
+                }],
+                sort_by: vec!["block_number".into()],
+                compression: "zstd(1)".into(),
+                ..Layout::default()
+            },
+        },
+        resources: TaskResources {
+            memory_bytes: 512 * 1024 * 1024,
+            ..TaskResources::default()
+        },
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let start = Instant::now();
+    let m = rt
+        .block_on(chainbatch_executor::run_task(&spec, 1))
+        .expect("task runs");
+    let secs = start.elapsed().as_secs_f64();
+    serde_json::json!({"rows": m.rows, "seconds": secs, "files": m.files.len(), "bytes": m.bytes})
+}
+
+fn datafusion_copy(input: &Path, out: &Path) -> serde_json::Value {
+    use datafusion::prelude::*;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ctx = SessionContext::new();
+        ctx.register_parquet("tx", input.display().to_string(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let sql = format!(
+            "COPY (SELECT *, {FEE_SQL} AS fee_wei, CAST(block_timestamp AS DATE) AS date FROM tx ORDER BY block_number) \
+             TO '{}/' STORED AS PARQUET PARTITIONED BY (date) OPTIONS ('format.compression' 'zstd(1)')",
+            out.display()
+        );
+        let r = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        let rows = datafusion::arrow::util::display::array_value_to_string(r[0].column(0), 0).unwrap();
+        let bytes: u64 = parquet_files(out).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+        serde_json::json!({"rows": rows.parse::<u64>().unwrap(), "seconds": secs, "files": parquet_files(out).len(), "bytes": bytes})
+    })
+}
+
+fn main() {
+    if let Ok(which) = std::env::var("ETL_CHILD") {
+        let input = Path::new(&std::env::var("ETL_INPUT").unwrap()).to_path_buf();
+        let out = Path::new(&std::env::var("ETL_OUT").unwrap()).to_path_buf();
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let mut r = match which.as_str() {
+            "chainbatch" => chainbatch_task(&input, &out),
+            _ => datafusion_copy(&input, &out),
+        };
+        r["peak_rss_bytes"] = peak_rss_bytes().into();
+        println!("{r}");
+        return;
+    }
+    let rows: u64 = std::env::var("ETL_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4_000_000);
+    let dir = bench_dir().join(format!("etl-{rows}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = ensure_transactions(&dir, rows, 7);
+    let exe = std::env::current_exe().unwrap();
+    let mut results = vec![];
+    for which in ["datafusion_copy", "chainbatch"] {
+        let out = Command::new(&exe)
+            .env("ETL_CHILD", which)
+            .env("ETL_INPUT", &input)
+            .env("ETL_OUT", dir.join(format!("out-{which}")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{which}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["rows"].as_u64(), Some(rows), "{which} wrote every row");
+        results.push((which, v));
+    }
+    println!(
+        "canonical ETL, one task, {rows} rows, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!(
+        "{:<16} {:>10} {:>14} {:>12} {:>8}",
+        "engine", "seconds", "rows/s", "peak RSS MiB", "files"
+    );
+    let mut rates = vec![];
+    for (which, v) in &results {
+        let secs = v["seconds"].as_f64().unwrap();
+        let rate = rows as f64 / secs;
+        rates.push(rate);
+        println!(
+            "{which:<16} {secs:>10.2} {rate:>14.0} {:>12.0} {:>8}",
+            v["peak_rss_bytes"].as_u64().unwrap() as f64 / 1048576.0,
+            v["files"]
+        );
+    }
+    println!(
+        "chainbatch / DataFusion COPY throughput: {:.2}x",
+        rates[1] / rates[0]
+    );
+}

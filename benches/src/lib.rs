@@ -1,0 +1,70 @@
+//! Shared pieces of the chainbatch benchmarks.
+
+use chainbatch::eth::synth::GenConfig;
+use std::path::{Path, PathBuf};
+
+/// Where benchmarks keep generated data between runs.
+pub fn bench_dir() -> PathBuf {
+    std::env::var_os("CHAINBATCH_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("chainbatch-bench"))
+}
+
+/// Peak resident set size of this process, in bytes (Linux `VmHWM`).
+pub fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Generates `rows` transactions over `days` days into `dir` unless a
+/// previous run left them there.
+pub fn ensure_transactions(dir: &Path, rows: u64, days: u32) -> PathBuf {
+    let marker = dir.join(format!("transactions-{rows}-{days}.done"));
+    if !marker.exists() {
+        let _ = std::fs::remove_dir_all(dir.join("transactions"));
+        let cfg = GenConfig {
+            rows,
+            days,
+            start_ts: 1_682_985_600,
+            seed: 1,
+            files_per_day: 1,
+            batch_rows: 8192,
+        };
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        rt.block_on(chainbatch::eth::synth_write::write_transactions(
+            &cfg,
+            &dir.display().to_string(),
+            threads,
+            &|_, _| {},
+        ))
+        .expect("generate transactions");
+        std::fs::write(&marker, b"").expect("marker");
+    }
+    dir.join("transactions")
+}
+
+/// Every Parquet file below `dir`.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

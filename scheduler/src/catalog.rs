@@ -1,0 +1,212 @@
+//! The data catalog: datasets by name, with type, path, hive partitions,
+//! schema, layout and save mode.
+
+use crate::conf::error::ConfigError;
+use crate::conf::typed::{
+    check_keys, deserialize, get, kind_of, mapping, optional_str, required_str,
+};
+use chainbatch_executor::layout::Layout;
+use chainbatch_executor::schema::{ColumnSpec, parse_type};
+use serde_norway::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetType {
+    Parquet,
+    Jsonl,
+    Csv,
+}
+
+/// What a write does to data already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveMode {
+    /// Replace the partitions present in the output; leave the others.
+    OverwritePartitions,
+    /// Add files next to what is there.
+    Append,
+    /// Refuse to write when the dataset already has data.
+    ErrorIfExists,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub name: String,
+    pub kind: DatasetType,
+    pub path: String,
+    /// Hive partition columns, in directory order.
+    pub partitions: Vec<ColumnSpec>,
+    /// Declared file schema (without partition columns).
+    pub schema: Option<Vec<ColumnSpec>>,
+    pub layout: Option<Layout>,
+    pub save_mode: SaveMode,
+    /// The partition column that holds the date, for `--dates` pruning.
+    pub date_column: Option<String>,
+}
+
+pub type Catalog = BTreeMap<String, Dataset>;
+
+const DATASET_KEYS: &[&str] = &[
+    "type",
+    "path",
+    "partitions",
+    "schema",
+    "layout",
+    "save_mode",
+    "date_column",
+];
+
+pub fn parse_catalog(root: &Value) -> Result<Catalog, ConfigError> {
+    let mut out = Catalog::new();
+    for (name, v) in mapping(root, "")? {
+        let name = name.as_str().unwrap_or_default().to_string();
+        out.insert(name.clone(), parse_dataset(&name, v)?);
+    }
+    Ok(out)
+}
+
+fn parse_dataset(name: &str, v: &Value) -> Result<Dataset, ConfigError> {
+    let m = mapping(v, name)?;
+    check_keys(m, DATASET_KEYS, name)?;
+    let kind = match required_str(m, "type", name)?.as_str() {
+        "parquet" => DatasetType::Parquet,
+        "jsonl" | "json" => DatasetType::Jsonl,
+        "csv" => DatasetType::Csv,
+        other => {
+            return Err(ConfigError::new(
+                format!("{name}.type"),
+                format!("unknown dataset type `{other}`; expected parquet, jsonl or csv"),
+            ));
+        }
+    };
+    let path = required_str(m, "path", name)?;
+    if path.trim().is_empty() {
+        return Err(ConfigError::new(
+            format!("{name}.path"),
+            "must not be empty",
+        ));
+    }
+    let partitions = parse_partitions(get(m, "partitions"), &format!("{name}.partitions"))?;
+    let schema = match get(m, "schema") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(crate::eth::schema::named_columns(s).ok_or_else(|| {
+            ConfigError::new(
+                format!("{name}.schema"),
+                format!(
+                    "unknown schema `{s}`; expected a list of {{name, type}} or one of: {}",
+                    crate::eth::schema::NAMES.join(", ")
+                ),
+            )
+        })?),
+        Some(other) => {
+            let cols: Vec<ColumnSpec> = deserialize(
+                other,
+                &format!("{name}.schema"),
+                "a list of {name, type} columns",
+            )?;
+            for (i, c) in cols.iter().enumerate() {
+                parse_type(&c.data_type)
+                    .map_err(|e| ConfigError::new(format!("{name}.schema[{i}].type"), e))?;
+            }
+            Some(cols)
+        }
+    };
+    let layout = match get(m, "layout") {
+        None | Some(Value::Null) => None,
+        Some(l) => Some(parse_layout(l, &format!("{name}.layout"))?),
+    };
+    let save_mode = match optional_str(m, "save_mode", name)?.as_deref() {
+        None | Some("overwrite_partitions") | Some("overwrite") => SaveMode::OverwritePartitions,
+        Some("append") => SaveMode::Append,
+        Some("error_if_exists") | Some("error") => SaveMode::ErrorIfExists,
+        Some(other) => {
+            return Err(ConfigError::new(
+                format!("{name}.save_mode"),
+                format!(
+                    "unknown save mode `{other}`; expected overwrite_partitions, append or error_if_exists"
+                ),
+            ));
+        }
+    };
+    if kind != DatasetType::Parquet && layout.is_some() {
+        return Err(ConfigError::new(
+            format!("{name}.layout"),
+            "only parquet datasets can be written with a layout",
+        ));
+    }
+    let date_column = optional_str(m, "date_column", name)?.or_else(|| {
+        partitions
+            .iter()
+            .find(|p| p.name == "date")
+            .map(|p| p.name.clone())
+    });
+    Ok(Dataset {
+        name: name.to_string(),
+        kind,
+        path,
+        partitions,
+        schema,
+        layout,
+        save_mode,
+        date_column,
+    })
+}
+
+/// `partitions: {date: date}` or `[{name: date, type: date}]` or `[date]` (strings).
+fn parse_partitions(v: Option<&Value>, key: &str) -> Result<Vec<ColumnSpec>, ConfigError> {
+    let cols = match v {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Mapping(m)) => m
+            .iter()
+            .map(|(k, t)| {
+                let name = k.as_str().unwrap_or_default();
+                let t = t.as_str().ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{key}.{name}"),
+                        format!("expected a type name, found {}", kind_of(t)),
+                    )
+                })?;
+                Ok(ColumnSpec::new(name, t))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?,
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(ColumnSpec::new(s, "string")),
+                other => deserialize(
+                    other,
+                    &format!("{key}[{i}]"),
+                    "a column name or {name, type}",
+                ),
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?,
+        Some(other) => {
+            return Err(ConfigError::new(
+                key,
+                format!(
+                    "expected a mapping of column: type, found {}",
+                    kind_of(other)
+                ),
+            ));
+        }
+    };
+    for (i, c) in cols.iter().enumerate() {
+        parse_type(&c.data_type).map_err(|e| ConfigError::new(format!("{key}[{i}]"), e))?;
+    }
+    Ok(cols)
+}
+
+pub fn parse_layout(v: &Value, key: &str) -> Result<Layout, ConfigError> {
+    let layout: Layout = deserialize(
+        v,
+        key,
+        "a layout (partition_by, bucket_by, sort_by, target_file_bytes, ...)",
+    )?;
+    layout.validate(key).map_err(|e| match e.kind {
+        chainbatch_executor::error::ErrorKind::BadSpec { field } => {
+            ConfigError::new(field.replacen(key, key, 1), e.message)
+        }
+        _ => ConfigError::new(key, e.message),
+    })?;
+    Ok(layout)
+}

@@ -1,0 +1,6 @@
+//! Configuration in Kedro conventions: `conf/base` plus `conf/<env>`.
+
+pub mod error;
+pub mod interpolate;
+pub mod typed;
+pub mod yaml;

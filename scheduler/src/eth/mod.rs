@@ -1,0 +1,5 @@
+//! The AWS Public Blockchain Data `eth` tables: schemas and synthetic data.
+
+pub mod schema;
+pub mod synth;
+pub mod synth_write;

@@ -1,0 +1,363 @@
+//! Deterministic synthetic `eth` data in the AWS layout and exact schema.
+//!
+//! The data looks like mainnet where it matters to a layout or a query:
+//! Zipf-skewed senders and contracts, daily volume that varies threefold,
+//! 12-second blocks with consistent numbers, timestamps and hashes, type-0
+//! and type-2 transactions, about 2% failed receipts, values with heavy
+//! tails beyond 2^53 wei, and calldata from a small set of popular methods.
+//! Every value depends only on the seed and its position, so any day or file
+//! can be generated alone, in parallel, with memory bounded by one batch.
+
+use arrow::array::{
+    ArrayRef, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder, TimestampSecondBuilder,
+};
+use arrow::datatypes::SchemaRef;
+use chainbatch_executor::schema::to_schema;
+use std::sync::Arc;
+
+pub const SECONDS_PER_BLOCK: i64 = 12;
+pub const BLOCKS_PER_DAY: i64 = 86_400 / SECONDS_PER_BLOCK;
+/// Block 17,000,000 was mined on 2023-04-13 around 22:00 UTC; blocks before
+/// and after are numbered from it at 12 s.
+const ANCHOR_BLOCK: i64 = 17_000_000;
+const ANCHOR_TS: i64 = 1_681_423_200;
+
+/// Popular method ids and their share of contract calls (per mille).
+const METHODS: &[(&str, u64)] = &[
+    ("a9059cbb", 300), // transfer
+    ("095ea7b3", 120), // approve
+    ("3593564c", 150), // execute (Universal Router)
+    ("23b872dd", 80),  // transferFrom
+    ("38ed1739", 60),  // swapExactTokensForTokens
+    ("7ff36ab5", 60),  // swapExactETHForTokens
+    ("ac9650d8", 70),  // multicall
+    ("d0e30db0", 50),  // deposit
+    ("2e1a7d4d", 40),  // withdraw
+    ("5ae401dc", 70),  // multicall(deadline)
+];
+
+#[derive(Debug, Clone)]
+pub struct GenConfig {
+    pub rows: u64,
+    pub days: u32,
+    /// Unix seconds of the first day's midnight.
+    pub start_ts: i64,
+    pub seed: u64,
+    pub files_per_day: u32,
+    pub batch_rows: usize,
+}
+
+/// SplitMix64: fast, and any position can be jumped to.
+#[inline]
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+struct Rng(u64);
+
+impl Rng {
+    #[inline]
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0)
+    }
+    #[inline]
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    #[inline]
+    fn below(&mut self, n: u64) -> u64 {
+        ((self.next() as u128 * n as u128) >> 64) as u64
+    }
+}
+
+/// Zipf-like rank in `0..n` with exponent `s` (> 1), by inverting the
+/// continuous power law: rank 0 is the most frequent.
+#[inline]
+fn zipf(u: f64, n: u64, s: f64) -> u64 {
+    let a = 1.0 - s;
+    let x = (((n as f64).powf(a) - 1.0) * u + 1.0).powf(1.0 / a);
+    (x as u64).saturating_sub(1).min(n - 1)
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `0x` and the hex of `words` 64-bit values derived from `key`.
+#[inline]
+fn push_hex(buf: &mut String, key: u64, words: usize) {
+    buf.push_str("0x");
+    push_hex_digits(buf, key, words);
+}
+
+#[inline]
+fn push_hex_digits(buf: &mut String, key: u64, words: usize) {
+    let mut k = key;
+    for _ in 0..words {
+        k = mix(k);
+        let bytes = k.to_be_bytes();
+        for b in bytes {
+            buf.push(HEX[(b >> 4) as usize] as char);
+            buf.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+}
+
+fn address(buf: &mut String, kind: u64, id: u64, seed: u64) {
+    buf.clear();
+    push_hex(buf, mix(seed ^ kind.rotate_left(32) ^ id), 3);
+    buf.truncate(42);
+}
+
+pub fn block_number_at(ts: i64) -> i64 {
+    ANCHOR_BLOCK + (ts - ANCHOR_TS).div_euclid(SECONDS_PER_BLOCK)
+}
+
+pub fn block_timestamp(number: i64) -> i64 {
+    ANCHOR_TS + (number - ANCHOR_BLOCK) * SECONDS_PER_BLOCK
+}
+
+/// The hash of block `number`, shared by every table.
+pub fn block_hash(buf: &mut String, seed: u64, number: i64) {
+    buf.clear();
+    push_hex(
+        buf,
+        seed ^ 0xb10c ^ (number as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
+        4,
+    );
+}
+
+/// The hash of the transaction at `(block, index)`, shared by every table.
+pub fn tx_hash(buf: &mut String, seed: u64, block: i64, index: u64) {
+    buf.clear();
+    push_hex(
+        buf,
+        seed ^ 0x7a11 ^ mix(block as u64) ^ index.wrapping_mul(0x9e37_79b9),
+        4,
+    );
+}
+
+impl GenConfig {
+    /// Relative volume of day `d`: a weekly cycle plus noise, from 1 to 3.
+    fn day_weight(&self, d: u32) -> f64 {
+        let weekly = [3.0, 2.6, 2.4, 2.5, 2.8, 1.2, 1.0];
+        let noise = (mix(self.seed ^ 0xda7 ^ d as u64) % 1000) as f64 / 5000.0;
+        (weekly[(d % 7) as usize] + noise).min(3.0)
+    }
+
+    /// Rows of each day, summing to `rows`.
+    pub fn rows_per_day(&self) -> Vec<u64> {
+        let weights: Vec<f64> = (0..self.days).map(|d| self.day_weight(d)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut out: Vec<u64> = weights
+            .iter()
+            .map(|w| (self.rows as f64 * w / total) as u64)
+            .collect();
+        let short = self.rows - out.iter().sum::<u64>();
+        for i in 0..short as usize {
+            let n = out.len();
+            out[i % n] += 1;
+        }
+        out
+    }
+
+    pub fn day_start(&self, d: u32) -> i64 {
+        self.start_ts + d as i64 * 86_400
+    }
+
+    fn senders(&self) -> u64 {
+        (self.rows / 40).max(1_000)
+    }
+}
+
+pub fn transactions_schema() -> SchemaRef {
+    to_schema(
+        &crate::eth::schema::transactions(true),
+        "eth.transactions.exact",
+    )
+    .expect("built-in schema parses")
+}
+
+/// Generates rows `first..first+n` of day `d` (rows of a day are spread over
+/// its blocks in order), as one batch.
+pub fn transactions_batch(
+    cfg: &GenConfig,
+    d: u32,
+    day_rows: u64,
+    first: u64,
+    n: usize,
+) -> RecordBatch {
+    let seed = cfg.seed;
+    let day_start = cfg.day_start(d);
+    let first_block = block_number_at(day_start + SECONDS_PER_BLOCK - 1);
+    let blocks = BLOCKS_PER_DAY as u64;
+    let senders = cfg.senders();
+    let contracts = (senders / 20).max(100);
+    // Base fee drifts by day between 8 and 60 gwei.
+    let base_fee = 8_000_000_000 + (mix(seed ^ 0xbf ^ d as u64) % 52_000_000_000) as i64;
+
+    let mut hash = StringBuilder::with_capacity(n, n * 66);
+    let mut nonce = Int64Builder::with_capacity(n);
+    let mut tx_index = Int64Builder::with_capacity(n);
+    let mut from = StringBuilder::with_capacity(n, n * 42);
+    let mut to = StringBuilder::with_capacity(n, n * 42);
+    let mut value = Decimal128Builder::with_capacity(n);
+    let mut gas = Int64Builder::with_capacity(n);
+    let mut gas_price = Int64Builder::with_capacity(n);
+    let mut input = StringBuilder::with_capacity(n, n * 90);
+    let mut cumulative = Int64Builder::with_capacity(n);
+    let mut gas_used = Int64Builder::with_capacity(n);
+    let mut contract_address = StringBuilder::with_capacity(n, 0);
+    let mut receipt_root = StringBuilder::with_capacity(n, 0);
+    let mut status = Int64Builder::with_capacity(n);
+    let mut ts = TimestampSecondBuilder::with_capacity(n);
+    let mut block_number = Int64Builder::with_capacity(n);
+    let mut bhash = StringBuilder::with_capacity(n, n * 66);
+    let mut max_fee = Int64Builder::with_capacity(n);
+    let mut max_prio = Int64Builder::with_capacity(n);
+    let mut tx_type = Int64Builder::with_capacity(n);
+    let mut effective = Int64Builder::with_capacity(n);
+
+    let mut buf = String::with_capacity(330);
+    let mut cum_block = -1i64;
+    let mut cum = 0i64;
+    for row in first..first + n as u64 {
+        let block_in_day = row * blocks / day_rows.max(1);
+        let block = first_block + block_in_day as i64;
+        // Index within the block: rows of one block are consecutive.
+        let block_first_row = (block_in_day * day_rows).div_ceil(blocks);
+        let index = row - block_first_row;
+        let mut rng = Rng(mix(seed ^ mix(block as u64) ^ index));
+
+        tx_hash(&mut buf, seed, block, index);
+        hash.append_value(&buf);
+        let sender = zipf(rng.unit(), senders, 1.07);
+        address(&mut buf, 1, sender, seed);
+        from.append_value(&buf);
+        nonce.append_value((mix(sender ^ block as u64) % 50_000) as i64);
+        tx_index.append_value(index as i64);
+
+        let kind = rng.below(1000);
+        let creation = kind < 3;
+        let plain_transfer = (3..300).contains(&kind);
+        if creation {
+            to.append_null();
+        } else if plain_transfer {
+            address(&mut buf, 1, rng.below(senders * 4), seed);
+            to.append_value(&buf);
+        } else {
+            address(&mut buf, 2, zipf(rng.unit(), contracts, 1.2), seed);
+            to.append_value(&buf);
+        }
+        // Heavy-tailed value: zero for most calls, else log-uniform 1e12..1e22 wei.
+        let v: i128 = if !plain_transfer && rng.below(10) < 8 {
+            0
+        } else {
+            let exp = 12.0 + 10.0 * rng.unit();
+            10f64.powf(exp) as i128 + rng.below(1_000_000) as i128
+        };
+        value.append_value(v);
+
+        buf.clear();
+        if plain_transfer {
+            buf.push_str("0x");
+        } else {
+            let mut pick = rng.below(1000);
+            let mut id = METHODS[0].0;
+            for (m, share) in METHODS {
+                if pick < *share {
+                    id = m;
+                    break;
+                }
+                pick -= share;
+            }
+            if creation {
+                id = "60806040";
+            }
+            buf.push_str("0x");
+            buf.push_str(id);
+            let words = 1 + rng.below(4) as usize;
+            push_hex_digits(&mut buf, rng.next(), words * 4);
+        }
+        input.append_value(&buf);
+
+        let g = if plain_transfer {
+            21_000
+        } else {
+            50_000 + rng.below(450_000) as i64
+        };
+        gas.append_value(g);
+        let used = if plain_transfer {
+            21_000
+        } else {
+            g * (40 + rng.below(60) as i64) / 100
+        };
+        gas_used.append_value(used);
+        if block != cum_block {
+            cum_block = block;
+            cum = 0;
+        }
+        cum += used;
+        cumulative.append_value(cum);
+
+        let typ = if rng.below(100) < 22 { 0 } else { 2 };
+        let tip = 100_000_000 + rng.below(3_000_000_000) as i64;
+        tx_type.append_value(typ);
+        if typ == 0 {
+            let price = base_fee + tip;
+            gas_price.append_value(price);
+            max_fee.append_null();
+            max_prio.append_null();
+            effective.append_value(price);
+        } else {
+            let cap = base_fee * 2 + tip;
+            gas_price.append_value(cap);
+            max_fee.append_value(cap);
+            max_prio.append_value(tip);
+            effective.append_value(base_fee + tip);
+        }
+        if creation {
+            address(&mut buf, 3, row ^ block as u64, seed);
+            contract_address.append_value(&buf);
+        } else {
+            contract_address.append_null();
+        }
+        receipt_root.append_null();
+        status.append_value(if rng.below(1000) < 20 { 0 } else { 1 });
+        ts.append_value(block_timestamp(block));
+        block_number.append_value(block);
+        block_hash(&mut buf, seed, block);
+        bhash.append_value(&buf);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(hash.finish()),
+        Arc::new(nonce.finish()),
+        Arc::new(tx_index.finish()),
+        Arc::new(from.finish()),
+        Arc::new(to.finish()),
+        Arc::new(
+            value
+                .finish()
+                .with_precision_and_scale(38, 0)
+                .expect("valid decimal"),
+        ),
+        Arc::new(gas.finish()),
+        Arc::new(gas_price.finish()),
+        Arc::new(input.finish()),
+        Arc::new(cumulative.finish()),
+        Arc::new(gas_used.finish()),
+        Arc::new(contract_address.finish()),
+        Arc::new(receipt_root.finish()),
+        Arc::new(status.finish()),
+        Arc::new(ts.finish().with_timezone("UTC")),
+        Arc::new(block_number.finish()),
+        Arc::new(bhash.finish()),
+        Arc::new(max_fee.finish()),
+        Arc::new(max_prio.finish()),
+        Arc::new(tx_type.finish()),
+        Arc::new(effective.finish()),
+    ];
+    RecordBatch::try_new(transactions_schema(), cols).expect("generator matches its schema")
+}
