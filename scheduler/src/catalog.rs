@@ -204,7 +204,7 @@ pub fn parse_layout(v: &Value, key: &str) -> Result<Layout, ConfigError> {
     )?;
     layout.validate(key).map_err(|e| match e.kind {
         chainbatch_executor::error::ErrorKind::BadSpec { field } => {
-            ConfigError::new(field.replacen(key, key, 1), e.message)
+            ConfigError::new(field, e.message)
         }
         _ => ConfigError::new(key, e.message),
     })?;

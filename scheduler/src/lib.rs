@@ -1,6 +1,12 @@
 //! chainbatch: the driver. Config, catalog, pipelines, planner, backends,
 //! commit, and the tools around them.
 
+pub mod backend;
 pub mod catalog;
+pub mod commit;
 pub mod conf;
+pub mod driver;
 pub mod eth;
+pub mod pipeline;
+pub mod plan;
+pub mod progress;

@@ -1,1 +1,476 @@
-fn main() {}
+//! `chainbatch`: run, plan and validate pipelines; list runs; generate data.
+
+use chainbatch::backend::BackendKind;
+use chainbatch::conf::error::ConfigError;
+use chainbatch::conf::project::{LoadOptions, Project, load, parse_override};
+use chainbatch::driver::{self, DriverError, RunOptions};
+use chainbatch::pipeline::Selection;
+use chainbatch::progress::{LogFormat, Progress, human_bytes, human_count};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXIT_HELP: &str = "\
+Exit codes: 0 success; 1 the run failed (a task, the storage, or the commit);
+2 a usage or configuration error (nothing was run or written).";
+
+#[derive(Parser)]
+#[command(name = "chainbatch", version, about = "A batch engine for ETL over public blockchain data", after_help = EXIT_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline (or the selected nodes of it) and commit its outputs.
+    Run(RunArgs),
+    /// Show the stages and tasks a run would execute, and why.
+    Plan {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+        format: PlanFormat,
+    },
+    /// Check the configuration and every node's SQL without running anything.
+    Validate {
+        #[command(flatten)]
+        project: ProjectArgs,
+        /// The pipeline to check (default: all).
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// List past runs with status, rows, bytes and duration.
+    Runs {
+        #[command(flatten)]
+        project: ProjectArgs,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+        format: PlanFormat,
+    },
+    /// Generate synthetic `eth` transactions in the AWS layout.
+    Gen(GenArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Args, Clone)]
+struct ProjectArgs {
+    /// The configuration folder (holding base/ and one folder per environment).
+    #[arg(long, default_value = "conf", env = "CHAINBATCH_CONF")]
+    conf: PathBuf,
+    /// The environment whose files override base/.
+    #[arg(long, default_value = "local", env = "CHAINBATCH_ENV")]
+    env: String,
+    /// Override a global: `--globals out_root=/data/out` (YAML-typed value; repeatable).
+    #[arg(long = "globals", value_name = "KEY=VALUE")]
+    globals: Vec<String>,
+    /// Override a parameter: `--params min_value=0` (YAML-typed value; repeatable).
+    #[arg(long = "params", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// The run date `${runtime:run_date}` resolves to (default: today, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    run_date: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// The pipeline to run (default: the only one defined).
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// Run only these nodes (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    nodes: Vec<String>,
+    /// Run these nodes and everything downstream of them.
+    #[arg(long, value_delimiter = ',')]
+    from_nodes: Vec<String>,
+    /// Run these nodes and everything upstream of them.
+    #[arg(long, value_delimiter = ',')]
+    to_nodes: Vec<String>,
+    /// Run only nodes carrying one of these tags.
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Input date window, inclusive: `2024-05-01..2024-05-07`, `yesterday`, `today`.
+    #[arg(long)]
+    dates: Option<String>,
+    /// Where tasks run: local (in-process) or process (chainbatch-executor children).
+    #[arg(long, default_value = "local")]
+    backend: String,
+    /// Tasks at once (default: the number of cores).
+    #[arg(long)]
+    parallelism: Option<usize>,
+    /// Attempts per task for retryable failures.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// The run id (default: a UTC timestamp and the pipeline name).
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Plan and print, but run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Log lines as text (a live line per stage on a terminal) or JSON.
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+}
+
+#[derive(Args)]
+struct GenArgs {
+    /// Transactions in all.
+    #[arg(long)]
+    rows: u64,
+    /// Days they span.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// The first day.
+    #[arg(long, default_value = "2024-01-01")]
+    start: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Files per day (the AWS dataset has one).
+    #[arg(long, default_value_t = 1)]
+    files_per_day: u32,
+    /// Tables to write; only transactions so far.
+    #[arg(long, value_delimiter = ',', default_value = "transactions")]
+    tables: Vec<String>,
+    /// Where to write: `<out>/<table>/date=YYYY-MM-DD/part-NNNNN.parquet`.
+    #[arg(long)]
+    out: String,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(DriverError::Config(e)) => {
+            eprintln!("chainbatch: config error: {e}");
+            ExitCode::from(2)
+        }
+        Err(DriverError::Run(e)) => {
+            eprintln!("chainbatch: run failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn today_or(run_date: &Option<String>) -> Result<String, ConfigError> {
+    let today = chainbatch::plan::dates::today();
+    match run_date {
+        None => Ok(today),
+        Some(d) => chainbatch::plan::dates::parse(d, &today)
+            .map(|r| r.from)
+            .map_err(|e| ConfigError::new("--run-date", e)),
+    }
+}
+
+fn load_project(p: &ProjectArgs, run_id: &str) -> Result<Project, ConfigError> {
+    let mut runtime = BTreeMap::new();
+    runtime.insert("run_date".to_string(), today_or(&p.run_date)?);
+    runtime.insert("run_id".to_string(), run_id.to_string());
+    let globals = p
+        .globals
+        .iter()
+        .map(|g| parse_override(g, "--globals"))
+        .collect::<Result<_, _>>()?;
+    let params = p
+        .params
+        .iter()
+        .map(|g| parse_override(g, "--params"))
+        .collect::<Result<_, _>>()?;
+    load(&LoadOptions {
+        conf_dir: p.conf.clone(),
+        env: p.env.clone(),
+        globals,
+        params,
+        runtime,
+    })
+}
+
+fn default_run_id(pipeline: Option<&str>) -> String {
+    let secs = chainbatch::commit::journal::now_secs() as i64;
+    let date = chainbatch::eth::synth_write::date_string(secs).replace('-', "");
+    let t = secs.rem_euclid(86_400);
+    format!(
+        "{date}T{:02}{:02}{:02}Z-{}",
+        t / 3600,
+        t / 60 % 60,
+        t % 60,
+        pipeline.unwrap_or("run")
+    )
+}
+
+fn run_options(a: &RunArgs, run_id: String) -> Result<RunOptions, ConfigError> {
+    let today = chainbatch::plan::dates::today();
+    let dates = a
+        .dates
+        .as_deref()
+        .map(|d| {
+            chainbatch::plan::dates::parse(d, &today).map_err(|e| ConfigError::new("--dates", e))
+        })
+        .transpose()?;
+    let backend = BackendKind::parse(&a.backend).map_err(|e| ConfigError::new("--backend", e))?;
+    if a.parallelism == Some(0) {
+        return Err(ConfigError::new("--parallelism", "must be at least 1"));
+    }
+    if a.max_attempts == 0 {
+        return Err(ConfigError::new("--max-attempts", "must be at least 1"));
+    }
+    Ok(RunOptions {
+        pipeline: a.pipeline.clone(),
+        selection: Selection {
+            nodes: a.nodes.clone(),
+            from_nodes: a.from_nodes.clone(),
+            to_nodes: a.to_nodes.clone(),
+            tags: a.tags.clone(),
+        },
+        dates,
+        run_id,
+        backend,
+        parallelism: a
+            .parallelism
+            .unwrap_or_else(|| chainbatch_executor::runner::effective_parallelism(0)),
+        max_attempts: a.max_attempts,
+    })
+}
+
+fn print_plan(plans: &[chainbatch::plan::NodePlan], format: PlanFormat) {
+    match format {
+        PlanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(plans).expect("plans serialise")
+        ),
+        PlanFormat::Table => {
+            for p in plans {
+                println!("node {} -> {} ({})", p.node, p.output, p.output_path);
+                println!("  strategy: {:?}: {}", p.strategy, p.reason);
+                let parts = match p.input_partitions.as_slice() {
+                    [] => "none".to_string(),
+                    [one] => one.clone(),
+                    [first, .., last] => {
+                        format!("{first} .. {last} ({})", p.input_partitions.len())
+                    }
+                };
+                println!(
+                    "  input: {} files, {}, partitions {parts}",
+                    p.input_files,
+                    human_bytes(p.input_bytes)
+                );
+                println!(
+                    "  output partitioned by: {}",
+                    if p.output_partition_by.is_empty() {
+                        "nothing".into()
+                    } else {
+                        p.output_partition_by.join(", ")
+                    }
+                );
+                for s in &p.stages {
+                    println!(
+                        "  stage {} ({}): {} task(s), {} input",
+                        s.stage_id,
+                        s.kind,
+                        s.tasks,
+                        human_bytes(s.input_bytes)
+                    );
+                }
+            }
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> Result<(), DriverError> {
+    match cmd {
+        Command::Run(a) => {
+            let run_id = a
+                .run_id
+                .clone()
+                .unwrap_or_else(|| default_run_id(a.pipeline.as_deref()));
+            let project = load_project(&a.project, &run_id)?;
+            let opts = run_options(&a, run_id.clone())?;
+            if a.dry_run {
+                let plans = driver::plan(&project, &opts).await?;
+                print_plan(&plans, PlanFormat::Table);
+                return Ok(());
+            }
+            let format = match a.log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            };
+            let progress = Progress::new(format);
+            let started = std::time::Instant::now();
+            let summary = driver::run(&project, &opts, &progress).await?;
+            println!(
+                "run {run_id} succeeded in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            println!(
+                "{:<24} {:<24} {:>6} {:>10} {:>6} {:>10} {:>11} {:>8}",
+                "node", "dataset", "tasks", "partitions", "files", "rows", "bytes", "seconds"
+            );
+            for s in summary {
+                println!(
+                    "{:<24} {:<24} {:>6} {:>10} {:>6} {:>10} {:>11} {:>8.1}",
+                    s.node,
+                    s.dataset,
+                    s.tasks,
+                    s.partitions,
+                    s.files,
+                    human_count(s.rows),
+                    human_bytes(s.bytes),
+                    s.seconds
+                );
+            }
+            Ok(())
+        }
+        Command::Plan { run, format } => {
+            let run_id = run
+                .run_id
+                .clone()
+                .unwrap_or_else(|| default_run_id(run.pipeline.as_deref()));
+            let project = load_project(&run.project, &run_id)?;
+            let opts = run_options(&run, run_id)?;
+            let plans = driver::plan(&project, &opts).await?;
+            print_plan(&plans, format);
+            Ok(())
+        }
+        Command::Validate { project, pipeline } => {
+            let p = load_project(&project, "validate")?;
+            let names: Vec<String> = match pipeline {
+                Some(n) => vec![driver::pick_pipeline(&p, Some(&n))?.name.clone()],
+                None => p.pipelines.keys().cloned().collect(),
+            };
+            for name in &names {
+                let opts = RunOptions {
+                    pipeline: Some(name.clone()),
+                    selection: Selection::default(),
+                    dates: None,
+                    run_id: "validate".into(),
+                    backend: BackendKind::Local,
+                    parallelism: 1,
+                    max_attempts: 1,
+                };
+                let (nodes, _) = driver::checked_nodes(&p, &opts).await?;
+                println!("pipeline {name}: {} node(s) ok", nodes.len());
+            }
+            println!(
+                "{} dataset(s), {} pipeline(s): configuration is valid",
+                p.catalog.len(),
+                names.len()
+            );
+            Ok(())
+        }
+        Command::Runs { project, format } => {
+            let p = load_project(&project, "runs")?;
+            let root = driver::out_root(&p)?;
+            let runs = chainbatch::commit::journal::list(&root)
+                .await
+                .map_err(DriverError::Run)?;
+            match format {
+                PlanFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&runs).expect("journals serialise")
+                ),
+                PlanFormat::Table => {
+                    println!(
+                        "{:<40} {:<12} {:>10} {:>11} {:>9}",
+                        "run", "status", "rows", "bytes", "seconds"
+                    );
+                    for r in runs {
+                        let secs = r
+                            .finished_at
+                            .map(|f| (f - r.started_at).to_string())
+                            .unwrap_or_else(|| "-".into());
+                        println!(
+                            "{:<40} {:<12} {:>10} {:>11} {:>9}",
+                            r.run_id,
+                            format!("{:?}", r.status).to_lowercase(),
+                            human_count(r.rows()),
+                            human_bytes(r.bytes()),
+                            secs
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Gen(g) => generate(g).await,
+    }
+}
+
+async fn generate(g: GenArgs) -> Result<(), DriverError> {
+    if let Some(t) = g.tables.iter().find(|t| t.as_str() != "transactions") {
+        return Err(ConfigError::new(
+            "--tables",
+            format!("table `{t}` cannot be generated yet; only transactions"),
+        )
+        .into());
+    }
+    if g.rows == 0 || g.days == 0 || g.files_per_day == 0 {
+        return Err(
+            ConfigError::new("--rows", "rows, days and files per day must be at least 1").into(),
+        );
+    }
+    let start = chainbatch::plan::dates::parse(&g.start, &chainbatch::plan::dates::today())
+        .map_err(|e| ConfigError::new("--start", e))?;
+    let start_ts = chainbatch::plan::dates::each_day(&chainbatch::plan::dates::DateRange {
+        from: "1970-01-01".into(),
+        to: start.from.clone(),
+    })
+    .len() as i64
+        * 86_400
+        - 86_400;
+    let cfg = chainbatch::eth::synth::GenConfig {
+        rows: g.rows,
+        days: g.days,
+        start_ts,
+        seed: g.seed,
+        files_per_day: g.files_per_day,
+        batch_rows: 8192,
+    };
+    let started = std::time::Instant::now();
+    let threads = chainbatch_executor::runner::effective_parallelism(0);
+    let total = g.days as u64 * g.files_per_day as u64;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let progress = |rel: &str, rows: u64| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        eprintln!(
+            "chainbatch gen: {n}/{total} files · {rel} · {} rows",
+            human_count(rows)
+        );
+    };
+    let s = chainbatch::eth::synth_write::write_transactions(&cfg, &g.out, threads, &progress)
+        .await
+        .map_err(DriverError::Run)?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "wrote {} transactions in {} files ({}) to {} in {secs:.1}s ({:.0} rows/s); checksum {}",
+        s.rows,
+        s.files,
+        human_bytes(s.bytes),
+        g.out,
+        s.rows as f64 / secs,
+        s.checksum
+    );
+    Ok(())
+}

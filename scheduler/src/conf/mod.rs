@@ -2,5 +2,6 @@
 
 pub mod error;
 pub mod interpolate;
+pub mod project;
 pub mod typed;
 pub mod yaml;

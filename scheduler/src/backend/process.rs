@@ -1,0 +1,98 @@
+//! The process backend: each task is a `chainbatch-executor` child process
+//! given exactly what AWS Batch gives a container: the spec URI, and
+//! `AWS_BATCH_JOB_ARRAY_INDEX` and `AWS_BATCH_JOB_ATTEMPT`.
+
+use crate::backend::{StageRun, TaskFailure, backoff};
+use crate::progress::Progress;
+use chainbatch_executor::TaskManifest;
+use chainbatch_executor::error::EXIT_BAD_SPEC;
+use futures::StreamExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+/// `$CHAINBATCH_EXECUTOR`, or `chainbatch-executor` beside this binary, or on PATH.
+pub fn executor_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHAINBATCH_EXECUTOR") {
+        return PathBuf::from(p);
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("chainbatch-executor")));
+    match beside {
+        Some(p) if p.exists() => p,
+        _ => PathBuf::from("chainbatch-executor"),
+    }
+}
+
+pub async fn run_stage(
+    stage: &StageRun,
+    progress: &Progress,
+) -> Result<Vec<TaskManifest>, TaskFailure> {
+    let exe = executor_binary();
+    let concurrent = stage.parallelism.clamp(1, stage.specs.len().max(1));
+    let results: Vec<Result<TaskManifest, TaskFailure>> =
+        futures::stream::iter(stage.specs.iter().enumerate())
+            .map(|(index, spec)| {
+                let exe = exe.clone();
+                async move {
+                    let mut attempt = 1;
+                    loop {
+                        let out = tokio::process::Command::new(&exe)
+                            .args(["run", "--spec", &stage.spec_uri])
+                            .env("AWS_BATCH_JOB_ARRAY_INDEX", index.to_string())
+                            .env("AWS_BATCH_JOB_ATTEMPT", attempt.to_string())
+                            .stdout(Stdio::piped())
+                            .stderr(Stdio::piped())
+                            .output()
+                            .await;
+                        let failure = match out {
+                            Ok(o) if o.status.success() => {
+                                match crate::commit::read_manifest(&spec.attempt_dir(attempt)).await
+                                {
+                                    Ok(m) => {
+                                        progress.task_done(m.rows, m.bytes);
+                                        return Ok(m);
+                                    }
+                                    Err(e) => (true, e),
+                                }
+                            }
+                            Ok(o) => {
+                                let stderr = String::from_utf8_lossy(&o.stderr);
+                                let last = stderr
+                                    .lines()
+                                    .rfind(|l| !l.trim().is_empty())
+                                    .unwrap_or("")
+                                    .to_string();
+                                let why = match o.status.code() {
+                                    Some(c) => format!("exit code {c}: {last}"),
+                                    None => format!("killed by a signal: {last}"),
+                                };
+                                (o.status.code() != Some(EXIT_BAD_SPEC), why)
+                            }
+                            Err(e) => (false, format!("cannot start {}: {e}", exe.display())),
+                        };
+                        let (retryable, message) = failure;
+                        if retryable && attempt < stage.max_attempts {
+                            progress.note(&format!(
+                                "task {} attempt {attempt} failed, retrying: {message}",
+                                spec.task_index
+                            ));
+                            tokio::time::sleep(backoff(attempt)).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(TaskFailure {
+                            task_index: spec.task_index,
+                            attempts: attempt,
+                            message,
+                        });
+                    }
+                }
+            })
+            .buffer_unordered(concurrent)
+            .collect()
+            .await;
+    let mut out: Vec<TaskManifest> = results.into_iter().collect::<Result<_, _>>()?;
+    out.sort_by_key(|m| m.task_index);
+    Ok(out)
+}

@@ -1,0 +1,148 @@
+//! The run journal: one JSON document per run at
+//! `<out_root>/_chainbatch/runs/<run_id>/journal.json`, rewritten (atomically:
+//! one PUT) at every step, so a rerun knows exactly where a crash left off.
+
+use chainbatch_executor::storage::{self, Location};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// Superseded by a rerun that rolled its unpublished work back.
+    RolledBack,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitState {
+    /// The publish plan is durable; nothing is moved yet, or some is.
+    Publishing,
+    /// Every new file is in place and every replaced file is gone.
+    Published,
+}
+
+/// One file move of a publish: staging to table, or table to trash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub node: String,
+    pub dataset: String,
+    pub table_uri: String,
+    pub state: CommitState,
+    /// Replaced files, moved out of the table first.
+    pub retire: Vec<Move>,
+    /// New files, moved in second.
+    pub publish: Vec<Move>,
+    pub partitions: Vec<String>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub node: String,
+    pub stage_id: u32,
+    pub kind: String,
+    pub tasks: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    pub run_id: String,
+    pub pipeline: String,
+    pub nodes: Vec<String>,
+    /// Datasets the run writes.
+    pub outputs: Vec<String>,
+    pub dates: Option<String>,
+    pub backend: String,
+    pub status: RunStatus,
+    pub started_at: u64,
+    pub finished_at: Option<u64>,
+    pub stages: Vec<StageRecord>,
+    pub commits: Vec<CommitRecord>,
+    pub error: Option<String>,
+}
+
+impl Journal {
+    pub fn rows(&self) -> u64 {
+        self.commits.iter().map(|c| c.rows).sum()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.commits.iter().map(|c| c.bytes).sum()
+    }
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn runs_root(out_root: &str) -> String {
+    format!("{}/_chainbatch/runs", out_root.trim_end_matches('/'))
+}
+
+fn journal_location(out_root: &str, run_id: &str) -> Result<Location, String> {
+    storage::resolve(&format!("{}/{run_id}/journal.json", runs_root(out_root)))
+        .map_err(|e| e.to_string())
+}
+
+pub async fn save(out_root: &str, j: &Journal) -> Result<(), String> {
+    let loc = journal_location(out_root, &j.run_id)?;
+    let body = serde_json::to_vec_pretty(j).expect("journal serialises");
+    loc.store
+        .put(&loc.path, body.into())
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot write run journal {}: {e}", loc.uri()))
+}
+
+/// Every run journal under `out_root`, oldest first.
+pub async fn list(out_root: &str) -> Result<Vec<Journal>, String> {
+    let root = storage::resolve(&runs_root(out_root)).map_err(|e| e.to_string())?;
+    let metas: Vec<object_store::ObjectMeta> =
+        match root.store.list(Some(&root.path)).try_collect().await {
+            Ok(v) => v,
+            Err(object_store::Error::NotFound { .. }) => vec![],
+            Err(e) => return Err(format!("cannot list runs under {}: {e}", root.uri())),
+        };
+    let mut out = vec![];
+    for m in metas
+        .iter()
+        .filter(|m| m.location.as_ref().ends_with("/journal.json"))
+    {
+        let bytes = root
+            .store
+            .get(&m.location)
+            .await
+            .map_err(|e| e.to_string())?
+            .bytes()
+            .await
+            .map_err(|e| e.to_string())?;
+        match serde_json::from_slice::<Journal>(&bytes) {
+            Ok(j) => out.push(j),
+            Err(e) => return Err(format!("corrupt run journal {}: {e}", m.location)),
+        }
+    }
+    out.sort_by(|a, b| {
+        a.started_at
+            .cmp(&b.started_at)
+            .then(a.run_id.cmp(&b.run_id))
+    });
+    Ok(out)
+}

@@ -1,0 +1,307 @@
+//! Commit: check the tasks' manifests, then publish the output partitions
+//! (dynamic partition overwrite), recorded step by step in the run journal.
+//!
+//! Publishing a partition first moves its old files to the run's trash, then
+//! moves the new files in; the plan of moves is made durable in the journal
+//! before the first one, and every move is idempotent. A crash at any point
+//! is finished by the next run (roll forward); a run that crashed before its
+//! plan was durable had published nothing, and its staging is removed (roll
+//! back). Either way no partition ends with duplicate or missing rows.
+
+pub mod journal;
+
+use crate::catalog::{Dataset, SaveMode};
+use crate::commit::journal::{CommitRecord, CommitState, Journal, Move};
+use chainbatch_executor::TaskManifest;
+use chainbatch_executor::manifest::MANIFEST_FILE;
+use chainbatch_executor::storage;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use std::collections::BTreeSet;
+
+/// Aborts the driver at a named commit step when `CHAINBATCH_CRASH_AT`
+/// names it: the crash tests use it to stop at every step in turn.
+pub fn crash_point(step: &str) {
+    if std::env::var("CHAINBATCH_CRASH_AT").is_ok_and(|s| s == step) {
+        eprintln!("chainbatch: CHAINBATCH_CRASH_AT={step}: aborting");
+        std::process::abort();
+    }
+}
+
+/// The commit steps, in order, for crash injection.
+pub const CRASH_STEPS: &[&str] = &["after_tasks", "after_plan", "mid_publish", "after_publish"];
+
+/// Reads a task's manifest; the only proof it finished.
+pub async fn read_manifest(attempt_dir: &str) -> Result<TaskManifest, String> {
+    let loc =
+        storage::resolve(&format!("{attempt_dir}/{MANIFEST_FILE}")).map_err(|e| e.to_string())?;
+    let bytes = loc
+        .store
+        .get(&loc.path)
+        .await
+        .map_err(|e| format!("task output {attempt_dir} has no manifest: {e}"))?
+        .bytes()
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("corrupt manifest in {attempt_dir}: {e}"))
+}
+
+async fn exists(uri: &str) -> Result<bool, String> {
+    let loc = storage::resolve(uri).map_err(|e| e.to_string())?;
+    match loc.store.head(&loc.path).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(format!("{uri}: {e}")),
+    }
+}
+
+/// Moves one file; done already if the source is gone and the target is there.
+async fn move_file(m: &Move) -> Result<(), String> {
+    let from = storage::resolve(&m.from).map_err(|e| e.to_string())?;
+    let to = storage::resolve(&m.to).map_err(|e| e.to_string())?;
+    match from.store.rename(&from.path, &to.path).await {
+        Ok(()) => Ok(()),
+        Err(object_store::Error::NotFound { .. }) if exists(&m.to).await? => Ok(()),
+        Err(e) => Err(format!("cannot move {} to {}: {e}", m.from, m.to)),
+    }
+}
+
+/// Files currently in a partition directory of the table (not recursing into
+/// deeper partitions).
+async fn partition_files(table_uri: &str, partition: &str) -> Result<Vec<String>, String> {
+    let dir = if partition.is_empty() {
+        table_uri.trim_end_matches('/').to_string()
+    } else {
+        format!("{}/{partition}", table_uri.trim_end_matches('/'))
+    };
+    let loc = storage::resolve(&dir).map_err(|e| e.to_string())?;
+    let listed = match loc.store.list_with_delimiter(Some(&loc.path)).await {
+        Ok(l) => l.objects,
+        Err(object_store::Error::NotFound { .. }) => vec![],
+        Err(e) => return Err(format!("cannot list {dir}: {e}")),
+    };
+    Ok(listed
+        .into_iter()
+        .filter(|m| {
+            let name = m.location.filename().unwrap_or_default();
+            name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.')
+        })
+        .map(|m| format!("{}{}", loc.store_url.as_str(), m.location))
+        .collect())
+}
+
+/// Builds the publish plan for a node's final stage from its manifests.
+pub async fn plan_commit(
+    node: &str,
+    ds: &Dataset,
+    run_id: &str,
+    trash_root: &str,
+    manifests: &[TaskManifest],
+) -> Result<CommitRecord, String> {
+    let table = ds.path.trim_end_matches('/');
+    let partitions: BTreeSet<String> = manifests
+        .iter()
+        .flat_map(|m| m.partitions.iter().map(|p| p.path.clone()))
+        .collect();
+    if ds.save_mode == SaveMode::ErrorIfExists {
+        let any = storage::resolve(table).map_err(|e| e.to_string())?;
+        let mut listing = any.store.list(Some(&any.path));
+        while let Some(m) = listing.try_next().await.map_err(|e| e.to_string())? {
+            if !m.location.as_ref().contains("/_chainbatch/") {
+                return Err(format!(
+                    "dataset `{}` already has data at {table} and its save_mode is error_if_exists",
+                    ds.name
+                ));
+            }
+        }
+    }
+    let mut retire = vec![];
+    if ds.save_mode == SaveMode::OverwritePartitions {
+        for p in &partitions {
+            for f in partition_files(table, p).await? {
+                let rel = f.rsplit('/').next().unwrap_or_default();
+                let to = format!(
+                    "{trash_root}/{}/{}",
+                    if p.is_empty() { "_root" } else { p },
+                    rel
+                );
+                retire.push(Move { from: f, to });
+            }
+        }
+    }
+    let mut publish = vec![];
+    let (mut rows, mut bytes) = (0, 0);
+    for m in manifests {
+        for f in m.files.iter().filter(|f| f.path.ends_with(".parquet")) {
+            let name = match ds.save_mode {
+                // Appends keep earlier runs' files: names carry the run.
+                SaveMode::Append => {
+                    let (dir, file) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+                    let renamed = format!("{run_id}-{file}");
+                    if dir.is_empty() {
+                        renamed
+                    } else {
+                        format!("{dir}/{renamed}")
+                    }
+                }
+                _ => f.path.clone(),
+            };
+            publish.push(Move {
+                from: format!("{}/{}", m.attempt_dir, f.path),
+                to: format!("{table}/{name}"),
+            });
+            rows += f.rows;
+            bytes += f.bytes;
+        }
+    }
+    Ok(CommitRecord {
+        node: node.to_string(),
+        dataset: ds.name.clone(),
+        table_uri: table.to_string(),
+        state: CommitState::Publishing,
+        retire,
+        publish,
+        partitions: partitions.into_iter().collect(),
+        rows,
+        bytes,
+    })
+}
+
+/// Carries out (or finishes) a durable publish plan, partition by partition:
+/// old files out to the trash, then new files in. A partition whose new
+/// files have started to move already had its old files retired, which
+/// matters when old and new files share a name.
+pub async fn publish(record: &CommitRecord) -> Result<(), String> {
+    let table = record.table_uri.trim_end_matches('/');
+    let partition_of = |uri: &str| -> String {
+        let rel = uri
+            .strip_prefix(table)
+            .unwrap_or(uri)
+            .trim_start_matches('/');
+        rel.rsplit_once('/')
+            .map(|(dir, _)| dir.to_string())
+            .unwrap_or_default()
+    };
+    for (i, p) in record.partitions.iter().enumerate() {
+        let new: Vec<&Move> = record
+            .publish
+            .iter()
+            .filter(|m| partition_of(&m.to) == *p)
+            .collect();
+        let mut started = false;
+        for m in &new {
+            if !exists(&m.from).await? {
+                started = true;
+                break;
+            }
+        }
+        if !started {
+            for m in record.retire.iter().filter(|m| partition_of(&m.from) == *p) {
+                move_file(m).await?;
+            }
+        }
+        for m in new {
+            move_file(m).await?;
+        }
+        if i == 0 {
+            crash_point("mid_publish");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes everything below a URI prefix (staging, shuffle, trash).
+pub async fn remove_prefix(uri: &str) -> Result<u64, String> {
+    let loc = storage::resolve(uri).map_err(|e| e.to_string())?;
+    let metas: Vec<object_store::ObjectMeta> =
+        match loc.store.list(Some(&loc.path)).try_collect().await {
+            Ok(v) => v,
+            Err(object_store::Error::NotFound { .. }) => vec![],
+            Err(e) => return Err(format!("cannot list {uri}: {e}")),
+        };
+    let mut n = 0;
+    for m in metas {
+        match loc.store.delete(&m.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
+            Err(e) => return Err(format!("cannot delete {}: {e}", m.location)),
+        }
+    }
+    if loc.store_url.as_str().starts_with("file") {
+        let _ = std::fs::remove_dir_all(format!("/{}", loc.path));
+    }
+    Ok(n)
+}
+
+/// Finishes or rolls back every unfinished run found under `out_root`.
+/// Returns one line per run it touched.
+pub async fn recover(
+    out_root: &str,
+    catalog: &crate::catalog::Catalog,
+) -> Result<Vec<String>, String> {
+    let mut notes = vec![];
+    for mut j in journal::list(out_root).await? {
+        if j.status != journal::RunStatus::Running {
+            continue;
+        }
+        let mut rolled_forward = false;
+        for c in j.commits.iter_mut() {
+            if c.state == CommitState::Publishing {
+                publish(c).await?;
+                c.state = CommitState::Published;
+                rolled_forward = true;
+            }
+        }
+        // Unpublished task output of the crashed run is never published.
+        for ds in j.outputs.iter().cloned().collect::<BTreeSet<_>>() {
+            if let Some(d) = catalog.get(&ds) {
+                remove_prefix(&format!("{}/{}", crate::plan::staging_uri(d), j.run_id)).await?;
+                remove_prefix(&format!(
+                    "{}/_chainbatch/shuffle/{}",
+                    d.path.trim_end_matches('/'),
+                    j.run_id
+                ))
+                .await?;
+            }
+        }
+        remove_prefix(&format!(
+            "{}/{}/trash",
+            journal::runs_root(out_root),
+            j.run_id
+        ))
+        .await?;
+        j.status = if rolled_forward {
+            journal::RunStatus::Failed
+        } else {
+            journal::RunStatus::RolledBack
+        };
+        j.error = Some(match rolled_forward {
+            true => "the driver stopped during publish; a later run finished the publish".into(),
+            false => "the driver stopped before publishing; a later run removed its staging".into(),
+        });
+        j.finished_at = Some(journal::now_secs());
+        journal::save(out_root, &j).await?;
+        notes.push(format!(
+            "recovered run {}: {}",
+            j.run_id,
+            j.error.clone().unwrap_or_default()
+        ));
+    }
+    Ok(notes)
+}
+
+/// Records the plan, publishes, and records success; crash points between.
+pub async fn commit(
+    out_root: &str,
+    journal: &mut Journal,
+    record: CommitRecord,
+) -> Result<(), String> {
+    journal.commits.push(record);
+    journal::save(out_root, journal).await?;
+    crash_point("after_plan");
+    let idx = journal.commits.len() - 1;
+    publish(&journal.commits[idx]).await?;
+    crash_point("after_publish");
+    journal.commits[idx].state = CommitState::Published;
+    journal::save(out_root, journal).await?;
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! The driver: select, validate, plan, run each stage on a backend, commit
+//! each node's output, and journal every step.
+
+use crate::backend::{self, BackendKind, StageRun};
+use crate::commit::journal::{self, Journal, RunStatus, StageRecord};
+use crate::commit::{self, crash_point};
+use crate::conf::error::ConfigError;
+use crate::conf::project::Project;
+use crate::pipeline::validate::validate_nodes;
+use crate::pipeline::{Node, Selection};
+use crate::plan::dates::DateRange;
+use crate::plan::{DEFAULT_TASK_BYTES, NodePlan, PlanSettings, infer_schema, plan_node};
+use crate::progress::Progress;
+use chainbatch_executor::storage;
+use object_store::ObjectStoreExt;
+use std::collections::HashMap;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub pipeline: Option<String>,
+    pub selection: Selection,
+    pub dates: Option<DateRange>,
+    pub run_id: String,
+    pub backend: BackendKind,
+    pub parallelism: usize,
+    pub max_attempts: u32,
+}
+
+/// Why a command failed: the config (exit 2) or the run (exit 1).
+#[derive(Debug)]
+pub enum DriverError {
+    Config(ConfigError),
+    Run(String),
+}
+
+impl From<ConfigError> for DriverError {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e)
+    }
+}
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Config(e) => write!(f, "{e}"),
+            Self::Run(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+pub fn out_root(project: &Project) -> Result<String, ConfigError> {
+    project.global_str("out_root").ok_or_else(|| {
+        ConfigError::new(
+            "out_root",
+            "is required in globals.yml: the root under which outputs and run journals live",
+        )
+        .at(Some(project.conf_dir.join("base/globals.yml")), None)
+    })
+}
+
+/// The pipeline to use: the one named, or the only one.
+pub fn pick_pipeline<'p>(
+    project: &'p Project,
+    name: Option<&str>,
+) -> Result<&'p crate::pipeline::Pipeline, ConfigError> {
+    match name {
+        Some(n) => project.pipelines.get(n).ok_or_else(|| {
+            let hint = crate::conf::error::suggest(n, project.pipelines.keys().map(String::as_str))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            ConfigError::new(
+                "--pipeline",
+                format!(
+                    "no pipeline `{n}`{hint}; pipelines: {}",
+                    project
+                        .pipelines
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        }),
+        None if project.pipelines.len() == 1 => {
+            Ok(project.pipelines.values().next().expect("one pipeline"))
+        }
+        None => Err(ConfigError::new(
+            "--pipeline",
+            format!(
+                "several pipelines are defined; name one of: {}",
+                project
+                    .pipelines
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// Selects and validates nodes: everything `validate` checks.
+pub async fn checked_nodes(
+    project: &Project,
+    opts: &RunOptions,
+) -> Result<
+    (
+        Vec<Node>,
+        HashMap<String, crate::pipeline::validate::SqlShape>,
+    ),
+    DriverError,
+> {
+    let pipeline = pick_pipeline(project, opts.pipeline.as_deref())?;
+    let nodes = pipeline.select(&opts.selection)?;
+    let mut inferred = HashMap::new();
+    for n in &nodes {
+        for i in &n.inputs {
+            if let Some(s) = infer_schema(&project.catalog[i]).await {
+                inferred.insert(i.clone(), s);
+            }
+        }
+    }
+    let shapes = validate_nodes(&nodes, &project.catalog, &inferred)
+        .await
+        .map_err(|e| {
+            let file = project.conf_dir.join("base/pipelines.yml");
+            DriverError::Config(e.at(Some(file), None))
+        })?;
+    Ok((nodes, shapes))
+}
+
+fn settings(project: &Project, opts: &RunOptions) -> Result<PlanSettings, ConfigError> {
+    Ok(PlanSettings {
+        run_id: opts.run_id.clone(),
+        target_task_bytes: project
+            .global_u64("target_task_bytes")?
+            .unwrap_or(DEFAULT_TASK_BYTES),
+        memory_bytes: project
+            .global_u64("task_memory_bytes")?
+            .unwrap_or(512 * 1024 * 1024),
+        dates: opts.dates.clone(),
+    })
+}
+
+/// Plans every selected node without running anything. Nodes that read a
+/// dataset an earlier selected node writes are planned against what is there
+/// now; at run time they are planned after that node commits.
+pub async fn plan(project: &Project, opts: &RunOptions) -> Result<Vec<NodePlan>, DriverError> {
+    let (nodes, shapes) = checked_nodes(project, opts).await?;
+    let settings = settings(project, opts)?;
+    let mut out = vec![];
+    let mut stage = 0;
+    for n in &nodes {
+        let p = plan_node(n, &shapes[&n.name], &project.catalog, &settings, stage)
+            .await
+            .map_err(DriverError::Run)?;
+        stage += p.stages.len() as u32;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+async fn write_stage_specs(
+    runs_root: &str,
+    run_id: &str,
+    stage_id: u32,
+    specs: &[chainbatch_executor::TaskSpec],
+) -> Result<String, String> {
+    let uri = format!("{runs_root}/{run_id}/stage-{stage_id}.json");
+    let loc = storage::resolve(&uri).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec_pretty(specs).expect("specs serialise");
+    loc.store
+        .put(&loc.path, body.into())
+        .await
+        .map_err(|e| format!("cannot write {uri}: {e}"))?;
+    Ok(uri)
+}
+
+/// The summary of a finished run, one row per node.
+#[derive(Debug, Clone)]
+pub struct NodeSummary {
+    pub node: String,
+    pub dataset: String,
+    pub tasks: usize,
+    pub partitions: usize,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+pub async fn run(
+    project: &Project,
+    opts: &RunOptions,
+    progress: &Progress,
+) -> Result<Vec<NodeSummary>, DriverError> {
+    let out_root = out_root(project)?;
+    let (nodes, shapes) = checked_nodes(project, opts).await?;
+    for note in commit::recover(&out_root, &project.catalog)
+        .await
+        .map_err(DriverError::Run)?
+    {
+        progress.note(&note);
+    }
+    let settings = settings(project, opts)?;
+    let runs_root = journal::runs_root(&out_root);
+    let pipeline = pick_pipeline(project, opts.pipeline.as_deref())?;
+    let mut j = Journal {
+        run_id: opts.run_id.clone(),
+        pipeline: pipeline.name.clone(),
+        nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+        outputs: nodes.iter().map(|n| n.output.clone()).collect(),
+        dates: opts.dates.as_ref().map(|d| format!("{}..{}", d.from, d.to)),
+        backend: opts.backend.name().to_string(),
+        status: RunStatus::Running,
+        started_at: journal::now_secs(),
+        finished_at: None,
+        stages: vec![],
+        commits: vec![],
+        error: None,
+    };
+    journal::save(&out_root, &j)
+        .await
+        .map_err(DriverError::Run)?;
+    let result = run_nodes(
+        project, opts, progress, &nodes, &shapes, &settings, &out_root, &runs_root, &mut j,
+    )
+    .await;
+    j.finished_at = Some(journal::now_secs());
+    match &result {
+        Ok(_) => j.status = RunStatus::Succeeded,
+        Err(e) => {
+            j.status = RunStatus::Failed;
+            j.error = Some(e.clone());
+        }
+    }
+    // A failed run published nothing it had not finished: its staging goes.
+    if result.is_err() {
+        for n in &nodes {
+            let ds = &project.catalog[&n.output];
+            let _ =
+                commit::remove_prefix(&format!("{}/{}", crate::plan::staging_uri(ds), j.run_id))
+                    .await;
+        }
+    }
+    journal::save(&out_root, &j)
+        .await
+        .map_err(DriverError::Run)?;
+    result.map_err(DriverError::Run)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_nodes(
+    project: &Project,
+    opts: &RunOptions,
+    progress: &Progress,
+    nodes: &[Node],
+    shapes: &HashMap<String, crate::pipeline::validate::SqlShape>,
+    settings: &PlanSettings,
+    out_root: &str,
+    runs_root: &str,
+    j: &mut Journal,
+) -> Result<Vec<NodeSummary>, String> {
+    let mut summaries = vec![];
+    let mut next_stage = 0;
+    for node in nodes {
+        let started = Instant::now();
+        // Planned now, after the nodes it reads from have committed.
+        let plan = plan_node(
+            node,
+            &shapes[&node.name],
+            &project.catalog,
+            settings,
+            next_stage,
+        )
+        .await?;
+        next_stage += plan.stages.len() as u32;
+        let mut manifests = vec![];
+        let mut tasks = 0;
+        for stage in &plan.stages {
+            let spec_uri =
+                write_stage_specs(runs_root, &opts.run_id, stage.stage_id, &stage.specs).await?;
+            let label = format!("{} stage {} {}", node.name, stage.stage_id, stage.kind);
+            progress.stage(&label, stage.specs.len());
+            let stage_started = Instant::now();
+            let run = StageRun {
+                spec_uri,
+                specs: stage.specs.clone(),
+                parallelism: opts.parallelism,
+                max_attempts: opts.max_attempts,
+            };
+            manifests = backend::run_stage(opts.backend, &run, progress)
+                .await
+                .map_err(|f| format!("node `{}` stage {}: {f}", node.name, stage.stage_id))?;
+            progress.stage_finished();
+            tasks += stage.specs.len();
+            j.stages.push(StageRecord {
+                node: node.name.clone(),
+                stage_id: stage.stage_id,
+                kind: stage.kind.to_string(),
+                tasks: stage.specs.len(),
+                rows: manifests.iter().map(|m| m.rows).sum(),
+                bytes: manifests.iter().map(|m| m.bytes).sum(),
+                seconds: stage_started.elapsed().as_secs_f64(),
+            });
+            journal::save(out_root, j).await?;
+        }
+        crash_point("after_tasks");
+        let ds = &project.catalog[&node.output];
+        let trash = format!("{runs_root}/{}/trash/{}", opts.run_id, node.name);
+        let record = commit::plan_commit(&node.name, ds, &opts.run_id, &trash, &manifests).await?;
+        let (rows, bytes, partitions, files) = (
+            record.rows,
+            record.bytes,
+            record.partitions.len(),
+            record.publish.len(),
+        );
+        commit::commit(out_root, j, record).await?;
+        commit::remove_prefix(&trash).await?;
+        commit::remove_prefix(&format!("{}/{}", crate::plan::staging_uri(ds), opts.run_id)).await?;
+        commit::remove_prefix(&format!(
+            "{}/_chainbatch/shuffle/{}",
+            ds.path.trim_end_matches('/'),
+            opts.run_id
+        ))
+        .await?;
+        summaries.push(NodeSummary {
+            node: node.name.clone(),
+            dataset: ds.name.clone(),
+            tasks,
+            partitions,
+            files,
+            rows,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(summaries)
+}

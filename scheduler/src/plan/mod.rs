@@ -1,0 +1,384 @@
+//! The planner: from selected nodes to stages of self-contained task specs.
+
+pub mod dates;
+pub mod listing;
+pub mod tasks;
+
+use crate::catalog::{Catalog, Dataset, DatasetType};
+use crate::pipeline::Node;
+use crate::pipeline::validate::{SqlShape, read_schema};
+use crate::plan::dates::DateRange;
+use crate::plan::listing::{ListedFile, list_dataset};
+use crate::plan::tasks::group_by_bytes;
+use chainbatch_executor::layout::Layout;
+use chainbatch_executor::schema::ColumnSpec;
+use chainbatch_executor::spec::{
+    InputFile, InputFormat, InputTable, OutputSpec, SPEC_VERSION, ShuffleInput, TaskResources,
+    TaskSpec,
+};
+use serde::Serialize;
+
+pub const DEFAULT_TASK_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How a node's work is cut into tasks, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Each task writes its share of the layout from its own input.
+    MapOnly,
+    /// Map tasks hash rows into buckets; one reduce task per bucket writes them.
+    Shuffle,
+    /// One task per group of whole input partitions (grouped SQL).
+    PerPartition,
+    /// All input in one task.
+    SingleTask,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StagePlan {
+    pub stage_id: u32,
+    pub kind: &'static str,
+    pub input_bytes: u64,
+    #[serde(skip)]
+    pub specs: Vec<TaskSpec>,
+    pub tasks: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePlan {
+    pub node: String,
+    pub output: String,
+    pub output_path: String,
+    pub strategy: Strategy,
+    pub reason: String,
+    pub input_files: usize,
+    pub input_bytes: u64,
+    /// Input partitions read (dates, for a date-partitioned input).
+    pub input_partitions: Vec<String>,
+    /// The output's partition columns.
+    pub output_partition_by: Vec<String>,
+    pub stages: Vec<StagePlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanSettings {
+    pub run_id: String,
+    pub target_task_bytes: u64,
+    pub memory_bytes: u64,
+    pub dates: Option<DateRange>,
+}
+
+fn input_table(ds: &Dataset, files: &[ListedFile]) -> InputTable {
+    InputTable {
+        name: ds.name.clone(),
+        format: match ds.kind {
+            DatasetType::Parquet => InputFormat::Parquet,
+            DatasetType::Jsonl => InputFormat::Jsonl,
+            DatasetType::Csv => InputFormat::Csv,
+        },
+        files: files
+            .iter()
+            .map(|f| InputFile {
+                uri: f.uri.clone(),
+                size: Some(f.size),
+                partition_values: f.partition_values.clone(),
+                range: None,
+                row_groups: None,
+            })
+            .collect(),
+        schema: ds.schema.clone().map(|cols| {
+            cols.into_iter()
+                .filter(|c| !ds.partitions.iter().any(|p| p.name == c.name))
+                .collect()
+        }),
+        partition_columns: ds.partitions.clone(),
+        shuffle: None,
+    }
+}
+
+pub fn staging_uri(ds: &Dataset) -> String {
+    format!("{}/_chainbatch/staging", ds.path.trim_end_matches('/'))
+}
+
+fn spec(
+    settings: &PlanSettings,
+    stage_id: u32,
+    task_index: u32,
+    inputs: Vec<InputTable>,
+    sql: String,
+    output: OutputSpec,
+) -> TaskSpec {
+    TaskSpec {
+        version: SPEC_VERSION,
+        run_id: settings.run_id.clone(),
+        stage_id,
+        task_index,
+        attempt: 1,
+        inputs,
+        sql,
+        output,
+        resources: TaskResources {
+            memory_bytes: settings.memory_bytes,
+            ..TaskResources::default()
+        },
+    }
+}
+
+/// Plans one node: lists its inputs (pruned), chooses a strategy, and
+/// builds the task specs of its stages, numbered from `first_stage`.
+pub async fn plan_node(
+    node: &Node,
+    shape: &SqlShape,
+    catalog: &Catalog,
+    settings: &PlanSettings,
+    first_stage: u32,
+) -> Result<NodePlan, String> {
+    let out = &catalog[&node.output];
+    let layout: Layout = node
+        .layout
+        .clone()
+        .or_else(|| out.layout.clone())
+        .unwrap_or_default();
+    let mut listed: Vec<(&Dataset, Vec<ListedFile>)> = vec![];
+    for input in &node.inputs {
+        let ds = &catalog[input];
+        let files = list_dataset(ds, settings.dates.as_ref()).await?;
+        listed.push((ds, files));
+    }
+    let input_files = listed.iter().map(|(_, f)| f.len()).sum();
+    let input_bytes: u64 = listed
+        .iter()
+        .flat_map(|(_, f)| f.iter().map(|x| x.size))
+        .sum();
+    let mut input_partitions: Vec<String> = listed
+        .first()
+        .map(|(_, f)| f.iter().map(ListedFile::partition_key).collect())
+        .unwrap_or_default();
+    input_partitions.dedup();
+
+    let single = listed.len() == 1;
+    let (primary, primary_files) = (&listed[0].0, &listed[0].1);
+    let partitioned_input = !primary.partitions.is_empty();
+    let grouped_by_partition = shape.has_aggregate
+        && primary
+            .partitions
+            .iter()
+            .all(|p| shape.group_columns.contains(&p.name));
+    let (strategy, reason) = if !single || shape.has_join {
+        (Strategy::SingleTask, "reads several datasets (a join): all input in one task; run distributed joins on --backend ballista".to_string())
+    } else if shape.needs_all_rows
+        || (shape.has_aggregate && !(partitioned_input && grouped_by_partition))
+    {
+        (
+            Strategy::SingleTask,
+            "sorts, limits, windows or aggregates across input partitions: all input in one task"
+                .to_string(),
+        )
+    } else if shape.has_aggregate {
+        (
+            Strategy::PerPartition,
+            format!(
+                "groups by the input partition ({}): each task takes whole partitions",
+                primary
+                    .partitions
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    } else {
+        (
+            Strategy::MapOnly,
+            "row-wise SQL: each task writes its share of the layout from its own input".to_string(),
+        )
+    };
+
+    let mut stages = vec![];
+    let out_spec = |layout: &Layout| OutputSpec::Table {
+        table_uri: out.path.clone(),
+        staging_uri: staging_uri(out),
+        layout: layout.clone(),
+    };
+    let mut strategy = strategy;
+    let mut reason = reason;
+    match strategy {
+        Strategy::SingleTask => {
+            let inputs = listed.iter().map(|(ds, f)| input_table(ds, f)).collect();
+            stages.push(StagePlan {
+                stage_id: first_stage,
+                kind: "map",
+                input_bytes,
+                specs: vec![spec(
+                    settings,
+                    first_stage,
+                    0,
+                    inputs,
+                    node.sql.clone(),
+                    out_spec(&layout),
+                )],
+                tasks: 1,
+            });
+        }
+        Strategy::PerPartition | Strategy::MapOnly => {
+            let never_split = strategy == Strategy::PerPartition;
+            let (groups, split) =
+                group_by_bytes(primary_files, settings.target_task_bytes, never_split);
+            let needs_shuffle = layout.bucket_by.is_some()
+                && (!split.is_empty() || (!partitioned_input && groups.len() > 1));
+            if needs_shuffle {
+                let b = layout.bucket_by.clone().expect("checked");
+                strategy = Strategy::Shuffle;
+                reason = format!(
+                    "bucket_by {:?} needs all rows of a bucket in one file, and {} input partition(s) span several tasks: map tasks hash rows into {} buckets, one reduce task per bucket writes them",
+                    b.columns,
+                    split.len().max(groups.len()),
+                    b.buckets
+                );
+                let shuffle_root =
+                    format!("{}/_chainbatch/shuffle", out.path.trim_end_matches('/'));
+                let map_specs: Vec<TaskSpec> = groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| {
+                        spec(
+                            settings,
+                            first_stage,
+                            i as u32,
+                            vec![input_table(primary, &g.files)],
+                            node.sql.clone(),
+                            OutputSpec::Shuffle {
+                                staging_uri: shuffle_root.clone(),
+                                hash_by: b.columns.clone(),
+                                buckets: b.buckets,
+                                sort_by: vec![],
+                            },
+                        )
+                    })
+                    .collect();
+                let map_outputs: Vec<String> = map_specs.iter().map(|s| s.attempt_dir(1)).collect();
+                let out_cols: Vec<ColumnSpec> = shape
+                    .output_schema
+                    .fields()
+                    .iter()
+                    .map(|f| ColumnSpec::from_field(f))
+                    .collect();
+                let reduce_specs = (0..b.buckets)
+                    .map(|bucket| {
+                        let input = InputTable {
+                            name: "shuffled".into(),
+                            format: InputFormat::Shuffle,
+                            files: vec![],
+                            schema: Some(out_cols.clone()),
+                            partition_columns: vec![],
+                            shuffle: Some(ShuffleInput {
+                                bucket,
+                                map_outputs: map_outputs.clone(),
+                            }),
+                        };
+                        spec(
+                            settings,
+                            first_stage + 1,
+                            bucket,
+                            vec![input],
+                            "SELECT * FROM shuffled".into(),
+                            out_spec(&layout),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                stages.push(StagePlan {
+                    stage_id: first_stage,
+                    kind: "shuffle_map",
+                    input_bytes,
+                    tasks: map_specs.len(),
+                    specs: map_specs,
+                });
+                stages.push(StagePlan {
+                    stage_id: first_stage + 1,
+                    kind: "reduce",
+                    input_bytes,
+                    tasks: reduce_specs.len(),
+                    specs: reduce_specs,
+                });
+            } else {
+                if layout.bucket_by.is_some() {
+                    reason = format!(
+                        "{reason}; every input partition fits in one task, so each bucket file comes from one task"
+                    );
+                }
+                let specs: Vec<TaskSpec> = groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| {
+                        spec(
+                            settings,
+                            first_stage,
+                            i as u32,
+                            vec![input_table(primary, &g.files)],
+                            node.sql.clone(),
+                            out_spec(&layout),
+                        )
+                    })
+                    .collect();
+                stages.push(StagePlan {
+                    stage_id: first_stage,
+                    kind: "map",
+                    input_bytes,
+                    tasks: specs.len(),
+                    specs,
+                });
+            }
+        }
+        Strategy::Shuffle => unreachable!("chosen above"),
+    }
+    // An empty window still runs one task, so the output is an empty, valid commit.
+    if stages.iter().all(|s| s.specs.is_empty()) {
+        let inputs = listed.iter().map(|(ds, f)| input_table(ds, f)).collect();
+        stages = vec![StagePlan {
+            stage_id: first_stage,
+            kind: "map",
+            input_bytes: 0,
+            specs: vec![spec(
+                settings,
+                first_stage,
+                0,
+                inputs,
+                node.sql.clone(),
+                out_spec(&layout),
+            )],
+            tasks: 1,
+        }];
+    }
+    Ok(NodePlan {
+        node: node.name.clone(),
+        output: node.output.clone(),
+        output_path: out.path.clone(),
+        strategy,
+        reason,
+        input_files,
+        input_bytes,
+        input_partitions,
+        output_partition_by: layout
+            .partition_by
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect(),
+        stages,
+    })
+}
+
+/// Reads the Arrow schema of a dataset's first Parquet file, for datasets
+/// that declare none.
+pub async fn infer_schema(ds: &Dataset) -> Option<arrow::datatypes::SchemaRef> {
+    if ds.kind != DatasetType::Parquet || ds.schema.is_some() {
+        return None;
+    }
+    let files = list_dataset(ds, None).await.ok()?;
+    let first = files.first()?;
+    let loc = chainbatch_executor::storage::resolve(&first.uri).ok()?;
+    let md = chainbatch_executor::parquet_footer::read_metadata(&loc, first.size)
+        .await
+        .ok()?;
+    let s = chainbatch_executor::parquet_footer::arrow_schema(&md).ok()?;
+    read_schema(ds, Some(s)).ok()
+}
