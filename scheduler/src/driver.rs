@@ -205,6 +205,18 @@ pub async fn run(
     }
     let settings = settings(project, opts)?;
     let runs_root = journal::runs_root(&out_root);
+    if journal::list(&out_root)
+        .await
+        .map_err(DriverError::Run)?
+        .iter()
+        .any(|j| j.run_id == opts.run_id)
+    {
+        return Err(ConfigError::new(
+            "--run-id",
+            format!("run `{}` exists already; pick a new run id", opts.run_id),
+        )
+        .into());
+    }
     let pipeline = pick_pipeline(project, opts.pipeline.as_deref())?;
     let mut j = Journal {
         run_id: opts.run_id.clone(),

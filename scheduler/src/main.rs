@@ -209,14 +209,18 @@ fn load_project(p: &ProjectArgs, run_id: &str) -> Result<Project, ConfigError> {
 }
 
 fn default_run_id(pipeline: Option<&str>) -> String {
-    let secs = chainbatch::commit::journal::now_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as i64;
     let date = chainbatch::eth::synth_write::date_string(secs).replace('-', "");
     let t = secs.rem_euclid(86_400);
     format!(
-        "{date}T{:02}{:02}{:02}Z-{}",
+        "{date}T{:02}{:02}{:02}.{:03}Z-{}",
         t / 3600,
         t / 60 % 60,
         t % 60,
+        now.subsec_millis(),
         pipeline.unwrap_or("run")
     )
 }

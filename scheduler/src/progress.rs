@@ -97,16 +97,13 @@ impl Progress {
         if self.live {
             eprintln!();
         }
-        let elapsed = self
-            .state
-            .lock()
-            .expect("progress lock")
-            .started
-            .elapsed()
-            .as_secs_f64();
+        let (label, elapsed) = {
+            let s = self.state.lock().expect("progress lock");
+            (s.label.clone(), s.started.elapsed().as_secs_f64())
+        };
         self.emit(
             "stage_finished",
-            Some(&format!("stage done in {elapsed:.1}s")),
+            Some(&format!("[{label}] done in {elapsed:.1}s")),
         );
     }
 

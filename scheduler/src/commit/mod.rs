@@ -98,7 +98,10 @@ pub async fn plan_commit(
     trash_root: &str,
     manifests: &[TaskManifest],
 ) -> Result<CommitRecord, String> {
-    let table = ds.path.trim_end_matches('/');
+    // One spelling of the table's URI, so moves and listings compare equal.
+    let table_loc = storage::resolve(&ds.path).map_err(|e| e.to_string())?;
+    let table_uri = table_loc.uri();
+    let table = table_uri.trim_end_matches('/');
     let partitions: BTreeSet<String> = manifests
         .iter()
         .flat_map(|m| m.partitions.iter().map(|p| p.path.clone()))

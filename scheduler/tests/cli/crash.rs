@@ -1,0 +1,68 @@
+//! Crash injection: the driver aborts at each commit step in turn; rerunning
+//! the same command gives exactly the output of a clean run.
+
+use crate::support::*;
+
+const DATASETS: &[&str] = &["clean_transactions", "daily_address_stats", "daily_summary"];
+
+async fn snapshot(p: &Project) -> Vec<Vec<Vec<String>>> {
+    let mut out = vec![];
+    for ds in DATASETS {
+        out.push(rows_as_text(
+            &p.query(ds, "SELECT * FROM t ORDER BY 1, 2, 3").await,
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn rerun_after_a_crash_at_every_commit_step_is_exact() {
+    let reference = Project::generated(6_000, 2, 1);
+    reference.run_ok(&["run"]);
+    let expected = snapshot(&reference).await;
+    assert_eq!(expected[0].len(), 6_000);
+
+    for step in chainbatch::commit::CRASH_STEPS {
+        let p = Project::generated(6_000, 2, 1);
+        // A first good run, so the crashed run has partitions to replace.
+        p.run_ok(&["run"]);
+        let o = p
+            .command(&["run"])
+            .env("CHAINBATCH_CRASH_AT", step)
+            .output()
+            .unwrap();
+        assert!(
+            !o.status.success(),
+            "{step}: the driver should have aborted"
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(&format!("CHAINBATCH_CRASH_AT={step}"))
+        );
+        let out = p.run_ok(&["run"]);
+        assert!(out.contains("succeeded"), "{step}: {out}");
+        assert_eq!(
+            snapshot(&p).await,
+            expected,
+            "{step}: output after recovery"
+        );
+        let runs = p.run_ok(&["runs", "--format", "json"]);
+        let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
+        let statuses: Vec<&str> = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses.len(), 3, "{step}: {statuses:?}");
+        assert_eq!(statuses[0], "succeeded");
+        assert!(
+            matches!(statuses[1], "failed" | "rolled_back"),
+            "{step}: {statuses:?}"
+        );
+        assert_eq!(statuses[2], "succeeded");
+        // Nothing of the crashed run is left in staging.
+        let staging = p.out().join("clean_transactions/_chainbatch/staging");
+        let left: Vec<String> = data_files(&staging);
+        assert!(left.is_empty(), "{step}: staging left behind: {left:?}");
+    }
+}

@@ -1,0 +1,9 @@
+//! The `chainbatch` binary end to end: real config, real files, real
+//! executor, checked against independent computations.
+
+mod support;
+
+mod config_errors;
+mod crash;
+mod end_to_end;
+mod planning;

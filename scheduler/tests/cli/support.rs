@@ -1,0 +1,177 @@
+//! A throwaway project: the repository's conf/ with outputs in a temp dir.
+
+use arrow::array::RecordBatch;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_chainbatch")
+}
+
+/// The executor binary next to `chainbatch` in the target directory.
+pub fn executor_bin() -> PathBuf {
+    let p = Path::new(bin()).with_file_name("chainbatch-executor");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub raw_root: PathBuf,
+}
+
+impl Project {
+    /// The repository's conf/ copied, reading the committed mainnet fixture.
+    pub fn fixture() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join("conf"), &dir.path().join("conf"));
+        Self {
+            raw_root: repo().join("fixtures/eth"),
+            dir,
+        }
+    }
+
+    /// The same conf/, reading `rows` generated transactions over `days`.
+    pub fn generated(rows: u64, days: u32, files_per_day: u32) -> Self {
+        let p = Self::fixture();
+        let raw = p.dir.path().join("raw");
+        let out = Command::new(bin())
+            .args([
+                "gen",
+                "--rows",
+                &rows.to_string(),
+                "--days",
+                &days.to_string(),
+                "--start",
+                "2024-03-01",
+            ])
+            .args(["--files-per-day", &files_per_day.to_string(), "--out"])
+            .arg(&raw)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { raw_root: raw, ..p }
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("conf")
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .arg("--conf")
+            .arg(self.conf())
+            .arg("--globals")
+            .arg(format!("raw_root={}", self.raw_root.display()))
+            .arg("--globals")
+            .arg(format!("out_root={}", self.out().display()))
+            .current_dir(self.dir.path())
+            .env("CHAINBATCH_EXECUTOR", executor_bin())
+            .env_remove("CHAINBATCH_CRASH_AT");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "chainbatch {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs SQL over an output dataset read back as a hive-partitioned table.
+    pub async fn query(&self, dataset: &str, sql: &str) -> Vec<RecordBatch> {
+        query_dir(&self.out().join(dataset), sql).await
+    }
+}
+
+pub async fn query_dir(dir: &Path, sql: &str) -> Vec<RecordBatch> {
+    let mut config = SessionConfig::new();
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    let ctx = SessionContext::new_with_config(config);
+    let opts = ParquetReadOptions::default()
+        .table_partition_cols(vec![("date".to_string(), arrow::datatypes::DataType::Utf8)]);
+    ctx.register_parquet("t", dir.display().to_string(), opts)
+        .await
+        .unwrap();
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
+/// Every value of a result as text, row by row, for comparisons.
+pub fn rows_as_text(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let mut out = vec![];
+    for b in batches {
+        for r in 0..b.num_rows() {
+            out.push(
+                (0..b.num_columns())
+                    .map(|c| arrow::util::display::array_value_to_string(b.column(c), r).unwrap())
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Files below `dir` (relative paths), ignoring chainbatch's own state.
+pub fn data_files(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.ends_with("_chainbatch") {
+                    stack.push(p);
+                }
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
