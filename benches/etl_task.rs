@@ -18,7 +18,31 @@ use std::time::Instant;
 const FEE_SQL: &str =
     "CAST(receipt_gas_used AS DECIMAL(38,0)) * CAST(receipt_effective_gas_price AS DECIMAL(38,0))";
 
-fn chainbatch_task(input: &Path, out: &Path) -> serde_json::Value {
+/// The canonical layout, or 2,000+ block-chunk partitions with 64 open writers.
+fn layout(many_partitions: bool) -> Layout {
+    if many_partitions {
+        return Layout {
+            partition_by: vec![PartitionColumn::Derived {
+                name: "chunk".into(),
+                expr: "block_chunk(block_number, 25)".into(),
+            }],
+            max_open_writers: 64,
+            compression: "zstd(1)".into(),
+            ..Layout::default()
+        };
+    }
+    Layout {
+        partition_by: vec![PartitionColumn::Derived {
+            name: "date".into(),
+            expr: "CAST(block_timestamp AS DATE)".into(),
+        }],
+        sort_by: vec!["block_number".into()],
+        compression: "zstd(1)".into(),
+        ..Layout::default()
+    }
+}
+
+fn chainbatch_task(input: &Path, out: &Path, many_partitions: bool) -> serde_json::Value {
     let files = parquet_files(input);
     let spec = TaskSpec {
         version: SPEC_VERSION,
@@ -47,15 +71,7 @@ fn chainbatch_task(input: &Path, out: &Path) -> serde_json::Value {
         output: OutputSpec::Table {
             table_uri: out.join("table").display().to_string(),
             staging_uri: out.display().to_string(),
-            layout: Layout {
-                partition_by: vec![PartitionColumn::Derived {
-                    name: "date".into(),
-                    expr: "CAST(block_timestamp AS DATE)".into(),
-                }],
-                sort_by: vec!["block_number".into()],
-                compression: "zstd(1)".into(),
-                ..Layout::default()
-            },
+            layout: layout(many_partitions),
         },
         resources: TaskResources {
             memory_bytes: 512 * 1024 * 1024,
@@ -68,7 +84,7 @@ fn chainbatch_task(input: &Path, out: &Path) -> serde_json::Value {
         .block_on(chainbatch_executor::run_task(&spec, 1))
         .expect("task runs");
     let secs = start.elapsed().as_secs_f64();
-    serde_json::json!({"rows": m.rows, "seconds": secs, "files": m.files.len(), "bytes": m.bytes})
+    serde_json::json!({"rows": m.rows, "seconds": secs, "files": m.files.len(), "bytes": m.bytes, "partitions": m.partitions.len()})
 }
 
 fn datafusion_copy(input: &Path, out: &Path) -> serde_json::Value {
@@ -100,7 +116,8 @@ fn main() {
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out).unwrap();
         let mut r = match which.as_str() {
-            "chainbatch" => chainbatch_task(&input, &out),
+            "chainbatch" => chainbatch_task(&input, &out, false),
+            "chainbatch_2000_partitions" => chainbatch_task(&input, &out, true),
             _ => datafusion_copy(&input, &out),
         };
         r["peak_rss_bytes"] = peak_rss_bytes().into();
@@ -116,7 +133,11 @@ fn main() {
     let input = ensure_transactions(&dir, rows, 7);
     let exe = std::env::current_exe().unwrap();
     let mut results = vec![];
-    for which in ["datafusion_copy", "chainbatch"] {
+    for which in [
+        "datafusion_copy",
+        "chainbatch",
+        "chainbatch_2000_partitions",
+    ] {
         let out = Command::new(&exe)
             .env("ETL_CHILD", which)
             .env("ETL_INPUT", &input)
@@ -139,7 +160,7 @@ fn main() {
             .unwrap_or(1)
     );
     println!(
-        "{:<16} {:>10} {:>14} {:>12} {:>8}",
+        "{:<28} {:>10} {:>14} {:>12} {:>8}",
         "engine", "seconds", "rows/s", "peak RSS MiB", "files"
     );
     let mut rates = vec![];
@@ -148,7 +169,7 @@ fn main() {
         let rate = rows as f64 / secs;
         rates.push(rate);
         println!(
-            "{which:<16} {secs:>10.2} {rate:>14.0} {:>12.0} {:>8}",
+            "{which:<28} {secs:>10.2} {rate:>14.0} {:>12.0} {:>8}",
             v["peak_rss_bytes"].as_u64().unwrap() as f64 / 1048576.0,
             v["files"]
         );
@@ -156,5 +177,10 @@ fn main() {
     println!(
         "chainbatch / DataFusion COPY throughput: {:.2}x",
         rates[1] / rates[0]
+    );
+    println!(
+        "bounded writers: {} partitions with max_open_writers = 64, peak RSS {:.0} MiB",
+        results[2].1["partitions"],
+        results[2].1["peak_rss_bytes"].as_u64().unwrap() as f64 / 1048576.0
     );
 }
