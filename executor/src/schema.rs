@@ -80,6 +80,14 @@ pub fn parse_type(text: &str) -> Result<DataType, String> {
         "timestamp(us)" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         "timestamp(ns)" => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
         other => {
+            if let Some(inner) = other
+                .strip_prefix("list<")
+                .or_else(|| other.strip_prefix("array<"))
+                .and_then(|r| r.strip_suffix('>'))
+            {
+                let item = parse_type(inner)?;
+                return Ok(DataType::List(Arc::new(Field::new("item", item, true))));
+            }
             if let Some(args) = other
                 .strip_prefix("decimal(")
                 .and_then(|r| r.strip_suffix(')'))
@@ -99,7 +107,7 @@ pub fn parse_type(text: &str) -> Result<DataType, String> {
             } else {
                 return Err(format!(
                     "unknown type {text:?}; expected one of boolean, int, bigint, double, \
-                     string, binary, date, timestamp, timestamp(ms|us|ns), decimal(p,s)"
+                     string, binary, date, timestamp, timestamp(ms|us|ns), decimal(p,s), list<type>"
                 ));
             }
         }
@@ -127,6 +135,7 @@ pub fn type_name(dt: &DataType) -> String {
         DataType::Timestamp(TimeUnit::Microsecond, _) => "timestamp(us)".into(),
         DataType::Timestamp(TimeUnit::Nanosecond, _) => "timestamp(ns)".into(),
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::List(f) | DataType::LargeList(f) => format!("list<{}>", type_name(f.data_type())),
         other => other.to_string(),
     }
 }

@@ -51,6 +51,27 @@ enum Command {
     },
     /// Generate synthetic `eth` transactions in the AWS layout.
     Gen(GenArgs),
+    /// Import data exported by other tools into the AWS layout.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// ethereum-etl JSON exports (blocks, transactions, logs, token_transfers
+    /// .jsonl) to `<out>/<table>/date=YYYY-MM-DD/part-NNNNN.parquet`, exact.
+    EthereumEtl {
+        /// The folder holding the .jsonl files.
+        dir: PathBuf,
+        /// Where to write (a path, file:// or s3://).
+        #[arg(long)]
+        out: String,
+        /// Only these tables (default: every file found).
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,8 +163,12 @@ struct GenArgs {
     /// Files per day (the AWS dataset has one).
     #[arg(long, default_value_t = 1)]
     files_per_day: u32,
-    /// Tables to write; only transactions so far.
-    #[arg(long, value_delimiter = ',', default_value = "transactions")]
+    /// Tables to write: transactions, blocks, logs, token_transfers.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "transactions,blocks,logs,token_transfers"
+    )]
     tables: Vec<String>,
     /// Where to write: `<out>/<table>/date=YYYY-MM-DD/part-NNNNN.parquet`.
     #[arg(long)]
@@ -419,17 +444,26 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
             Ok(())
         }
         Command::Gen(g) => generate(g).await,
+        Command::Import {
+            source: ImportSource::EthereumEtl { dir, out, tables },
+        } => {
+            let done = chainbatch::eth::import::import_ethereum_etl(&dir, &out, &tables)
+                .await
+                .map_err(DriverError::Run)?;
+            for t in done {
+                println!(
+                    "{:<16} {:>8} rows  {}",
+                    t.table,
+                    t.rows,
+                    t.partitions.join(", ")
+                );
+            }
+            Ok(())
+        }
     }
 }
 
 async fn generate(g: GenArgs) -> Result<(), DriverError> {
-    if let Some(t) = g.tables.iter().find(|t| t.as_str() != "transactions") {
-        return Err(ConfigError::new(
-            "--tables",
-            format!("table `{t}` cannot be generated yet; only transactions"),
-        )
-        .into());
-    }
     if g.rows == 0 || g.days == 0 || g.files_per_day == 0 {
         return Err(
             ConfigError::new("--rows", "rows, days and files per day must be at least 1").into(),
@@ -437,13 +471,8 @@ async fn generate(g: GenArgs) -> Result<(), DriverError> {
     }
     let start = chainbatch::plan::dates::parse(&g.start, &chainbatch::plan::dates::today())
         .map_err(|e| ConfigError::new("--start", e))?;
-    let start_ts = chainbatch::plan::dates::each_day(&chainbatch::plan::dates::DateRange {
-        from: "1970-01-01".into(),
-        to: start.from.clone(),
-    })
-    .len() as i64
-        * 86_400
-        - 86_400;
+    let start_ts =
+        chainbatch::plan::dates::days_since_epoch(&start.from).expect("parsed date") * 86_400;
     let cfg = chainbatch::eth::synth::GenConfig {
         rows: g.rows,
         days: g.days,
@@ -456,25 +485,37 @@ async fn generate(g: GenArgs) -> Result<(), DriverError> {
     let threads = chainbatch_executor::runner::effective_parallelism(0);
     let total = g.days as u64 * g.files_per_day as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
-    let progress = |rel: &str, rows: u64| {
+    let progress = |unit: &str, rows: u64| {
         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         eprintln!(
-            "chainbatch gen: {n}/{total} files · {rel} · {} rows",
+            "chainbatch gen: {n}/{total} · {unit} · {} transactions",
             human_count(rows)
         );
     };
-    let s = chainbatch::eth::synth_write::write_transactions(&cfg, &g.out, threads, &progress)
-        .await
-        .map_err(DriverError::Run)?;
+    let totals =
+        chainbatch::eth::synth_write::write_tables(&cfg, &g.out, &g.tables, threads, &progress)
+            .await
+            .map_err(|e| {
+                if e.starts_with("unknown table") {
+                    DriverError::Config(ConfigError::new("--tables", e))
+                } else {
+                    DriverError::Run(e)
+                }
+            })?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "wrote {} transactions in {} files ({}) to {} in {secs:.1}s ({:.0} rows/s); checksum {}",
-        s.rows,
-        s.files,
-        human_bytes(s.bytes),
+        "wrote to {} in {secs:.1}s ({:.0} transactions/s)",
         g.out,
-        s.rows as f64 / secs,
-        s.checksum
+        g.rows as f64 / secs
     );
+    for (t, s) in totals.tables {
+        println!(
+            "{t:<16} {:>10} rows {:>5} files {:>11}  checksum {}",
+            s.rows,
+            s.files,
+            human_bytes(s.bytes),
+            s.checksum
+        );
+    }
     Ok(())
 }

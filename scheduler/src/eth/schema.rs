@@ -6,7 +6,8 @@
 //!   DOUBLE, which is inexact above 2^53 wei (about 0.009 ETH): such values
 //!   were rounded before chainbatch ever read them.
 //! - `exact`: what chainbatch writes: wei as DECIMAL(38,0), uint256 token
-//!   amounts as DECIMAL(76,0). No float ever touches a value.
+//!   amounts as DECIMAL(76,0), block difficulty as DECIMAL(38,0). No float
+//!   ever touches a value.
 //!
 //! Every table is hive-partitioned by `date` (a string, `YYYY-MM-DD`), which
 //! is not stored in the files.
@@ -18,6 +19,7 @@ pub const NAMES: &[&str] = &[
     "eth.transactions",
     "eth.transactions.exact",
     "eth.blocks",
+    "eth.blocks.exact",
     "eth.logs",
     "eth.token_transfers",
     "eth.token_transfers.exact",
@@ -54,8 +56,9 @@ pub fn transactions(exact: bool) -> Vec<ColumnSpec> {
     ])
 }
 
-pub fn blocks() -> Vec<ColumnSpec> {
-    cols(&[
+pub fn blocks(exact: bool) -> Vec<ColumnSpec> {
+    let big = if exact { "decimal(38,0)" } else { "double" };
+    let mut c = cols(&[
         ("timestamp", "timestamp"),
         ("number", "bigint"),
         ("hash", "string"),
@@ -67,15 +70,17 @@ pub fn blocks() -> Vec<ColumnSpec> {
         ("state_root", "string"),
         ("receipts_root", "string"),
         ("miner", "string"),
-        ("difficulty", "double"),
-        ("total_difficulty", "double"),
+        ("difficulty", big),
+        ("total_difficulty", big),
         ("size", "bigint"),
         ("extra_data", "string"),
         ("gas_limit", "bigint"),
         ("gas_used", "bigint"),
         ("transaction_count", "bigint"),
         ("base_fee_per_gas", "bigint"),
-    ])
+    ]);
+    c.push(ColumnSpec::new("withdrawals_root", "string"));
+    c
 }
 
 pub fn logs() -> Vec<ColumnSpec> {
@@ -85,7 +90,7 @@ pub fn logs() -> Vec<ColumnSpec> {
         ("transaction_index", "bigint"),
         ("address", "string"),
         ("data", "string"),
-        ("topics", "string"),
+        ("topics", "list<string>"),
         ("block_timestamp", "timestamp"),
         ("block_number", "bigint"),
         ("block_hash", "string"),
@@ -112,7 +117,8 @@ pub fn named_columns(name: &str) -> Option<Vec<ColumnSpec>> {
     Some(match name {
         "eth.transactions" => transactions(false),
         "eth.transactions.exact" => transactions(true),
-        "eth.blocks" => blocks(),
+        "eth.blocks" => blocks(false),
+        "eth.blocks.exact" => blocks(true),
         "eth.logs" => logs(),
         "eth.token_transfers" => token_transfers(false),
         "eth.token_transfers.exact" => token_transfers(true),

@@ -9,9 +9,11 @@
 //! can be generated alone, in parallel, with memory bounded by one batch.
 
 use arrow::array::{
-    ArrayRef, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder, TimestampSecondBuilder,
+    ArrayRef, Decimal128Builder, Decimal256Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampSecondBuilder,
 };
 use arrow::datatypes::SchemaRef;
+use arrow::datatypes::i256;
 use chainbatch_executor::schema::to_schema;
 use std::sync::Arc;
 
@@ -140,11 +142,11 @@ pub fn tx_hash(buf: &mut String, seed: u64, block: i64, index: u64) {
 }
 
 impl GenConfig {
-    /// Relative volume of day `d`: a weekly cycle plus noise, from 1 to 3.
+    /// Relative volume of day `d`: a weekly cycle plus noise, from 0.8 to 3.2.
     fn day_weight(&self, d: u32) -> f64 {
-        let weekly = [3.0, 2.6, 2.4, 2.5, 2.8, 1.2, 1.0];
+        let weekly = [3.0, 2.7, 2.5, 2.6, 2.9, 1.0, 0.8];
         let noise = (mix(self.seed ^ 0xda7 ^ d as u64) % 1000) as f64 / 5000.0;
-        (weekly[(d % 7) as usize] + noise).min(3.0)
+        weekly[(d % 7) as usize] + noise
     }
 
     /// Rows of each day, summing to `rows`.
@@ -182,6 +184,139 @@ pub fn transactions_schema() -> SchemaRef {
 
 /// Generates rows `first..first+n` of day `d` (rows of a day are spread over
 /// its blocks in order), as one batch.
+/// One batch of generated transactions with the token transfers and logs
+/// that the successful `transfer` calls among them emit.
+pub struct TxBatches {
+    pub transactions: RecordBatch,
+    pub token_transfers: RecordBatch,
+    pub logs: RecordBatch,
+}
+
+/// The ERC-20 `Transfer(address,address,uint256)` event topic.
+pub const TRANSFER_TOPIC: &str =
+    "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+
+fn padded_topic(address: &str) -> String {
+    format!("0x000000000000000000000000{}", &address[2..])
+}
+
+/// Collects the events of a batch.
+struct Events {
+    token: StringBuilder,
+    from: StringBuilder,
+    to: StringBuilder,
+    value: Decimal256Builder,
+    tx_hash: StringBuilder,
+    tx_index: Int64Builder,
+    log_index: Int64Builder,
+    ts: TimestampSecondBuilder,
+    block: Int64Builder,
+    block_hash: StringBuilder,
+    data: StringBuilder,
+    topics: ListBuilder<StringBuilder>,
+}
+
+impl Events {
+    fn new(n: usize) -> Self {
+        Self {
+            token: StringBuilder::with_capacity(n, n * 42),
+            from: StringBuilder::with_capacity(n, n * 42),
+            to: StringBuilder::with_capacity(n, n * 42),
+            value: Decimal256Builder::with_capacity(n),
+            tx_hash: StringBuilder::with_capacity(n, n * 66),
+            tx_index: Int64Builder::with_capacity(n),
+            log_index: Int64Builder::with_capacity(n),
+            ts: TimestampSecondBuilder::with_capacity(n),
+            block: Int64Builder::with_capacity(n),
+            block_hash: StringBuilder::with_capacity(n, n * 66),
+            data: StringBuilder::with_capacity(n, n * 66),
+            topics: ListBuilder::new(StringBuilder::new()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        token: &str,
+        from: &str,
+        to: &str,
+        value: i128,
+        tx_hash: &str,
+        tx_index: i64,
+        ts: i64,
+        block: i64,
+        block_hash: &str,
+    ) {
+        self.token.append_value(token);
+        self.from.append_value(from);
+        self.to.append_value(to);
+        self.value.append_value(i256::from_i128(value));
+        self.tx_hash.append_value(tx_hash);
+        self.tx_index.append_value(tx_index);
+        self.log_index.append_value(0);
+        self.ts.append_value(ts);
+        self.block.append_value(block);
+        self.block_hash.append_value(block_hash);
+        self.data.append_value(format!("0x{:064x}", value));
+        self.topics.values().append_value(TRANSFER_TOPIC);
+        self.topics.values().append_value(padded_topic(from));
+        self.topics.values().append_value(padded_topic(to));
+        self.topics.append(true);
+    }
+
+    fn finish(mut self) -> (RecordBatch, RecordBatch) {
+        let token: ArrayRef = Arc::new(self.token.finish());
+        let tx_hash: ArrayRef = Arc::new(self.tx_hash.finish());
+        let tx_index: ArrayRef = Arc::new(self.tx_index.finish());
+        let log_index: ArrayRef = Arc::new(self.log_index.finish());
+        let ts: ArrayRef = Arc::new(self.ts.finish().with_timezone("UTC"));
+        let block: ArrayRef = Arc::new(self.block.finish());
+        let block_hash: ArrayRef = Arc::new(self.block_hash.finish());
+        let transfers = RecordBatch::try_new(
+            table_schema("eth.token_transfers.exact"),
+            vec![
+                token.clone(),
+                Arc::new(self.from.finish()),
+                Arc::new(self.to.finish()),
+                Arc::new(
+                    self.value
+                        .finish()
+                        .with_precision_and_scale(76, 0)
+                        .expect("valid decimal"),
+                ),
+                tx_hash.clone(),
+                log_index.clone(),
+                ts.clone(),
+                block.clone(),
+                block_hash.clone(),
+            ],
+        )
+        .expect("transfers match their schema");
+        let logs = RecordBatch::try_new(
+            table_schema("eth.logs"),
+            vec![
+                log_index,
+                tx_hash,
+                tx_index,
+                token,
+                Arc::new(self.data.finish()),
+                Arc::new(self.topics.finish()),
+                ts,
+                block,
+                block_hash,
+            ],
+        )
+        .expect("logs match their schema");
+        (transfers, logs)
+    }
+}
+
+pub fn table_schema(name: &str) -> SchemaRef {
+    let cols = crate::eth::schema::named_columns(name).expect("built-in schema");
+    to_schema(&cols, name).expect("built-in schema parses")
+}
+
+/// Transactions only.
 pub fn transactions_batch(
     cfg: &GenConfig,
     d: u32,
@@ -189,6 +324,11 @@ pub fn transactions_batch(
     first: u64,
     n: usize,
 ) -> RecordBatch {
+    generate_batch(cfg, d, day_rows, first, n).transactions
+}
+
+/// Rows `first..first+n` of day `d` and the events they emit.
+pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usize) -> TxBatches {
     let seed = cfg.seed;
     let day_start = cfg.day_start(d);
     let first_block = block_number_at(day_start + SECONDS_PER_BLOCK - 1);
@@ -220,6 +360,11 @@ pub fn transactions_batch(
     let mut tx_type = Int64Builder::with_capacity(n);
     let mut effective = Int64Builder::with_capacity(n);
 
+    let mut events = Events::new(n / 4);
+    let mut tx_buf = String::with_capacity(66);
+    let mut from_buf = String::with_capacity(42);
+    let mut to_buf = String::with_capacity(42);
+    let mut block_buf = String::with_capacity(66);
     let mut buf = String::with_capacity(330);
     let mut cum_block = -1i64;
     let mut cum = 0i64;
@@ -231,11 +376,11 @@ pub fn transactions_batch(
         let index = row - block_first_row;
         let mut rng = Rng(mix(seed ^ mix(block as u64) ^ index));
 
-        tx_hash(&mut buf, seed, block, index);
-        hash.append_value(&buf);
+        tx_hash(&mut tx_buf, seed, block, index);
+        hash.append_value(&tx_buf);
         let sender = zipf(rng.unit(), senders, 1.07);
-        address(&mut buf, 1, sender, seed);
-        from.append_value(&buf);
+        address(&mut from_buf, 1, sender, seed);
+        from.append_value(&from_buf);
         nonce.append_value((mix(sender ^ block as u64) % 50_000) as i64);
         tx_index.append_value(index as i64);
 
@@ -245,11 +390,11 @@ pub fn transactions_batch(
         if creation {
             to.append_null();
         } else if plain_transfer {
-            address(&mut buf, 1, rng.below(senders * 4), seed);
-            to.append_value(&buf);
+            address(&mut to_buf, 1, rng.below(senders * 4), seed);
+            to.append_value(&to_buf);
         } else {
-            address(&mut buf, 2, zipf(rng.unit(), contracts, 1.2), seed);
-            to.append_value(&buf);
+            address(&mut to_buf, 2, zipf(rng.unit(), contracts, 1.2), seed);
+            to.append_value(&to_buf);
         }
         // Heavy-tailed value: zero for most calls, else log-uniform 1e12..1e22 wei.
         let v: i128 = if !plain_transfer && rng.below(10) < 8 {
@@ -261,6 +406,7 @@ pub fn transactions_batch(
         value.append_value(v);
 
         buf.clear();
+        let mut method = "";
         if plain_transfer {
             buf.push_str("0x");
         } else {
@@ -276,6 +422,7 @@ pub fn transactions_batch(
             if creation {
                 id = "60806040";
             }
+            method = id;
             buf.push_str("0x");
             buf.push_str(id);
             let words = 1 + rng.below(4) as usize;
@@ -325,11 +472,28 @@ pub fn transactions_batch(
             contract_address.append_null();
         }
         receipt_root.append_null();
-        status.append_value(if rng.below(1000) < 20 { 0 } else { 1 });
+        let ok = rng.below(1000) >= 20;
+        status.append_value(i64::from(ok));
         ts.append_value(block_timestamp(block));
         block_number.append_value(block);
-        block_hash(&mut buf, seed, block);
-        bhash.append_value(&buf);
+        block_hash(&mut block_buf, seed, block);
+        bhash.append_value(&block_buf);
+        // Successful token transfers emit a Transfer event: a log and a transfer row.
+        if ok && (method == "a9059cbb" || method == "23b872dd") {
+            address(&mut buf, 1, rng.below(senders * 4), seed);
+            let amount = 10f64.powf(6.0 + 24.0 * rng.unit()) as i128 + rng.below(1000) as i128;
+            events.push(
+                &to_buf,
+                &from_buf,
+                &buf,
+                amount,
+                &tx_buf,
+                index as i64,
+                block_timestamp(block),
+                block,
+                &block_buf,
+            );
+        }
     }
     let cols: Vec<ArrayRef> = vec![
         Arc::new(hash.finish()),
@@ -359,5 +523,109 @@ pub fn transactions_batch(
         Arc::new(tx_type.finish()),
         Arc::new(effective.finish()),
     ];
-    RecordBatch::try_new(transactions_schema(), cols).expect("generator matches its schema")
+    let (token_transfers, logs) = events.finish();
+    TxBatches {
+        transactions: RecordBatch::try_new(transactions_schema(), cols)
+            .expect("generator matches its schema"),
+        token_transfers,
+        logs,
+    }
+}
+
+/// The rows of a day that fall in block `b` (counted from the day's first block).
+pub fn rows_in_block(day_rows: u64, b: u64) -> u64 {
+    let blocks = BLOCKS_PER_DAY as u64;
+    let first = (b * day_rows).div_ceil(blocks);
+    let next = ((b + 1) * day_rows).div_ceil(blocks);
+    next - first
+}
+
+/// Every block of day `d`, with hashes and transaction counts that match
+/// the transactions generated for that day.
+pub fn blocks_batch(cfg: &GenConfig, d: u32, day_rows: u64) -> RecordBatch {
+    let seed = cfg.seed;
+    let first_block = block_number_at(cfg.day_start(d) + SECONDS_PER_BLOCK - 1);
+    let n = BLOCKS_PER_DAY as usize;
+    let base_fee = 8_000_000_000 + (mix(seed ^ 0xbf ^ d as u64) % 52_000_000_000) as i64;
+    let mut b = arrow::array::StringBuilder::new();
+    let mut cols: Vec<ArrayRef> = vec![];
+    let numbers: Vec<i64> = (0..n as i64).map(|i| first_block + i).collect();
+    cols.push(Arc::new(
+        arrow::array::TimestampSecondArray::from(
+            numbers
+                .iter()
+                .map(|x| block_timestamp(*x))
+                .collect::<Vec<_>>(),
+        )
+        .with_timezone("UTC"),
+    ));
+    cols.push(Arc::new(arrow::array::Int64Array::from(numbers.clone())));
+    let mut buf = String::new();
+    for x in &numbers {
+        block_hash(&mut buf, seed, *x);
+        b.append_value(&buf);
+    }
+    cols.push(Arc::new(b.finish()));
+    for x in &numbers {
+        block_hash(&mut buf, seed, *x - 1);
+        b.append_value(&buf);
+    }
+    cols.push(Arc::new(b.finish()));
+    let constant = |v: &str| -> ArrayRef { Arc::new(arrow::array::StringArray::from(vec![v; n])) };
+    cols.push(constant("0x0000000000000000"));
+    cols.push(constant(
+        "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347",
+    ));
+    for key in [0x10u64, 0x20, 0x30, 0x40] {
+        for x in &numbers {
+            buf.clear();
+            push_hex(
+                &mut buf,
+                seed ^ key ^ (*x as u64).wrapping_mul(0x9e37),
+                if key == 0x10 { 8 } else { 4 },
+            );
+            b.append_value(&buf);
+        }
+        cols.push(Arc::new(b.finish()));
+    }
+    for x in &numbers {
+        address(&mut buf, 4, mix(seed ^ *x as u64) % 60, seed);
+        b.append_value(&buf);
+    }
+    cols.push(Arc::new(b.finish()));
+    let dec = |v: i128| -> ArrayRef {
+        Arc::new(
+            arrow::array::Decimal128Array::from(vec![v; n])
+                .with_precision_and_scale(38, 0)
+                .expect("valid decimal"),
+        )
+    };
+    cols.push(dec(0));
+    cols.push(dec(58_750_003_716_598_352_816_469));
+    cols.push(Arc::new(arrow::array::Int64Array::from(
+        (0..n as u64)
+            .map(|i| 20_000 + (mix(seed ^ i) % 100_000) as i64)
+            .collect::<Vec<_>>(),
+    )));
+    cols.push(constant("0x"));
+    cols.push(Arc::new(arrow::array::Int64Array::from(vec![
+        30_000_000i64;
+        n
+    ])));
+    let counts: Vec<i64> = (0..n as u64)
+        .map(|i| rows_in_block(day_rows, i) as i64)
+        .collect();
+    cols.push(Arc::new(arrow::array::Int64Array::from(
+        counts
+            .iter()
+            .map(|c| (c * 90_000).min(30_000_000))
+            .collect::<Vec<_>>(),
+    )));
+    cols.push(Arc::new(arrow::array::Int64Array::from(counts)));
+    cols.push(Arc::new(arrow::array::Int64Array::from(vec![base_fee; n])));
+    cols.push(Arc::new(arrow::array::StringArray::from(vec![
+        None::<&str>;
+        n
+    ])));
+    RecordBatch::try_new(table_schema("eth.blocks.exact"), cols).expect("blocks match their schema")
 }

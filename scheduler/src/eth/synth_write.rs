@@ -2,7 +2,9 @@
 //! `<out>/<table>/date=YYYY-MM-DD/part-NNNNN.parquet`, one file per day by
 //! default, days and files in parallel, each file streamed batch by batch.
 
-use crate::eth::synth::{GenConfig, transactions_batch, transactions_schema};
+use crate::eth::synth::{
+    GenConfig, blocks_batch, generate_batch, table_schema, transactions_schema,
+};
 use chainbatch_executor::layout::file_writer::row_checksum;
 use chainbatch_executor::storage;
 use futures::StreamExt;
@@ -48,78 +50,194 @@ fn writer_props() -> WriterProperties {
         .build()
 }
 
-/// Writes the transactions table; `progress` is called after each file.
-pub async fn write_transactions(
+pub const TABLES: &[&str] = &["transactions", "blocks", "logs", "token_transfers"];
+
+/// Totals per table, in `TABLES` order.
+#[derive(Debug, Clone, Default)]
+pub struct GenTotals {
+    pub tables: Vec<(String, GenSummary)>,
+}
+
+struct TableSink {
+    table: &'static str,
+    writer: AsyncArrowWriter<BufWriter>,
+    uri: String,
+    rows: u64,
+}
+
+async fn open_sink(
+    root: &storage::Location,
+    table: &'static str,
+    date: &str,
+    f: u32,
+) -> Result<TableSink, String> {
+    let rel = format!("{table}/date={date}/part-{f:05}.parquet");
+    let loc = root.join(&rel);
+    let sink = BufWriter::with_capacity(loc.store.clone(), loc.path.clone(), 16 * 1024 * 1024);
+    let schema = match table {
+        "transactions" => transactions_schema(),
+        "blocks" => table_schema("eth.blocks.exact"),
+        "logs" => table_schema("eth.logs"),
+        _ => table_schema("eth.token_transfers.exact"),
+    };
+    let writer =
+        AsyncArrowWriter::try_new(sink, schema, Some(writer_props())).map_err(|e| e.to_string())?;
+    Ok(TableSink {
+        table,
+        writer,
+        uri: loc.uri(),
+        rows: 0,
+    })
+}
+
+#[derive(Default)]
+struct Counters {
+    rows: AtomicU64,
+    bytes: AtomicU64,
+    files: AtomicU64,
+    checksum: AtomicU64,
+}
+
+/// Writes the chosen tables; `progress` is called after each day-file unit.
+/// Memory per unit is one batch and one row group per table, whatever `rows`.
+pub async fn write_tables(
     cfg: &GenConfig,
     out: &str,
+    tables: &[String],
     parallelism: usize,
     progress: &(dyn Fn(&str, u64) + Sync),
-) -> Result<GenSummary, String> {
+) -> Result<GenTotals, String> {
+    if let Some(bad) = tables.iter().find(|t| !TABLES.contains(&t.as_str())) {
+        return Err(format!(
+            "unknown table `{bad}`; expected some of: {}",
+            TABLES.join(", ")
+        ));
+    }
+    let want = |t: &str| tables.iter().any(|x| x == t);
     let root = storage::resolve(out).map_err(|e| e.to_string())?;
     let per_day = cfg.rows_per_day();
     let mut units = vec![];
     for (d, rows) in per_day.iter().enumerate() {
         let k = cfg.files_per_day.max(1) as u64;
         for f in 0..k {
-            let first = rows * f / k;
-            let last = rows * (f + 1) / k;
-            units.push((d as u32, *rows, first, last, f));
+            units.push((d as u32, *rows, rows * f / k, rows * (f + 1) / k, f as u32));
         }
     }
-    let checksum = AtomicU64::new(0);
-    let bytes = AtomicU64::new(0);
+    let counters: Vec<Counters> = TABLES.iter().map(|_| Counters::default()).collect();
+    let idx = |t: &str| TABLES.iter().position(|x| *x == t).expect("known table");
     let results: Vec<Result<(), String>> = futures::stream::iter(units)
         .map(|(d, day_rows, first, last, f)| {
             let root = root.clone();
             let cfg = cfg.clone();
-            let checksum = &checksum;
-            let bytes = &bytes;
+            let counters = &counters;
             async move {
                 let date = date_string(cfg.day_start(d));
-                let rel = format!("transactions/date={date}/part-{f:05}.parquet");
-                let loc = root.join(&rel);
-                let sink =
-                    BufWriter::with_capacity(loc.store.clone(), loc.path.clone(), 16 * 1024 * 1024);
-                let mut w =
-                    AsyncArrowWriter::try_new(sink, transactions_schema(), Some(writer_props()))
-                        .map_err(|e| e.to_string())?;
+                let mut sinks = vec![];
+                for t in ["transactions", "logs", "token_transfers"] {
+                    if want(t) {
+                        sinks.push(open_sink(&root, t, &date, f).await?);
+                    }
+                }
                 let mut row = first;
-                while row < last {
+                while row < last && !sinks.is_empty() {
                     let n = (cfg.batch_rows as u64).min(last - row) as usize;
                     let c = cfg.clone();
-                    let batch = tokio::task::spawn_blocking(move || {
-                        transactions_batch(&c, d, day_rows, row, n)
+                    let batches = tokio::task::spawn_blocking(move || {
+                        generate_batch(&c, d, day_rows, row, n)
                     })
                     .await
                     .map_err(|e| e.to_string())?;
-                    checksum.fetch_add(
-                        row_checksum(&batch).map_err(|e| e.to_string())?,
-                        Ordering::Relaxed,
-                    );
-                    w.write(&batch)
-                        .await
-                        .map_err(|e| format!("{}: {e}", loc.uri()))?;
+                    for s in sinks.iter_mut() {
+                        let b = match s.table {
+                            "transactions" => &batches.transactions,
+                            "logs" => &batches.logs,
+                            _ => &batches.token_transfers,
+                        };
+                        counters[idx(s.table)].checksum.fetch_add(
+                            row_checksum(b).map_err(|e| e.to_string())?,
+                            Ordering::Relaxed,
+                        );
+                        s.writer
+                            .write(b)
+                            .await
+                            .map_err(|e| format!("{}: {e}", s.uri))?;
+                        s.rows += b.num_rows() as u64;
+                    }
                     row += n as u64;
                 }
-                w.finish()
-                    .await
-                    .map_err(|e| format!("{}: {e}", loc.uri()))?;
-                bytes.fetch_add(w.bytes_written() as u64, Ordering::Relaxed);
-                progress(&rel, last - first);
+                if want("blocks") && f == 0 {
+                    let mut s = open_sink(&root, "blocks", &date, 0).await?;
+                    let b = blocks_batch(&cfg, d, day_rows);
+                    counters[idx("blocks")].checksum.fetch_add(
+                        row_checksum(&b).map_err(|e| e.to_string())?,
+                        Ordering::Relaxed,
+                    );
+                    s.writer
+                        .write(&b)
+                        .await
+                        .map_err(|e| format!("{}: {e}", s.uri))?;
+                    s.rows += b.num_rows() as u64;
+                    sinks.push(s);
+                }
+                for mut s in sinks {
+                    s.writer
+                        .finish()
+                        .await
+                        .map_err(|e| format!("{}: {e}", s.uri))?;
+                    let c = &counters[idx(s.table)];
+                    c.rows.fetch_add(s.rows, Ordering::Relaxed);
+                    c.bytes
+                        .fetch_add(s.writer.bytes_written() as u64, Ordering::Relaxed);
+                    c.files.fetch_add(1, Ordering::Relaxed);
+                }
+                progress(&format!("date={date}/part-{f:05}"), last - first);
                 Ok(())
             }
         })
         .buffer_unordered(parallelism.max(1))
         .collect()
         .await;
-    let files = results.len() as u64;
     results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(GenSummary {
-        rows: cfg.rows,
-        files,
-        bytes: bytes.load(Ordering::Relaxed),
-        checksum: format!("{:016x}", checksum.load(Ordering::Relaxed)),
+    Ok(GenTotals {
+        tables: TABLES
+            .iter()
+            .zip(&counters)
+            .filter(|(t, _)| want(t))
+            .map(|(t, c)| {
+                (
+                    t.to_string(),
+                    GenSummary {
+                        rows: c.rows.load(Ordering::Relaxed),
+                        files: c.files.load(Ordering::Relaxed),
+                        bytes: c.bytes.load(Ordering::Relaxed),
+                        checksum: format!("{:016x}", c.checksum.load(Ordering::Relaxed)),
+                    },
+                )
+            })
+            .collect(),
     })
+}
+
+/// Writes the transactions table only.
+pub async fn write_transactions(
+    cfg: &GenConfig,
+    out: &str,
+    parallelism: usize,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> Result<GenSummary, String> {
+    let t = write_tables(
+        cfg,
+        out,
+        &["transactions".to_string()],
+        parallelism,
+        progress,
+    )
+    .await?;
+    Ok(t.tables
+        .into_iter()
+        .next()
+        .map(|(_, s)| s)
+        .unwrap_or_default())
 }
 
 #[cfg(test)]

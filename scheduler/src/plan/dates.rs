@@ -22,7 +22,8 @@ pub fn today() -> String {
     chrono_free_date(now.div_euclid(86_400))
 }
 
-fn days_since_epoch(date: &str) -> Option<i64> {
+/// Days from 1970-01-01 to `date` (YYYY-MM-DD), if it is a real date.
+pub fn days_since_epoch(date: &str) -> Option<i64> {
     let mut parts = date.split('-');
     let y: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next()?.parse().ok()?;
