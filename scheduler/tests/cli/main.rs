@@ -5,5 +5,6 @@ mod support;
 
 mod config_errors;
 mod crash;
+mod datasets;
 mod end_to_end;
 mod planning;
