@@ -10,9 +10,21 @@ use chainbatch_benches::bench_dir;
 use std::time::Instant;
 
 fn main() {
-    let rows: u64 = std::env::var("GEN_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let cfg = GenConfig { rows, days: 7, start_ts: 1_709_251_200, seed: 1, files_per_day: 1, batch_rows: 8192 };
+    let rows: u64 = std::env::var("GEN_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let cfg = GenConfig {
+        rows,
+        days: 7,
+        start_ts: 1_709_251_200,
+        seed: 1,
+        files_per_day: 1,
+        batch_rows: 8192,
+    };
 
     // In memory, one core.
     let per_day = cfg.rows_per_day();
@@ -33,16 +45,32 @@ fn main() {
     let dir = bench_dir().join("gen-speed");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut write_rates = vec![];
-    for tables in [vec!["transactions".to_string()], chainbatch::eth::synth_write::TABLES.iter().map(|t| t.to_string()).collect()] {
+    for tables in [
+        vec!["transactions".to_string()],
+        chainbatch::eth::synth_write::TABLES
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+    ] {
         let _ = std::fs::remove_dir_all(&dir);
         let start = Instant::now();
-        rt.block_on(chainbatch::eth::synth_write::write_tables(&cfg, &dir.display().to_string(), &tables, cores, &|_, _| {})).unwrap();
+        rt.block_on(chainbatch::eth::synth_write::write_tables(
+            &cfg,
+            &dir.display().to_string(),
+            &tables,
+            cores,
+            &|_, _| {},
+        ))
+        .unwrap();
         write_rates.push((tables.len(), rows as f64 / start.elapsed().as_secs_f64()));
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!("synthetic transactions, {rows} rows, {cores} cores");
     println!("generate in memory, 1 core:              {mem_rate:>12.0} rows/s per core");
     for (n, rate) in write_rates {
-        println!("gen to Parquet, {n} table(s), {cores} cores:    {rate:>12.0} rows/s ({:.0} per core)", rate / cores as f64);
+        println!(
+            "gen to Parquet, {n} table(s), {cores} cores:    {rate:>12.0} rows/s ({:.0} per core)",
+            rate / cores as f64
+        );
     }
 }

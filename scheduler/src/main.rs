@@ -49,7 +49,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
     },
-    /// Generate synthetic `eth` transactions in the AWS layout.
+    /// Generate synthetic `eth` tables (transactions, blocks, logs, token transfers) in the AWS layout.
     Gen(GenArgs),
     /// Import data exported by other tools into the AWS layout.
     Import {
@@ -262,6 +262,18 @@ fn run_options(a: &RunArgs, run_id: String) -> Result<RunOptions, ConfigError> {
     let backend = BackendKind::parse(&a.backend).map_err(|e| ConfigError::new("--backend", e))?;
     if a.parallelism == Some(0) {
         return Err(ConfigError::new("--parallelism", "must be at least 1"));
+    }
+    let run_id_ok = !run_id.is_empty()
+        && run_id != "."
+        && run_id != ".."
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !run_id_ok {
+        return Err(ConfigError::new(
+            "--run-id",
+            format!("{run_id:?} must be letters, digits, '-', '_' or '.'"),
+        ));
     }
     if a.max_attempts == 0 {
         return Err(ConfigError::new("--max-attempts", "must be at least 1"));
