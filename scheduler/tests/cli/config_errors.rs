@@ -223,6 +223,14 @@ const CASES: &[Case] = &[
         expect: &["clean_transactions.save_mode", "unknown save mode `upsert`"],
     },
     Case {
+        name: "run id that is a path",
+        file: "base/globals.yml",
+        find: "",
+        replace: "",
+        args: &["--run-id", "../escape"],
+        expect: &["--run-id", "must be letters, digits"],
+    },
+    Case {
         name: "unknown layout key",
         file: "base/globals.yml",
         find: "    target_file_bytes: 134217728\n    compression: zstd(3)\n  hourly",
