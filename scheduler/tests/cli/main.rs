@@ -8,3 +8,4 @@ mod crash;
 mod datasets;
 mod end_to_end;
 mod planning;
+mod s3;
