@@ -26,6 +26,11 @@ source "$(dirname "$0")/seaweedfs.sh"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo test"
-cargo test --workspace
+log="$(mktemp)"
+cargo test --workspace 2>&1 | tee "$log"
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# One closing line for the whole suite.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
