@@ -18,6 +18,13 @@ use std::time::Instant;
 const FEE_SQL: &str =
     "CAST(receipt_gas_used AS DECIMAL(38,0)) * CAST(receipt_effective_gas_price AS DECIMAL(38,0))";
 
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The canonical layout, or 2,000+ block-chunk partitions with 64 open writers.
 fn layout(many_partitions: bool) -> Layout {
     if many_partitions {
@@ -74,7 +81,9 @@ fn chainbatch_task(input: &Path, out: &Path, many_partitions: bool) -> serde_jso
             layout: layout(many_partitions),
         },
         resources: TaskResources {
-            memory_bytes: 512 * 1024 * 1024,
+            // `ETL_MEMORY_MB` and `ETL_PARALLELISM` explore the task's limits.
+            memory_bytes: env_u64("ETL_MEMORY_MB", 512) * 1024 * 1024,
+            parallelism: env_u64("ETL_PARALLELISM", 0) as usize,
             ..TaskResources::default()
         },
     };
