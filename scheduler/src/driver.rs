@@ -113,15 +113,19 @@ pub async fn checked_nodes(
 > {
     let pipeline = pick_pipeline(project, opts.pipeline.as_deref())?;
     let nodes = pipeline.select(&opts.selection)?;
+    // Upstream nodes that are not selected still tell downstream ones their
+    // input schemas, so the whole pipeline is checked in dependency order:
+    // only nodes upstream of the selection (or in it) are planned.
+    let needed = pipeline.with_upstream(nodes.iter().map(|n| n.name.clone()).collect());
     let mut inferred = HashMap::new();
-    for n in &nodes {
+    for n in &needed {
         for i in &n.inputs {
             if let Some(s) = infer_schema(&project.catalog[i]).await {
                 inferred.insert(i.clone(), s);
             }
         }
     }
-    let shapes = validate_nodes(&nodes, &project.catalog, &inferred)
+    let shapes = validate_nodes(&needed, &project.catalog, &inferred)
         .await
         .map_err(|e| {
             let file = project.conf_dir.join("base/pipelines.yml");

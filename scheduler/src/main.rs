@@ -326,6 +326,18 @@ fn print_plan(plans: &[chainbatch::plan::NodePlan], format: PlanFormat) {
                         p.output_partition_by.join(", ")
                     }
                 );
+                match &p.expected_output_partitions {
+                    Some(parts) if parts.len() > 3 => println!(
+                        "  expected output partitions: {} .. {} ({})",
+                        parts[0],
+                        parts[parts.len() - 1],
+                        parts.len()
+                    ),
+                    Some(parts) => println!("  expected output partitions: {}", parts.join(", ")),
+                    None => println!(
+                        "  expected output partitions: decided by the data (derived partition columns)"
+                    ),
+                }
                 for s in &p.stages {
                     println!(
                         "  stage {} ({}): {} task(s), {} input",

@@ -270,8 +270,8 @@ impl Pipeline {
         out
     }
 
-    fn upstream(&self, start: &str) -> HashSet<String> {
-        let mut out: HashSet<String> = HashSet::from([start.to_string()]);
+    /// Names of `names` and every node upstream of them.
+    fn upstream_names(&self, mut out: HashSet<String>) -> HashSet<String> {
         for n in self.nodes.iter().rev() {
             if out.contains(&n.name) {
                 for p in &self.nodes {
@@ -282,6 +282,20 @@ impl Pipeline {
             }
         }
         out
+    }
+
+    fn upstream(&self, start: &str) -> HashSet<String> {
+        self.upstream_names(HashSet::from([start.to_string()]))
+    }
+
+    /// The named nodes and everything upstream of them, in dependency order.
+    pub fn with_upstream(&self, names: HashSet<String>) -> Vec<Node> {
+        let keep = self.upstream_names(names);
+        self.nodes
+            .iter()
+            .filter(|n| keep.contains(&n.name))
+            .cloned()
+            .collect()
     }
 
     /// The selected nodes, in dependency order.

@@ -57,6 +57,9 @@ pub struct NodePlan {
     pub input_partitions: Vec<String>,
     /// The output's partition columns.
     pub output_partition_by: Vec<String>,
+    /// Output partitions the run will write, when they follow from the input
+    /// partitions (the same partition columns); `None` when the data decides.
+    pub expected_output_partitions: Option<Vec<String>>,
     pub stages: Vec<StagePlan>,
 }
 
@@ -349,6 +352,40 @@ pub async fn plan_node(
             tasks: 1,
         }];
     }
+    let output_partition_by: Vec<String> = layout
+        .partition_by
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    let input_names: Vec<String> = listed[0]
+        .0
+        .partitions
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let plain = layout
+        .partition_by
+        .iter()
+        .all(|p| matches!(p, chainbatch_executor::layout::PartitionColumn::Column(_)));
+    let expected_output_partitions = (output_partition_by.is_empty()
+        || (plain && output_partition_by == input_names))
+        .then(|| {
+            if output_partition_by.is_empty() {
+                vec![String::new()]
+            } else {
+                input_partitions
+                    .iter()
+                    .map(|v| {
+                        output_partition_by
+                            .iter()
+                            .zip(v.split('/'))
+                            .map(|(c, v)| format!("{c}={v}"))
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    })
+                    .collect()
+            }
+        });
     Ok(NodePlan {
         node: node.name.clone(),
         output: node.output.clone(),
@@ -358,11 +395,8 @@ pub async fn plan_node(
         input_files,
         input_bytes,
         input_partitions,
-        output_partition_by: layout
-            .partition_by
-            .iter()
-            .map(|p| p.name().to_string())
-            .collect(),
+        output_partition_by,
+        expected_output_partitions,
         stages,
     })
 }

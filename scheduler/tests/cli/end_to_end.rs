@@ -241,3 +241,84 @@ async fn generated_data_window_and_selection() {
         2
     );
 }
+
+/// An executor that fails in a chosen way before running the real one.
+fn faulty_executor(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    let script = format!(
+        "#!/bin/sh\n{body}\nexec {} \"$@\"\n",
+        executor_bin().display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn process_backend_retries_what_a_retry_can_fix_and_nothing_else() {
+    let reference = Project::fixture();
+    reference.run_ok(&["run"]);
+    let expected = rows_as_text(&reference.query("daily_summary", "SELECT * FROM t").await);
+
+    // Attempt 1 exits 4 (I/O) or is killed: retried, and the output is exact.
+    for (name, fault) in [
+        (
+            "io-failure",
+            "if [ \"$AWS_BATCH_JOB_ATTEMPT\" = 1 ]; then echo injected >&2; exit 4; fi",
+        ),
+        (
+            "killed",
+            "if [ \"$AWS_BATCH_JOB_ATTEMPT\" = 1 ]; then kill -9 $$; fi",
+        ),
+    ] {
+        let p = Project::fixture();
+        let exe = faulty_executor(p.dir.path(), name, fault);
+        let o = p
+            .command(&["run", "--backend", "process"])
+            .env("CHAINBATCH_EXECUTOR", &exe)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.contains("attempt 1 failed, retrying"),
+            "{name}: {stderr}"
+        );
+        assert_eq!(
+            rows_as_text(&p.query("daily_summary", "SELECT * FROM t").await),
+            expected,
+            "{name}"
+        );
+    }
+
+    // A bad spec (exit 3) is never retried; nothing is published.
+    let p = Project::fixture();
+    let exe = faulty_executor(
+        p.dir.path(),
+        "bad-spec",
+        "echo 'bad spec: sql: injected' >&2; exit 3",
+    );
+    let o = p
+        .command(&["run", "--backend", "process", "--max-attempts", "5"])
+        .env("CHAINBATCH_EXECUTOR", &exe)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("failed after 1 attempt(s)") && stderr.contains("exit code 3"),
+        "{stderr}"
+    );
+    assert!(data_files(&p.out().join("clean_transactions")).is_empty());
+
+    // Retries stop at --max-attempts.
+    let p = Project::fixture();
+    let exe = faulty_executor(p.dir.path(), "always-io", "exit 4");
+    let o = p
+        .command(&["run", "--backend", "process", "--max-attempts", "2"])
+        .env("CHAINBATCH_EXECUTOR", &exe)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("failed after 2 attempt(s)"));
+}

@@ -19,6 +19,10 @@ fn map_only_plan_for_the_daily_layout() {
     assert_eq!(node["input_files"], 3);
     assert_eq!(node["input_partitions"].as_array().unwrap().len(), 3);
     assert_eq!(node["stages"].as_array().unwrap().len(), 1);
+    // Derived from block_timestamp: the data decides the output partitions.
+    assert!(node["expected_output_partitions"].is_null());
+    let stats = plan_json(&p, &["--nodes", "daily_summary"]);
+    assert_eq!(stats[0]["strategy"], "per_partition");
     assert_eq!(node["stages"][0]["kind"], "map");
     // 256 MiB per task by default: all three small days in one task.
     assert_eq!(node["stages"][0]["tasks"], 1);
