@@ -59,7 +59,7 @@ fn main() {
             &dir.display().to_string(),
             &tables,
             cores,
-            &|_, _| {},
+            std::sync::Arc::new(|_: &str, _: u64| {}),
         ))
         .unwrap();
         write_rates.push((tables.len(), rows as f64 / start.elapsed().as_secs_f64()));

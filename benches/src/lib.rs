@@ -43,7 +43,7 @@ pub fn ensure_transactions(dir: &Path, rows: u64, days: u32) -> PathBuf {
             &cfg,
             &dir.display().to_string(),
             threads,
-            &|_, _| {},
+            std::sync::Arc::new(|_: &str, _: u64| {}),
         ))
         .expect("generate transactions");
         std::fs::write(&marker, b"").expect("marker");

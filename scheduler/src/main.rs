@@ -509,15 +509,16 @@ async fn generate(g: GenArgs) -> Result<(), DriverError> {
     let threads = chainbatch_executor::runner::effective_parallelism(0);
     let total = g.days as u64 * g.files_per_day as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
-    let progress = |unit: &str, rows: u64| {
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        eprintln!(
-            "chainbatch gen: {n}/{total} · {unit} · {} transactions",
-            human_count(rows)
-        );
-    };
+    let progress: chainbatch::eth::synth_write::Progress =
+        std::sync::Arc::new(move |unit: &str, rows: u64| {
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            eprintln!(
+                "chainbatch gen: {n}/{total} · {unit} · {} transactions",
+                human_count(rows)
+            );
+        });
     let totals =
-        chainbatch::eth::synth_write::write_tables(&cfg, &g.out, &g.tables, threads, &progress)
+        chainbatch::eth::synth_write::write_tables(&cfg, &g.out, &g.tables, threads, progress)
             .await
             .map_err(|e| {
                 if e.starts_with("unknown table") {

@@ -12,6 +12,7 @@ use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Default)]
@@ -44,11 +45,28 @@ pub fn chrono_free_date(days: i64) -> String {
 
 fn writer_props() -> WriterProperties {
     // Like the public dataset: snappy, row groups of 128k rows.
-    WriterProperties::builder()
+    // Hashes and calldata are unique per row: dictionary encoding only costs.
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build()
+        .set_max_row_group_row_count(Some(128 * 1024));
+    for col in [
+        "hash",
+        "input",
+        "transaction_hash",
+        "data",
+        "logs_bloom",
+        "transactions_root",
+        "state_root",
+        "receipts_root",
+        "parent_hash",
+    ] {
+        b = b.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(col), false);
+    }
+    b.build()
 }
+
+/// Called after each day file with its name and transactions.
+pub type Progress = Arc<dyn Fn(&str, u64) + Send + Sync>;
 
 pub const TABLES: &[&str] = &["transactions", "blocks", "logs", "token_transfers"];
 
@@ -105,7 +123,7 @@ pub async fn write_tables(
     out: &str,
     tables: &[String],
     parallelism: usize,
-    progress: &(dyn Fn(&str, u64) + Sync),
+    progress: Progress,
 ) -> Result<GenTotals, String> {
     if let Some(bad) = tables.iter().find(|t| !TABLES.contains(&t.as_str())) {
         return Err(format!(
@@ -113,7 +131,8 @@ pub async fn write_tables(
             TABLES.join(", ")
         ));
     }
-    let want = |t: &str| tables.iter().any(|x| x == t);
+    let tables: Arc<Vec<String>> = Arc::new(tables.to_vec());
+    let want = |tables: &[String], t: &str| tables.iter().any(|x| x == t);
     let root = storage::resolve(out).map_err(|e| e.to_string())?;
     let per_day = cfg.rows_per_day();
     let mut units = vec![];
@@ -123,86 +142,94 @@ pub async fn write_tables(
             units.push((d as u32, *rows, rows * f / k, rows * (f + 1) / k, f as u32));
         }
     }
-    let counters: Vec<Counters> = TABLES.iter().map(|_| Counters::default()).collect();
+    let counters: Arc<Vec<Counters>> =
+        Arc::new(TABLES.iter().map(|_| Counters::default()).collect());
     let idx = |t: &str| TABLES.iter().position(|x| *x == t).expect("known table");
-    let results: Vec<Result<(), String>> = futures::stream::iter(units)
-        .map(|(d, day_rows, first, last, f)| {
-            let root = root.clone();
-            let cfg = cfg.clone();
-            let counters = &counters;
-            async move {
-                let date = date_string(cfg.day_start(d));
-                let mut sinks = vec![];
-                for t in ["transactions", "logs", "token_transfers"] {
-                    if want(t) {
-                        sinks.push(open_sink(&root, t, &date, f).await?);
+    // Each unit is its own task, so Parquet encoding runs on every core.
+    let results: Vec<Result<Result<(), String>, tokio::task::JoinError>> =
+        futures::stream::iter(units)
+            .map(|(d, day_rows, first, last, f)| {
+                let root = root.clone();
+                let cfg = cfg.clone();
+                let counters = counters.clone();
+                let tables = tables.clone();
+                let progress = progress.clone();
+                let want = move |t: &str| want(&tables, t);
+                tokio::spawn(async move {
+                    let date = date_string(cfg.day_start(d));
+                    let mut sinks = vec![];
+                    for t in ["transactions", "logs", "token_transfers"] {
+                        if want(t) {
+                            sinks.push(open_sink(&root, t, &date, f).await?);
+                        }
                     }
-                }
-                let mut row = first;
-                while row < last && !sinks.is_empty() {
-                    let n = (cfg.batch_rows as u64).min(last - row) as usize;
-                    let c = cfg.clone();
-                    let batches = tokio::task::spawn_blocking(move || {
-                        generate_batch(&c, d, day_rows, row, n)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                    for s in sinks.iter_mut() {
-                        let b = match s.table {
-                            "transactions" => &batches.transactions,
-                            "logs" => &batches.logs,
-                            _ => &batches.token_transfers,
-                        };
-                        counters[idx(s.table)].checksum.fetch_add(
-                            row_checksum(b).map_err(|e| e.to_string())?,
+                    let mut row = first;
+                    while row < last && !sinks.is_empty() {
+                        let n = (cfg.batch_rows as u64).min(last - row) as usize;
+                        let c = cfg.clone();
+                        let batches = tokio::task::spawn_blocking(move || {
+                            generate_batch(&c, d, day_rows, row, n)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        for s in sinks.iter_mut() {
+                            let b = match s.table {
+                                "transactions" => &batches.transactions,
+                                "logs" => &batches.logs,
+                                _ => &batches.token_transfers,
+                            };
+                            counters[idx(s.table)].checksum.fetch_add(
+                                row_checksum(b).map_err(|e| e.to_string())?,
+                                Ordering::Relaxed,
+                            );
+                            s.writer
+                                .write(b)
+                                .await
+                                .map_err(|e| format!("{}: {e}", s.uri))?;
+                            s.rows += b.num_rows() as u64;
+                        }
+                        row += n as u64;
+                    }
+                    if want("blocks") && f == 0 {
+                        let mut s = open_sink(&root, "blocks", &date, 0).await?;
+                        let b = blocks_batch(&cfg, d, day_rows);
+                        counters[idx("blocks")].checksum.fetch_add(
+                            row_checksum(&b).map_err(|e| e.to_string())?,
                             Ordering::Relaxed,
                         );
                         s.writer
-                            .write(b)
+                            .write(&b)
                             .await
                             .map_err(|e| format!("{}: {e}", s.uri))?;
                         s.rows += b.num_rows() as u64;
+                        sinks.push(s);
                     }
-                    row += n as u64;
-                }
-                if want("blocks") && f == 0 {
-                    let mut s = open_sink(&root, "blocks", &date, 0).await?;
-                    let b = blocks_batch(&cfg, d, day_rows);
-                    counters[idx("blocks")].checksum.fetch_add(
-                        row_checksum(&b).map_err(|e| e.to_string())?,
-                        Ordering::Relaxed,
-                    );
-                    s.writer
-                        .write(&b)
-                        .await
-                        .map_err(|e| format!("{}: {e}", s.uri))?;
-                    s.rows += b.num_rows() as u64;
-                    sinks.push(s);
-                }
-                for mut s in sinks {
-                    s.writer
-                        .finish()
-                        .await
-                        .map_err(|e| format!("{}: {e}", s.uri))?;
-                    let c = &counters[idx(s.table)];
-                    c.rows.fetch_add(s.rows, Ordering::Relaxed);
-                    c.bytes
-                        .fetch_add(s.writer.bytes_written() as u64, Ordering::Relaxed);
-                    c.files.fetch_add(1, Ordering::Relaxed);
-                }
-                progress(&format!("date={date}/part-{f:05}"), last - first);
-                Ok(())
-            }
-        })
-        .buffer_unordered(parallelism.max(1))
-        .collect()
-        .await;
-    results.into_iter().collect::<Result<Vec<_>, _>>()?;
+                    for mut s in sinks {
+                        s.writer
+                            .finish()
+                            .await
+                            .map_err(|e| format!("{}: {e}", s.uri))?;
+                        let c = &counters[idx(s.table)];
+                        c.rows.fetch_add(s.rows, Ordering::Relaxed);
+                        c.bytes
+                            .fetch_add(s.writer.bytes_written() as u64, Ordering::Relaxed);
+                        c.files.fetch_add(1, Ordering::Relaxed);
+                    }
+                    progress(&format!("date={date}/part-{f:05}"), last - first);
+                    Ok(())
+                })
+            })
+            .buffer_unordered(parallelism.max(1))
+            .collect()
+            .await;
+    for r in results {
+        r.map_err(|e| format!("generator task failed: {e}"))??;
+    }
     Ok(GenTotals {
         tables: TABLES
             .iter()
-            .zip(&counters)
-            .filter(|(t, _)| want(t))
+            .zip(counters.iter())
+            .filter(|(t, _)| want(&tables, t))
             .map(|(t, c)| {
                 (
                     t.to_string(),
@@ -223,7 +250,7 @@ pub async fn write_transactions(
     cfg: &GenConfig,
     out: &str,
     parallelism: usize,
-    progress: &(dyn Fn(&str, u64) + Sync),
+    progress: Progress,
 ) -> Result<GenSummary, String> {
     let t = write_tables(
         cfg,
