@@ -3,7 +3,28 @@
 # the test bucket, and exports the S3 settings the tests use. The server
 # stops when the calling shell exits.
 
-SW_S3_PORT="${SW_S3_PORT:-18333}"
+# Free ports, each with its gRPC twin (port + 10000) free too, so that two
+# runs on one machine do not collide.
+read -r SW_MASTER_PORT SW_VOLUME_PORT SW_FILER_PORT SW_S3_PORT < <("$VENV/bin/python" - <<'PY'
+import random, socket
+def free(p):
+    for q in (p, p + 10000):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", q))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+ports = []
+while len(ports) < 4:
+    p = random.randint(20000, 50000)
+    if p not in ports and p + 10000 not in ports and free(p):
+        ports.append(p)
+print(*ports)
+PY
+)
 SW_DIR="$(mktemp -d -t chainbatch-seaweedfs.XXXXXX)"
 mkdir -p "$SW_DIR/data"
 export AWS_ACCESS_KEY_ID="chainbatch-test-key"
@@ -17,8 +38,9 @@ cat > "$SW_DIR/s3.json" <<JSON
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 JSON
 "$VENV/bin/weed" server -dir="$SW_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-  -master.port=19333 -volume.port=18080 -filer.port=18888 -volume.max=0 \
-  -s3 -s3.port="$SW_S3_PORT" -s3.config="$SW_DIR/s3.json" >"$SW_DIR/weed.log" 2>&1 &
+  -master.port="$SW_MASTER_PORT" -volume.port="$SW_VOLUME_PORT" -filer.port="$SW_FILER_PORT" -volume.max=0 \
+  -s3 -s3.port="$SW_S3_PORT" -s3.config="$SW_DIR/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
+  -master.telemetry=false >"$SW_DIR/weed.log" 2>&1 &
 SW_PID=$!
 stop_seaweedfs() {
   kill "$SW_PID" 2>/dev/null || true

@@ -1,8 +1,8 @@
 //! Ethereum addresses: `0x` followed by 40 hex digits, compared lower-case.
 
 use super::RowFunction;
-use arrow::array::{ArrayRef, AsArray, BooleanArray, StringArray};
-use arrow::compute::cast;
+use super::function::map_strings;
+use arrow::array::{BooleanArray, StringArray};
 use arrow::datatypes::DataType;
 use datafusion::logical_expr::ScalarUDF;
 use std::sync::Arc;
@@ -21,16 +21,9 @@ pub fn normalize_address() -> Arc<ScalarUDF> {
         RowFunction::any_args(1),
         |_| Ok(DataType::Utf8),
         |a, _| {
-            let s = cast(&a[0], &DataType::Utf8)?;
-            let out: StringArray = s
-                .as_string::<i32>()
-                .iter()
-                .map(|v| {
-                    v.filter(|v| is_valid_address(v))
-                        .map(str::to_ascii_lowercase)
-                })
-                .collect();
-            Ok(Arc::new(out) as ArrayRef)
+            map_strings::<StringArray, _>(&a[0], |v| {
+                is_valid_address(v).then(|| v.to_ascii_lowercase())
+            })
         },
     )
 }
@@ -40,14 +33,6 @@ pub fn is_address() -> Arc<ScalarUDF> {
         "is_address",
         RowFunction::any_args(1),
         |_| Ok(DataType::Boolean),
-        |a, _| {
-            let s = cast(&a[0], &DataType::Utf8)?;
-            let out: BooleanArray = s
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.map(is_valid_address))
-                .collect();
-            Ok(Arc::new(out) as ArrayRef)
-        },
+        |a, _| map_strings::<BooleanArray, _>(&a[0], |v| Some(is_valid_address(v))),
     )
 }

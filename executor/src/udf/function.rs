@@ -78,3 +78,17 @@ impl ScalarUDFImpl for RowFunction {
         (self.kernel)(&arrays, args.number_rows).map(ColumnarValue::Array)
     }
 }
+
+/// Applies `f` to every non-null value of a string-like column, giving an
+/// array of `A`; NULL stays NULL.
+pub fn map_strings<A, T>(array: &ArrayRef, f: impl Fn(&str) -> Option<T>) -> Result<ArrayRef>
+where
+    A: FromIterator<Option<T>> + arrow::array::Array + 'static,
+{
+    let strings = arrow::compute::cast(array, &DataType::Utf8)?;
+    let out: A = arrow::array::AsArray::as_string::<i32>(&strings)
+        .iter()
+        .map(|v| v.and_then(&f))
+        .collect();
+    Ok(Arc::new(out))
+}

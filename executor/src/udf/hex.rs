@@ -1,8 +1,8 @@
 //! Hex strings as bytes, and the method id at the start of calldata.
 
 use super::RowFunction;
-use arrow::array::{ArrayRef, AsArray, BinaryArray, StringArray};
-use arrow::compute::cast;
+use super::function::map_strings;
+use arrow::array::{BinaryArray, StringArray};
 use arrow::datatypes::DataType;
 use datafusion::logical_expr::ScalarUDF;
 use std::sync::Arc;
@@ -18,15 +18,7 @@ pub fn hex_to_bytes() -> Arc<ScalarUDF> {
         "hex_to_bytes",
         RowFunction::any_args(1),
         |_| Ok(DataType::Binary),
-        |a, _| {
-            let s = cast(&a[0], &DataType::Utf8)?;
-            let out: BinaryArray = s
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.and_then(|v| hex::decode(strip_0x(v)).ok()))
-                .collect();
-            Ok(Arc::new(out) as ArrayRef)
-        },
+        |a, _| map_strings::<BinaryArray, _>(&a[0], |v| hex::decode(strip_0x(v)).ok()),
     )
 }
 
@@ -45,15 +37,7 @@ pub fn method_id() -> Arc<ScalarUDF> {
         "method_id",
         RowFunction::any_args(1),
         |_| Ok(DataType::Utf8),
-        |a, _| {
-            let s = cast(&a[0], &DataType::Utf8)?;
-            let out: StringArray = s
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.and_then(method_id_of))
-                .collect();
-            Ok(Arc::new(out) as ArrayRef)
-        },
+        |a, _| map_strings::<StringArray, _>(&a[0], method_id_of),
     )
 }
 

@@ -227,6 +227,24 @@ pub async fn plan_node(
             let never_split = strategy == Strategy::PerPartition;
             let (groups, split) =
                 group_by_bytes(primary_files, settings.target_task_bytes, never_split);
+            // One task per group of input files, all writing `output`.
+            let group_specs = |output: OutputSpec| -> Vec<TaskSpec> {
+                groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| {
+                        let inputs = vec![input_table(primary, &g.files)];
+                        spec(
+                            settings,
+                            first_stage,
+                            i as u32,
+                            inputs,
+                            node.sql.clone(),
+                            output.clone(),
+                        )
+                    })
+                    .collect()
+            };
             let needs_shuffle = layout.bucket_by.is_some()
                 && (!split.is_empty() || (!partitioned_input && groups.len() > 1));
             if needs_shuffle {
@@ -240,25 +258,12 @@ pub async fn plan_node(
                 );
                 let shuffle_root =
                     format!("{}/_chainbatch/shuffle", out.path.trim_end_matches('/'));
-                let map_specs: Vec<TaskSpec> = groups
-                    .iter()
-                    .enumerate()
-                    .map(|(i, g)| {
-                        spec(
-                            settings,
-                            first_stage,
-                            i as u32,
-                            vec![input_table(primary, &g.files)],
-                            node.sql.clone(),
-                            OutputSpec::Shuffle {
-                                staging_uri: shuffle_root.clone(),
-                                hash_by: b.columns.clone(),
-                                buckets: b.buckets,
-                                sort_by: vec![],
-                            },
-                        )
-                    })
-                    .collect();
+                let map_specs = group_specs(OutputSpec::Shuffle {
+                    staging_uri: shuffle_root.clone(),
+                    hash_by: b.columns.clone(),
+                    buckets: b.buckets,
+                    sort_by: vec![],
+                });
                 let map_outputs: Vec<String> = map_specs.iter().map(|s| s.attempt_dir(1)).collect();
                 let out_cols: Vec<ColumnSpec> = shape
                     .output_schema
@@ -309,20 +314,7 @@ pub async fn plan_node(
                         "{reason}; every input partition fits in one task, so each bucket file comes from one task"
                     );
                 }
-                let specs: Vec<TaskSpec> = groups
-                    .iter()
-                    .enumerate()
-                    .map(|(i, g)| {
-                        spec(
-                            settings,
-                            first_stage,
-                            i as u32,
-                            vec![input_table(primary, &g.files)],
-                            node.sql.clone(),
-                            out_spec(&layout),
-                        )
-                    })
-                    .collect();
+                let specs = group_specs(out_spec(&layout));
                 stages.push(StagePlan {
                     stage_id: first_stage,
                     kind: "map",

@@ -64,20 +64,9 @@ fn import_fixture(raw: &str) {
 }
 
 fn s3_run(p: &Project, raw: &str, out: &str, extra: &[&str]) -> std::process::Output {
-    let mut c = Command::new(bin());
-    c.arg("run")
-        .args(extra)
-        .arg("--conf")
-        .arg(p.conf())
-        .args([
-            "--globals",
-            &format!("raw_root={raw}"),
-            "--globals",
-            &format!("out_root={out}"),
-        ])
-        .env("CHAINBATCH_EXECUTOR", executor_bin())
-        .current_dir(p.dir.path());
-    c.output().unwrap()
+    let mut args = vec!["run"];
+    args.extend_from_slice(extra);
+    p.command_on(&args, raw, out).output().unwrap()
 }
 
 async fn snapshot(out_uri: &str) -> Vec<Vec<Vec<String>>> {
@@ -131,19 +120,12 @@ async fn crash_during_publish_on_s3_then_rerun_is_exact() {
     assert!(s3_run(&p, &raw, &out, &[]).status.success());
     let expected = snapshot(&out).await;
     for step in chainbatch::commit::CRASH_STEPS {
-        let mut c = Command::new(bin());
-        c.arg("run")
-            .arg("--conf")
-            .arg(p.conf())
-            .args([
-                "--globals",
-                &format!("raw_root={raw}"),
-                "--globals",
-                &format!("out_root={out}"),
-            ])
+        let crashed = p
+            .command_on(&["run"], &raw, &out)
             .env("CHAINBATCH_CRASH_AT", step)
-            .current_dir(p.dir.path());
-        assert!(!c.output().unwrap().status.success(), "{step}");
+            .output()
+            .unwrap();
+        assert!(!crashed.status.success(), "{step}");
         let o = s3_run(&p, &raw, &out, &[]);
         assert!(
             o.status.success(),
@@ -171,29 +153,15 @@ async fn credentials_never_appear_in_logs_plans_specs_or_errors() {
             String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
         );
     }
-    let plan = Command::new(bin())
-        .args(["plan", "--format", "json", "--conf"])
-        .arg(p.conf())
-        .args([
-            "--globals",
-            &format!("raw_root={raw}"),
-            "--globals",
-            &format!("out_root={out}"),
-        ])
+    let plan = p
+        .command_on(&["plan", "--format", "json"], &raw, &out)
         .output()
         .unwrap();
     texts.push(String::from_utf8_lossy(&plan.stdout).into_owned());
     // Wrong credentials: a clear failure that names neither secret.
     let wrong = "wrong-secret-a1b2c3d4e5";
-    let o = Command::new(bin())
-        .args(["run", "--conf"])
-        .arg(p.conf())
-        .args([
-            "--globals",
-            &format!("raw_root={raw}"),
-            "--globals",
-            &format!("out_root={out}-wrong"),
-        ])
+    let o = p
+        .command_on(&["run"], &raw, &format!("{out}-wrong"))
         .env("AWS_SECRET_ACCESS_KEY", wrong)
         .output()
         .unwrap();
@@ -204,10 +172,7 @@ async fn credentials_never_appear_in_logs_plans_specs_or_errors() {
     // Specs, manifests and journals stored on S3.
     let stored = tempfile::tempdir().unwrap();
     download(&out, stored.path()).await;
-    for f in data_files(stored.path())
-        .into_iter()
-        .chain(walk(&stored.path().join("_chainbatch")).into_iter())
-    {
+    for f in files_below(stored.path(), true) {
         if f.ends_with(".json") {
             texts.push(std::fs::read_to_string(stored.path().join(&f)).unwrap_or_default());
         }
@@ -218,23 +183,4 @@ async fn credentials_never_appear_in_logs_plans_specs_or_errors() {
         assert!(!t.contains(wrong), "the wrong secret leaked: {t}");
     }
     assert!(!key.is_empty());
-}
-
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(format!(
-                    "_chainbatch/{}",
-                    p.strip_prefix(dir).unwrap().display()
-                ));
-            }
-        }
-    }
-    out
 }

@@ -78,14 +78,24 @@ impl Project {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_on(
+            args,
+            &self.raw_root.display().to_string(),
+            &self.out().display().to_string(),
+        )
+    }
+
+    /// `chainbatch ARGS` on this project's conf/, reading `raw_root` and
+    /// writing `out_root` (paths or URIs).
+    pub fn command_on(&self, args: &[&str], raw_root: &str, out_root: &str) -> Command {
         let mut c = Command::new(bin());
         c.args(args)
             .arg("--conf")
             .arg(self.conf())
             .arg("--globals")
-            .arg(format!("raw_root={}", self.raw_root.display()))
+            .arg(format!("raw_root={raw_root}"))
             .arg("--globals")
-            .arg(format!("out_root={}", self.out().display()))
+            .arg(format!("out_root={out_root}"))
             .current_dir(self.dir.path())
             .env("CHAINBATCH_EXECUTOR", executor_bin())
             .env_remove("CHAINBATCH_CRASH_AT");
@@ -158,13 +168,18 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Files below `dir` (relative paths), ignoring chainbatch's own state.
 pub fn data_files(dir: &Path) -> Vec<String> {
+    files_below(dir, false)
+}
+
+/// Files below `dir` (relative paths), with or without `_chainbatch/`.
+pub fn files_below(dir: &Path, with_state: bool) -> Vec<String> {
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
             if p.is_dir() {
-                if !p.ends_with("_chainbatch") {
+                if with_state || !p.ends_with("_chainbatch") {
                     stack.push(p);
                 }
             } else {
