@@ -203,25 +203,30 @@ pub async fn plan_node(
         staging_uri: staging_uri(out),
         layout: layout.clone(),
     };
+    // All input in one task.
+    let single_stage = |input_bytes: u64| {
+        let inputs = listed.iter().map(|(ds, f)| input_table(ds, f)).collect();
+        let sql = node.sql.clone();
+        StagePlan {
+            stage_id: first_stage,
+            kind: "map",
+            input_bytes,
+            specs: vec![spec(
+                settings,
+                first_stage,
+                0,
+                inputs,
+                sql,
+                out_spec(&layout),
+            )],
+            tasks: 1,
+        }
+    };
     let mut strategy = strategy;
     let mut reason = reason;
     match strategy {
         Strategy::SingleTask => {
-            let inputs = listed.iter().map(|(ds, f)| input_table(ds, f)).collect();
-            stages.push(StagePlan {
-                stage_id: first_stage,
-                kind: "map",
-                input_bytes,
-                specs: vec![spec(
-                    settings,
-                    first_stage,
-                    0,
-                    inputs,
-                    node.sql.clone(),
-                    out_spec(&layout),
-                )],
-                tasks: 1,
-            });
+            stages.push(single_stage(input_bytes));
         }
         Strategy::PerPartition | Strategy::MapOnly => {
             let never_split = strategy == Strategy::PerPartition;
@@ -328,21 +333,7 @@ pub async fn plan_node(
     }
     // An empty window still runs one task, so the output is an empty, valid commit.
     if stages.iter().all(|s| s.specs.is_empty()) {
-        let inputs = listed.iter().map(|(ds, f)| input_table(ds, f)).collect();
-        stages = vec![StagePlan {
-            stage_id: first_stage,
-            kind: "map",
-            input_bytes: 0,
-            specs: vec![spec(
-                settings,
-                first_stage,
-                0,
-                inputs,
-                node.sql.clone(),
-                out_spec(&layout),
-            )],
-            tasks: 1,
-        }];
+        stages = vec![single_stage(0)];
     }
     let output_partition_by: Vec<String> = layout
         .partition_by
