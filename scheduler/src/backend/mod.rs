@@ -12,6 +12,8 @@ pub mod process;
 
 use crate::progress::Progress;
 use chainbatch_executor::{TaskManifest, TaskSpec};
+use futures::StreamExt;
+use std::future::Future;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -82,4 +84,26 @@ pub async fn run_stage(
         BackendKind::Local => local::run_stage(stage, progress).await,
         BackendKind::Process => process::run_stage(stage, progress).await,
     }
+}
+
+/// Runs `run(index, spec)` for every task of the stage, `concurrent` at a
+/// time, and returns the manifests in task order, or the first failure.
+pub async fn run_tasks<'a, F, Fut>(
+    stage: &'a StageRun,
+    concurrent: usize,
+    run: F,
+) -> Result<Vec<TaskManifest>, TaskFailure>
+where
+    F: Fn(usize, &'a TaskSpec) -> Fut,
+    Fut: Future<Output = Result<TaskManifest, TaskFailure>>,
+{
+    let results: Vec<Result<TaskManifest, TaskFailure>> =
+        futures::stream::iter(stage.specs.iter().enumerate())
+            .map(|(i, spec)| run(i, spec))
+            .buffer_unordered(concurrent.max(1))
+            .collect()
+            .await;
+    let mut out: Vec<TaskManifest> = results.into_iter().collect::<Result<_, _>>()?;
+    out.sort_by_key(|m| m.task_index);
+    Ok(out)
 }

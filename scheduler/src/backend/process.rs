@@ -2,11 +2,10 @@
 //! given exactly what AWS Batch gives a container: the spec URI, and
 //! `AWS_BATCH_JOB_ARRAY_INDEX` and `AWS_BATCH_JOB_ATTEMPT`.
 
-use crate::backend::{StageRun, TaskFailure, backoff};
+use crate::backend::{StageRun, TaskFailure, backoff, run_tasks};
 use crate::progress::Progress;
 use chainbatch_executor::TaskManifest;
 use chainbatch_executor::error::EXIT_BAD_SPEC;
-use futures::StreamExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -30,69 +29,61 @@ pub async fn run_stage(
 ) -> Result<Vec<TaskManifest>, TaskFailure> {
     let exe = executor_binary();
     let concurrent = stage.parallelism.clamp(1, stage.specs.len().max(1));
-    let results: Vec<Result<TaskManifest, TaskFailure>> =
-        futures::stream::iter(stage.specs.iter().enumerate())
-            .map(|(index, spec)| {
-                let exe = exe.clone();
-                async move {
-                    let mut attempt = 1;
-                    loop {
-                        let out = tokio::process::Command::new(&exe)
-                            .args(["run", "--spec", &stage.spec_uri])
-                            .env("AWS_BATCH_JOB_ARRAY_INDEX", index.to_string())
-                            .env("AWS_BATCH_JOB_ATTEMPT", attempt.to_string())
-                            .stdout(Stdio::piped())
-                            .stderr(Stdio::piped())
-                            .output()
-                            .await;
-                        let failure = match out {
-                            Ok(o) if o.status.success() => {
-                                match crate::commit::read_manifest(&spec.attempt_dir(attempt)).await
-                                {
-                                    Ok(m) => {
-                                        progress.task_done(m.rows, m.bytes);
-                                        return Ok(m);
-                                    }
-                                    Err(e) => (true, e),
-                                }
+    run_tasks(stage, concurrent, |index, spec| {
+        let exe = exe.clone();
+        async move {
+            let mut attempt = 1;
+            loop {
+                let out = tokio::process::Command::new(&exe)
+                    .args(["run", "--spec", &stage.spec_uri])
+                    .env("AWS_BATCH_JOB_ARRAY_INDEX", index.to_string())
+                    .env("AWS_BATCH_JOB_ATTEMPT", attempt.to_string())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .output()
+                    .await;
+                let failure = match out {
+                    Ok(o) if o.status.success() => {
+                        match crate::commit::read_manifest(&spec.attempt_dir(attempt)).await {
+                            Ok(m) => {
+                                progress.task_done(m.rows, m.bytes);
+                                return Ok(m);
                             }
-                            Ok(o) => {
-                                let stderr = String::from_utf8_lossy(&o.stderr);
-                                let last = stderr
-                                    .lines()
-                                    .rfind(|l| !l.trim().is_empty())
-                                    .unwrap_or("")
-                                    .to_string();
-                                let why = match o.status.code() {
-                                    Some(c) => format!("exit code {c}: {last}"),
-                                    None => format!("killed by a signal: {last}"),
-                                };
-                                (o.status.code() != Some(EXIT_BAD_SPEC), why)
-                            }
-                            Err(e) => (false, format!("cannot start {}: {e}", exe.display())),
-                        };
-                        let (retryable, message) = failure;
-                        if retryable && attempt < stage.max_attempts {
-                            progress.note(&format!(
-                                "task {} attempt {attempt} failed, retrying: {message}",
-                                spec.task_index
-                            ));
-                            tokio::time::sleep(backoff(attempt)).await;
-                            attempt += 1;
-                            continue;
+                            Err(e) => (true, e),
                         }
-                        return Err(TaskFailure {
-                            task_index: spec.task_index,
-                            attempts: attempt,
-                            message,
-                        });
                     }
+                    Ok(o) => {
+                        let stderr = String::from_utf8_lossy(&o.stderr);
+                        let last = stderr
+                            .lines()
+                            .rfind(|l| !l.trim().is_empty())
+                            .unwrap_or("")
+                            .to_string();
+                        let why = match o.status.code() {
+                            Some(c) => format!("exit code {c}: {last}"),
+                            None => format!("killed by a signal: {last}"),
+                        };
+                        (o.status.code() != Some(EXIT_BAD_SPEC), why)
+                    }
+                    Err(e) => (false, format!("cannot start {}: {e}", exe.display())),
+                };
+                let (retryable, message) = failure;
+                if retryable && attempt < stage.max_attempts {
+                    progress.note(&format!(
+                        "task {} attempt {attempt} failed, retrying: {message}",
+                        spec.task_index
+                    ));
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
                 }
-            })
-            .buffer_unordered(concurrent)
-            .collect()
-            .await;
-    let mut out: Vec<TaskManifest> = results.into_iter().collect::<Result<_, _>>()?;
-    out.sort_by_key(|m| m.task_index);
-    Ok(out)
+                return Err(TaskFailure {
+                    task_index: spec.task_index,
+                    attempts: attempt,
+                    message,
+                });
+            }
+        }
+    })
+    .await
 }
