@@ -47,25 +47,7 @@ impl Project {
     pub fn generated(rows: u64, days: u32, files_per_day: u32) -> Self {
         let p = Self::fixture();
         let raw = p.dir.path().join("raw");
-        let out = Command::new(bin())
-            .args([
-                "gen",
-                "--rows",
-                &rows.to_string(),
-                "--days",
-                &days.to_string(),
-                "--start",
-                "2024-03-01",
-            ])
-            .args(["--files-per-day", &files_per_day.to_string(), "--out"])
-            .arg(&raw)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gen: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        gen_raw(&raw, 1, rows, days, "2024-03-01", files_per_day);
         Self { raw_root: raw, ..p }
     }
 
@@ -189,4 +171,41 @@ pub fn files_below(dir: &Path, with_state: bool) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// `chainbatch gen` into `dir`; returns its standard output.
+pub fn gen_raw(
+    dir: &Path,
+    seed: u64,
+    rows: u64,
+    days: u32,
+    start: &str,
+    files_per_day: u32,
+) -> String {
+    let out = Command::new(bin())
+        .args([
+            "gen",
+            "--rows",
+            &rows.to_string(),
+            "--days",
+            &days.to_string(),
+            "--start",
+            start,
+        ])
+        .args([
+            "--seed",
+            &seed.to_string(),
+            "--files-per-day",
+            &files_per_day.to_string(),
+            "--out",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
