@@ -159,6 +159,21 @@ pub async fn plan_node(
         .unwrap_or_default();
     input_partitions.dedup();
 
+    // Nothing to read is a mistake worth stopping for (a wrong window or
+    // root), not an empty success that replaces nothing.
+    for (ds, files) in &listed {
+        if files.is_empty() {
+            let window = settings
+                .dates
+                .as_ref()
+                .map(|d| format!(" in the window {}..{}", d.from, d.to))
+                .unwrap_or_default();
+            return Err(format!(
+                "node `{}`: input `{}` has no {:?} files under {}{window}",
+                node.name, ds.name, ds.kind, ds.path
+            ));
+        }
+    }
     let single = listed.len() == 1;
     let (primary, primary_files) = (&listed[0].0, &listed[0].1);
     let partitioned_input = !primary.partitions.is_empty();

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bad_input;
 mod config_errors;
 mod crash;
 mod datasets;
