@@ -49,6 +49,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
         format: PlanFormat,
     },
+    /// Finish or roll back unfinished runs, then remove what finished runs
+    /// left in staging, shuffle and trash.
+    Gc {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
     /// Generate synthetic `eth` tables (transactions, blocks, logs, token transfers) in the AWS layout.
     Gen(GenArgs),
     /// Import data exported by other tools into the AWS layout.
@@ -468,6 +474,18 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
             Ok(())
         }
         Command::Gen(g) => generate(g).await,
+        Command::Gc { project } => {
+            let p = load_project(&project, "gc")?;
+            let root = driver::out_root(&p)?;
+            let notes = chainbatch::commit::collect_garbage(&root, &p.catalog)
+                .await
+                .map_err(DriverError::Run)?;
+            for n in &notes {
+                println!("{n}");
+            }
+            println!("gc: {} item(s)", notes.len());
+            Ok(())
+        }
         Command::Import {
             source: ImportSource::EthereumEtl { dir, out, tables },
         } => {

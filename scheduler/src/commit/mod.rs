@@ -308,3 +308,52 @@ pub async fn commit(
     journal::save(out_root, journal).await?;
     Ok(())
 }
+
+/// `chainbatch gc`: finishes or rolls back unfinished runs, then removes
+/// what finished runs left below `_chainbatch/` (staging, shuffle, trash).
+/// Returns one line per thing removed.
+pub async fn collect_garbage(
+    out_root: &str,
+    catalog: &crate::catalog::Catalog,
+) -> Result<Vec<String>, String> {
+    let mut notes = recover(out_root, catalog).await?;
+    let runs = journal::list(out_root).await?;
+    let running: BTreeSet<&str> = runs
+        .iter()
+        .filter(|j| j.status == journal::RunStatus::Running)
+        .map(|j| j.run_id.as_str())
+        .collect();
+    let mut roots: Vec<String> = vec![format!("{}/", journal::runs_root(out_root))];
+    for ds in catalog.values() {
+        roots.push(format!("{}/", crate::plan::staging_uri(ds)));
+        roots.push(format!(
+            "{}/_chainbatch/shuffle/",
+            ds.path.trim_end_matches('/')
+        ));
+    }
+    for root in roots {
+        let loc = storage::resolve(&root).map_err(|e| e.to_string())?;
+        let listed = match loc.store.list_with_delimiter(Some(&loc.path)).await {
+            Ok(l) => l.common_prefixes,
+            Err(object_store::Error::NotFound { .. }) => vec![],
+            Err(e) => return Err(format!("cannot list {root}: {e}")),
+        };
+        for prefix in listed {
+            let run = prefix.filename().unwrap_or_default().to_string();
+            if running.contains(run.as_str()) {
+                continue;
+            }
+            // In the runs folder only the trash goes; journals and specs stay.
+            let target = if root.ends_with("/_chainbatch/runs/") {
+                format!("{root}{run}/trash")
+            } else {
+                format!("{root}{run}")
+            };
+            let n = remove_prefix(&target).await?;
+            if n > 0 {
+                notes.push(format!("removed {n} object(s) under {target}"));
+            }
+        }
+    }
+    Ok(notes)
+}

@@ -50,3 +50,38 @@ fn corrupt_parquet_input_names_the_file_and_publishes_nothing() {
     let staging = p.out().join("clean_transactions/_chainbatch/staging");
     assert!(files_below(&staging, true).is_empty(), "staging removed");
 }
+
+#[test]
+fn gc_rolls_back_a_crashed_run_and_removes_leftovers() {
+    let p = Project::fixture();
+    p.run_ok(&["run"]);
+    let before = data_files(&p.out());
+    let crashed = p
+        .command(&["run"])
+        .env("CHAINBATCH_CRASH_AT", "after_tasks")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    let staging = p.out().join("clean_transactions/_chainbatch/staging");
+    assert!(
+        !files_below(&staging, true).is_empty(),
+        "the crash left staging behind"
+    );
+    // A stray attempt of a run nobody remembers.
+    let stray = staging.join("stray-run/0/0/attempt-1/part-0-0-000000.zstd.parquet");
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, b"left over").unwrap();
+
+    let out = p.run_ok(&["gc"]);
+    assert!(
+        out.contains("recovered run") && out.contains("stray-run"),
+        "{out}"
+    );
+    assert!(
+        files_below(&staging, true).is_empty(),
+        "staging is empty after gc"
+    );
+    assert_eq!(data_files(&p.out()), before, "published data untouched");
+    let runs = p.run_ok(&["runs", "--format", "json"]);
+    assert!(runs.contains("rolled_back"), "{runs}");
+}
