@@ -291,6 +291,11 @@ async fn run_nodes(
             next_stage,
         )
         .await?;
+        // Nothing to read is a mistake worth stopping for (a wrong window or
+        // root), not an empty success that replaces nothing.
+        if let Some(why) = plan.empty_inputs.first() {
+            return Err(format!("node `{}`: {why}", node.name));
+        }
         next_stage += plan.stages.len() as u32;
         let mut manifests = vec![];
         let mut tasks = 0;

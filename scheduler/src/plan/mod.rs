@@ -60,6 +60,8 @@ pub struct NodePlan {
     /// Output partitions the run will write, when they follow from the input
     /// partitions (the same partition columns); `None` when the data decides.
     pub expected_output_partitions: Option<Vec<String>>,
+    /// Inputs with nothing to read: a run refuses them, a plan shows them.
+    pub empty_inputs: Vec<String>,
     pub stages: Vec<StagePlan>,
 }
 
@@ -159,21 +161,21 @@ pub async fn plan_node(
         .unwrap_or_default();
     input_partitions.dedup();
 
-    // Nothing to read is a mistake worth stopping for (a wrong window or
-    // root), not an empty success that replaces nothing.
-    for (ds, files) in &listed {
-        if files.is_empty() {
-            let window = settings
-                .dates
-                .as_ref()
-                .map(|d| format!(" in the window {}..{}", d.from, d.to))
-                .unwrap_or_default();
-            return Err(format!(
-                "node `{}`: input `{}` has no {:?} files under {}{window}",
-                node.name, ds.name, ds.kind, ds.path
-            ));
-        }
-    }
+    let window = settings
+        .dates
+        .as_ref()
+        .map(|d| format!(" in the window {}..{}", d.from, d.to))
+        .unwrap_or_default();
+    let empty_inputs: Vec<String> = listed
+        .iter()
+        .filter(|(_, files)| files.is_empty())
+        .map(|(ds, _)| {
+            format!(
+                "input `{}` has no {:?} files under {}{window}",
+                ds.name, ds.kind, ds.path
+            )
+        })
+        .collect();
     let single = listed.len() == 1;
     let (primary, primary_files) = (&listed[0].0, &listed[0].1);
     let partitioned_input = !primary.partitions.is_empty();
@@ -395,6 +397,7 @@ pub async fn plan_node(
         input_partitions,
         output_partition_by,
         expected_output_partitions,
+        empty_inputs,
         stages,
     })
 }
