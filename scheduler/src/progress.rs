@@ -126,8 +126,15 @@ impl Progress {
             }
             LogFormat::Text => {
                 let eta = eta.map(|e| format!(" · ETA {e:.0}s")).unwrap_or_default();
+                // A 20-cell bar of tasks done, for the live terminal line.
+                let filled = (s.done * 20).checked_div(s.total).unwrap_or(0);
+                let bar = if self.live {
+                    format!("{}{} ", "#".repeat(filled), ".".repeat(20 - filled))
+                } else {
+                    String::new()
+                };
                 let text = format!(
-                    "[{}] {}/{} tasks · {} rows · {}{eta}",
+                    "{bar}[{}] {}/{} tasks · {} rows · {}{eta}",
                     s.label,
                     s.done,
                     s.total,
