@@ -60,6 +60,9 @@ pub enum StorageError {
     },
 }
 
+/// Stores are opened once per process and reused, keeping their connection
+/// pools. An S3 store's connections live on the tokio runtime that first used
+/// it, so a process uses one runtime for storage (both binaries do).
 fn stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
     static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
     STORES.get_or_init(Default::default)

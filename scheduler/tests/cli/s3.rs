@@ -23,8 +23,21 @@ fn prefix(name: &str) -> String {
     format!("s3://{}/{name}-{nanos}", bucket())
 }
 
-/// Copies every object below `uri` into `dir`.
-async fn download(uri: &str, dir: &Path) {
+/// Copies every object below `uri` into `dir`. Object stores are cached per
+/// process and their HTTP connections belong to the runtime that opened them,
+/// so all S3 access of this test binary goes through one runtime of its own.
+fn download(uri: &str, dir: &Path) {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let (uri, dir) = (uri.to_string(), dir.to_path_buf());
+    std::thread::spawn(move || {
+        let rt = RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().expect("runtime"));
+        rt.block_on(download_with(&uri, &dir))
+    })
+    .join()
+    .expect("download thread");
+}
+
+async fn download_with(uri: &str, dir: &Path) {
     let loc = chainbatch_executor::storage::resolve(uri).unwrap();
     let metas: Vec<_> = loc.store.list(Some(&loc.path)).try_collect().await.unwrap();
     assert!(!metas.is_empty(), "nothing under {uri}");
@@ -71,7 +84,7 @@ fn s3_run(p: &Project, raw: &str, out: &str, extra: &[&str]) -> std::process::Ou
 
 async fn snapshot(out_uri: &str) -> Vec<Vec<Vec<String>>> {
     let local = tempfile::tempdir().unwrap();
-    download(out_uri, local.path()).await;
+    download(out_uri, local.path());
     let mut all = vec![];
     for ds in ["clean_transactions", "daily_address_stats", "daily_summary"] {
         all.push(rows_as_text(
@@ -171,7 +184,7 @@ async fn credentials_never_appear_in_logs_plans_specs_or_errors() {
     texts.push(stderr);
     // Specs, manifests and journals stored on S3.
     let stored = tempfile::tempdir().unwrap();
-    download(&out, stored.path()).await;
+    download(&out, stored.path());
     for f in files_below(stored.path(), true) {
         if f.ends_with(".json") {
             texts.push(std::fs::read_to_string(stored.path().join(&f)).unwrap_or_default());
