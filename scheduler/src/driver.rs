@@ -59,6 +59,15 @@ pub fn out_root(project: &Project) -> Result<String, ConfigError> {
     })
 }
 
+fn pipeline_names(project: &Project) -> String {
+    project
+        .pipelines
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The pipeline to use: the one named, or the only one.
 pub fn pick_pipeline<'p>(
     project: &'p Project,
@@ -73,12 +82,7 @@ pub fn pick_pipeline<'p>(
                 "--pipeline",
                 format!(
                     "no pipeline `{n}`{hint}; pipelines: {}",
-                    project
-                        .pipelines
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    pipeline_names(project)
                 ),
             )
         }),
@@ -89,12 +93,7 @@ pub fn pick_pipeline<'p>(
             "--pipeline",
             format!(
                 "several pipelines are defined; name one of: {}",
-                project
-                    .pipelines
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                pipeline_names(project)
             ),
         )),
     }
