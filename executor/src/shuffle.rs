@@ -58,33 +58,11 @@ pub async fn write_map_output(
         data_file: data_name.clone(),
         buckets: vec![],
     };
+    // Bytes uploaded so far: the next segment starts here.
     let mut offset = 0u64;
-    let mut current: Option<(u32, StreamWriter<Vec<u8>>, u64)> = None;
+    let mut current: Option<Segment> = None;
     let mut total_rows = 0u64;
     let mut checksum = 0u64;
-
-    async fn finish(
-        seg: (u32, StreamWriter<Vec<u8>>, u64),
-        upload: &mut BufWriter,
-        offset: &mut u64,
-        index: &mut ShuffleIndex,
-    ) -> Result<()> {
-        let (bucket, mut w, rows) = seg;
-        w.finish()?;
-        let bytes = w.into_inner()?;
-        upload
-            .write_all(&bytes)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        index.buckets.push(BucketRange {
-            bucket,
-            offset: *offset,
-            length: bytes.len() as u64,
-            rows,
-        });
-        *offset += bytes.len() as u64;
-        Ok(())
-    }
 
     while let Some(batch) = input.try_next().await? {
         let buckets = batch
@@ -96,40 +74,41 @@ pub async fn write_map_output(
         let runs = arrow::compute::partition(&[batch.column(data_cols.len()).clone()])?;
         for r in runs.ranges() {
             let bucket = buckets.value(r.start) as u32;
-            if current.as_ref().is_some_and(|c| c.0 != bucket)
+            if current.as_ref().is_some_and(|c| c.bucket != bucket)
                 && let Some(seg) = current.take()
             {
-                finish(seg, &mut upload, &mut offset, &mut index).await?;
+                index
+                    .buckets
+                    .push(seg.finish(&mut upload, &mut offset).await?);
             }
             if current.is_none() {
-                current = Some((bucket, StreamWriter::try_new(Vec::new(), &data_schema)?, 0));
+                current = Some(Segment {
+                    bucket,
+                    writer: StreamWriter::try_new(Vec::new(), &data_schema)?,
+                    rows: 0,
+                    start: offset,
+                });
             }
             let seg = current.as_mut().expect("segment is open");
-            seg.1.write(&data.slice(r.start, r.end - r.start))?;
-            seg.2 += (r.end - r.start) as u64;
+            seg.writer.write(&data.slice(r.start, r.end - r.start))?;
+            seg.rows += (r.end - r.start) as u64;
             total_rows += (r.end - r.start) as u64;
             // Large segments go out in parts; the upload bounds memory.
-            if seg.1.get_ref().len() > 8 * 1024 * 1024 {
-                let buf = std::mem::take(seg.1.get_mut());
-                upload
-                    .write_all(&buf)
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                let prefix_len = buf.len() as u64;
-                // Account the flushed bytes to this segment's range.
-                seg_flushed(&mut index, bucket, offset, prefix_len);
-                offset += prefix_len;
+            if seg.writer.get_ref().len() > 8 * 1024 * 1024 {
+                let buf = std::mem::take(seg.writer.get_mut());
+                upload_bytes(&mut upload, &buf, &mut offset).await?;
             }
         }
     }
     if let Some(seg) = current.take() {
-        finish(seg, &mut upload, &mut offset, &mut index).await?;
+        index
+            .buckets
+            .push(seg.finish(&mut upload, &mut offset).await?);
     }
     upload
         .shutdown()
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    merge_flushed_parts(&mut index);
     let index_json = serde_json::to_vec(&index).expect("index serialises");
     let index_loc = attempt_dir.join(&index_name);
     index_loc
@@ -160,30 +139,36 @@ pub async fn write_map_output(
     ])
 }
 
-/// Records bytes of a still-open segment that were already uploaded, as a
-/// provisional range entry merged by [`merge_flushed_parts`].
-fn seg_flushed(index: &mut ShuffleIndex, bucket: u32, offset: u64, len: u64) {
-    index.buckets.push(BucketRange {
-        bucket,
-        offset,
-        length: len,
-        rows: 0,
-    });
+/// One bucket's IPC stream being written; its bytes run from `start` to
+/// wherever the upload stands when it finishes.
+struct Segment {
+    bucket: u32,
+    writer: StreamWriter<Vec<u8>>,
+    rows: u64,
+    start: u64,
 }
 
-/// Joins consecutive range entries of one bucket into a single range.
-fn merge_flushed_parts(index: &mut ShuffleIndex) {
-    let mut merged: Vec<BucketRange> = Vec::with_capacity(index.buckets.len());
-    for r in index.buckets.drain(..) {
-        match merged.last_mut() {
-            Some(last) if last.bucket == r.bucket && last.offset + last.length == r.offset => {
-                last.length += r.length;
-                last.rows += r.rows;
-            }
-            _ => merged.push(r),
-        }
+impl Segment {
+    async fn finish(mut self, upload: &mut BufWriter, offset: &mut u64) -> Result<BucketRange> {
+        self.writer.finish()?;
+        let rest = self.writer.into_inner()?;
+        upload_bytes(upload, &rest, offset).await?;
+        Ok(BucketRange {
+            bucket: self.bucket,
+            offset: self.start,
+            length: *offset - self.start,
+            rows: self.rows,
+        })
     }
-    index.buckets = merged;
+}
+
+async fn upload_bytes(upload: &mut BufWriter, bytes: &[u8], offset: &mut u64) -> Result<()> {
+    upload
+        .write_all(bytes)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    *offset += bytes.len() as u64;
+    Ok(())
 }
 
 /// One bucket of a shuffle, read from every map output as a stream.

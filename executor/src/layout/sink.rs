@@ -308,16 +308,15 @@ fn group_rows(batch: &RecordBatch, cfg: &LayoutSinkConfig, sorted: bool) -> Resu
         .collect()
 }
 
-/// The open writers of one worker, with least-recently-used order.
+/// The open writers of one worker, by key.
 struct Writers {
-    open: HashMap<String, (u64, PartitionWriter)>,
-    clock: u64,
+    open: HashMap<String, PartitionWriter>,
     finished: Vec<WrittenFile>,
 }
 
 impl Writers {
     async fn close(&mut self, key: &str, ctx: &WriterContext) -> Result<()> {
-        if let Some((_, mut w)) = self.open.remove(key) {
+        if let Some(mut w) = self.open.remove(key) {
             w.close(ctx).await?;
             self.finished.append(&mut w.finished);
         }
@@ -357,7 +356,6 @@ async fn write_worker(
     );
     let mut writers = Writers {
         open: HashMap::new(),
-        clock: 0,
         finished: vec![],
     };
     let mut sorted = cfg.input_sorted;
@@ -381,14 +379,11 @@ async fn write_worker(
                     break;
                 }
                 let writer = PartitionWriter::new(group.partition_path.clone(), group.bucket);
-                writers.open.insert(group.key.clone(), (0, writer));
+                writers.open.insert(group.key.clone(), writer);
             }
-            writers.clock += 1;
-            let clock = writers.clock;
-            let entry = writers.open.get_mut(&group.key).expect("writer is open");
-            entry.0 = clock;
+            let writer = writers.open.get_mut(&group.key).expect("writer is open");
             let data = group.rows.project(&data_idx)?;
-            entry.1.write(&mut ctx, &data).await?;
+            writer.write(&mut ctx, &data).await?;
         }
     }
     writers.close_all(&ctx).await?;
