@@ -118,7 +118,7 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
         .await
         .map_err(|e| TaskError::from_datafusion("sql", e))?;
     let parallelism = effective_parallelism(spec.resources.parallelism);
-    let (files, kind) = match &spec.output {
+    let (files, kind, data_schema) = match &spec.output {
         OutputSpec::Table { layout, .. } => {
             let plan = table_write_plan(
                 df,
@@ -129,7 +129,14 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
                 parallelism,
             )
             .await?;
-            (execute_sink(plan, &ctx).await?, OutputKind::Table)
+            let schema = plan
+                .data_schema()
+                .map_err(|e| TaskError::from_datafusion("output", e))?;
+            (
+                execute_sink(plan, &ctx).await?,
+                OutputKind::Table,
+                Some(schema),
+            )
         }
         OutputSpec::Shuffle {
             hash_by,
@@ -141,12 +148,9 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
             (
                 execute_shuffle(plan, &ctx, &attempt_dir).await?,
                 OutputKind::Shuffle,
+                None,
             )
         }
-    };
-    let data_schema = match &spec.output {
-        OutputSpec::Table { .. } => output_data_schema(&files, &attempt_dir).await,
-        OutputSpec::Shuffle { .. } => None,
     };
     let manifest = build_manifest(
         spec,
@@ -238,19 +242,6 @@ async fn execute_shuffle(
         files.extend(out.map_err(|e| TaskError::from_datafusion("output", e))?);
     }
     Ok(files)
-}
-
-/// The written files' Arrow schema, for comparing statistics as typed values.
-async fn output_data_schema(
-    files: &[WrittenFile],
-    attempt_dir: &Location,
-) -> Option<arrow::datatypes::SchemaRef> {
-    let first = files.first()?;
-    let loc = attempt_dir.join(&first.path);
-    let md = crate::parquet_footer::read_metadata(&loc, first.bytes)
-        .await
-        .ok()?;
-    crate::parquet_footer::arrow_schema(&md).ok()
 }
 
 #[allow(clippy::too_many_arguments)]

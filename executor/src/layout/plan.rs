@@ -119,7 +119,7 @@ pub async fn table_write_plan(
     stage_id: u32,
     task_index: u32,
     parallelism: usize,
-) -> TaskResult<Arc<dyn ExecutionPlan>> {
+) -> TaskResult<Arc<LayoutSinkExec>> {
     let field = "output.layout";
     let (df, data_columns) = with_key_columns(df, layout, field)?;
     let mut plan = df

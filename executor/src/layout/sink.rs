@@ -99,6 +99,12 @@ impl LayoutSinkExec {
     pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
         &self.input
     }
+
+    /// The schema of the rows written to files (the key columns dropped).
+    pub fn data_schema(&self) -> Result<SchemaRef> {
+        let cols: Vec<usize> = (0..self.config.data_columns).collect();
+        Ok(Arc::new(self.input.schema().project(&cols)?))
+    }
 }
 
 impl DisplayAs for LayoutSinkExec {
