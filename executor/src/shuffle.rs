@@ -191,8 +191,9 @@ impl ShuffleBucketStream {
         let mut segments = vec![];
         for (i, dir) in map_outputs.iter().enumerate() {
             let f = format!("{field}.map_outputs[{i}]");
-            let dir_loc =
+            let task_loc =
                 storage::resolve(dir).map_err(|e| TaskError::bad_spec(&f, e.to_string()))?;
+            let dir_loc = committed_attempt(task_loc, &f).await?;
             let manifest_loc = dir_loc.join(MANIFEST_FILE);
             let bytes = get_bytes(&manifest_loc, &f).await?;
             let manifest: TaskManifest = serde_json::from_slice(&bytes).map_err(|e| {
@@ -219,6 +220,42 @@ impl ShuffleBucketStream {
             segments,
         })
     }
+}
+
+/// The attempt directory of a map task that finished: `dir` itself when it
+/// names an attempt, else its highest `attempt-<n>` holding a manifest.
+async fn committed_attempt(dir: Location, field: &str) -> TaskResult<Location> {
+    let last = dir.path.as_ref().rsplit('/').next().unwrap_or_default();
+    if last.starts_with("attempt-") {
+        return Ok(dir);
+    }
+    let listed = dir
+        .store
+        .list_with_delimiter(Some(&dir.path))
+        .await
+        .map_err(|e| TaskError::from_store(field, e))?;
+    let mut attempts: Vec<u32> = listed
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename()?.strip_prefix("attempt-")?.parse().ok())
+        .collect();
+    attempts.sort_unstable_by(|a, b| b.cmp(a));
+    for n in attempts {
+        let attempt = dir.join(&format!("attempt-{n}"));
+        let manifest = attempt.join(MANIFEST_FILE);
+        match manifest.store.head(&manifest.path).await {
+            Ok(_) => return Ok(attempt),
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(TaskError::from_store(field, e)),
+        }
+    }
+    Err(TaskError::bad_spec(
+        field,
+        format!(
+            "map task {} has no finished attempt (no attempt-<n>/{MANIFEST_FILE})",
+            dir.uri()
+        ),
+    ))
 }
 
 async fn get_bytes(loc: &Location, field: &str) -> TaskResult<bytes::Bytes> {

@@ -88,7 +88,9 @@ pub struct ByteRange {
 #[serde(deny_unknown_fields)]
 pub struct ShuffleInput {
     pub bucket: u32,
-    /// Attempt prefixes of the map tasks whose output holds the bucket.
+    /// The map tasks whose output holds the bucket: each a task directory,
+    /// read from its highest attempt that has a manifest (the planner cannot
+    /// know which attempt will succeed), or one `.../attempt-<n>` directory.
     pub map_outputs: Vec<String>,
 }
 
@@ -150,16 +152,20 @@ impl Default for TaskResources {
 }
 
 impl TaskSpec {
-    /// Path below the staging root where this attempt writes, and only there.
-    pub fn attempt_dir(&self, attempt: u32) -> String {
+    /// The directory that holds every attempt of this task.
+    pub fn task_dir(&self) -> String {
         format!(
-            "{}/{}/{}/{}/attempt-{}",
+            "{}/{}/{}/{}",
             self.output.staging_uri().trim_end_matches('/'),
             self.run_id,
             self.stage_id,
             self.task_index,
-            attempt
         )
+    }
+
+    /// Path below the staging root where this attempt writes, and only there.
+    pub fn attempt_dir(&self, attempt: u32) -> String {
+        format!("{}/attempt-{attempt}", self.task_dir())
     }
 
     /// Checks what can be checked without reading data.

@@ -1,7 +1,8 @@
 //! The driver: select, validate, plan, run each stage on a backend, commit
 //! each node's output, and journal every step.
 
-use crate::backend::{self, BackendKind, StageRun};
+use crate::backend::batch::{BatchBackend, BatchSettings};
+use crate::backend::{Backend, BackendKind, StageRun};
 use crate::commit::journal::{self, Journal, RunStatus, StageRecord};
 use crate::commit::{self, crash_point};
 use crate::conf::error::ConfigError;
@@ -164,6 +165,41 @@ pub async fn plan(project: &Project, opts: &RunOptions) -> Result<Vec<NodePlan>,
     Ok(out)
 }
 
+/// The backend, checked before the run starts: Batch needs its settings,
+/// a reachable queue and definition, and an `out_root` containers can read.
+async fn connect_backend(
+    project: &Project,
+    kind: BackendKind,
+    out_root: &str,
+) -> Result<Backend, DriverError> {
+    match kind {
+        BackendKind::Local => Ok(Backend::Local),
+        BackendKind::Process => Ok(Backend::Process),
+        BackendKind::Batch => {
+            let globals = project
+                .conf_dir
+                .join(format!("{}/globals.yml", project.env));
+            let settings = BatchSettings::from_globals(&project.globals)
+                .map_err(|e| DriverError::Config(e.at(Some(globals.clone()), None)))?;
+            if !out_root.starts_with("s3://") {
+                return Err(ConfigError::new(
+                    "out_root",
+                    format!(
+                        "is `{out_root}`; --backend batch needs it on s3://, where \
+                         executor containers read their specs and write their output"
+                    ),
+                )
+                .at(Some(globals), None)
+                .into());
+            }
+            let b = BatchBackend::connect(settings)
+                .await
+                .map_err(DriverError::Run)?;
+            Ok(Backend::Batch(b))
+        }
+    }
+}
+
 async fn write_stage_specs(
     runs_root: &str,
     run_id: &str,
@@ -221,6 +257,7 @@ pub async fn run(
         .into());
     }
     let pipeline = pick_pipeline(project, opts.pipeline.as_deref())?;
+    let backend = connect_backend(project, opts.backend, &out_root).await?;
     let mut j = Journal {
         run_id: opts.run_id.clone(),
         pipeline: pipeline.name.clone(),
@@ -239,7 +276,8 @@ pub async fn run(
         .await
         .map_err(DriverError::Run)?;
     let result = run_nodes(
-        project, opts, progress, &nodes, &shapes, &settings, &out_root, &runs_root, &mut j,
+        project, opts, progress, &nodes, &shapes, &settings, &out_root, &runs_root, &backend,
+        &mut j,
     )
     .await;
     j.finished_at = Some(journal::now_secs());
@@ -275,6 +313,7 @@ async fn run_nodes(
     settings: &PlanSettings,
     out_root: &str,
     runs_root: &str,
+    backend: &Backend,
     j: &mut Journal,
 ) -> Result<Vec<NodeSummary>, String> {
     let mut summaries = vec![];
@@ -296,36 +335,43 @@ async fn run_nodes(
             return Err(format!("node `{}`: {why}", node.name));
         }
         next_stage += plan.stages.len() as u32;
-        let mut manifests = vec![];
-        let mut tasks = 0;
+        // Every stage's specs are written before the first runs, so a backend
+        // can hand the whole chain to its scheduler at once.
+        let mut runs = vec![];
         for stage in &plan.stages {
             let spec_uri =
                 write_stage_specs(runs_root, &opts.run_id, stage.stage_id, &stage.specs).await?;
-            let label = format!("{} stage {} {}", node.name, stage.stage_id, stage.kind);
-            progress.stage(&label, stage.specs.len());
-            let stage_started = Instant::now();
-            let run = StageRun {
+            runs.push(StageRun {
+                node: node.name.clone(),
+                stage_id: stage.stage_id,
+                kind: stage.kind.to_string(),
                 spec_uri,
                 specs: stage.specs.clone(),
                 parallelism: opts.parallelism,
                 max_attempts: opts.max_attempts,
-            };
-            manifests = backend::run_stage(opts.backend, &run, progress)
-                .await
-                .map_err(|f| format!("node `{}` stage {}: {f}", node.name, stage.stage_id))?;
-            progress.stage_finished();
-            tasks += stage.specs.len();
+            });
+        }
+        let outcomes = backend
+            .run_stages(&runs, progress)
+            .await
+            .map_err(|f| format!("node `{}`: {f}", node.name))?;
+        let tasks = runs.iter().map(|r| r.specs.len()).sum();
+        for (run, outcome) in runs.iter().zip(&outcomes) {
             j.stages.push(StageRecord {
                 node: node.name.clone(),
-                stage_id: stage.stage_id,
-                kind: stage.kind.to_string(),
-                tasks: stage.specs.len(),
-                rows: manifests.iter().map(|m| m.rows).sum(),
-                bytes: manifests.iter().map(|m| m.bytes).sum(),
-                seconds: stage_started.elapsed().as_secs_f64(),
+                stage_id: run.stage_id,
+                kind: run.kind.clone(),
+                tasks: run.specs.len(),
+                rows: outcome.manifests.iter().map(|m| m.rows).sum(),
+                bytes: outcome.manifests.iter().map(|m| m.bytes).sum(),
+                seconds: outcome.seconds,
             });
-            journal::save(out_root, j).await?;
         }
+        journal::save(out_root, j).await?;
+        let manifests = outcomes
+            .last()
+            .map(|o| o.manifests.clone())
+            .unwrap_or_default();
         crash_point("after_tasks");
         let ds = &project.catalog[&node.output];
         let trash = format!("{runs_root}/{}/trash/{}", opts.run_id, node.name);

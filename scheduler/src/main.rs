@@ -133,7 +133,9 @@ struct RunArgs {
     /// Input date window, inclusive: `2024-05-01..2024-05-07`, `yesterday`, `today`.
     #[arg(long)]
     dates: Option<String>,
-    /// Where tasks run: local (in-process) or process (chainbatch-executor children).
+    /// Where tasks run: local (in-process), process (chainbatch-executor
+    /// children) or batch (AWS Batch array jobs; settings under `batch:` in
+    /// globals.yml, out_root on s3://).
     #[arg(long, default_value = "local")]
     backend: String,
     /// Tasks at once (default: the number of cores).

@@ -3,10 +3,13 @@
 //! - `local` (default): in-process, up to `--parallelism` tasks at once.
 //! - `process`: each task is a `chainbatch-executor` child process with the
 //!   environment AWS Batch gives a container.
+//! - `batch`: each stage is an AWS Batch (array) job of executor containers.
 //!
-//! Both retry a task whose failure is retryable, with exponential backoff,
-//! up to `max_attempts`; each attempt writes to its own directory.
+//! Local and process retry a task whose failure is retryable, with
+//! exponential backoff, up to `max_attempts`; Batch does the same through
+//! the job's retry strategy. Each attempt writes to its own directory.
 
+pub mod batch;
 pub mod local;
 pub mod process;
 
@@ -18,11 +21,28 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct StageRun {
+    pub node: String,
+    pub stage_id: u32,
+    /// What the stage does: map, shuffle_map, reduce.
+    pub kind: String,
     /// The stage's spec list, already written where executors can read it.
     pub spec_uri: String,
     pub specs: Vec<TaskSpec>,
     pub parallelism: usize,
     pub max_attempts: u32,
+}
+
+impl StageRun {
+    pub fn label(&self) -> String {
+        format!("{} stage {} {}", self.node, self.stage_id, self.kind)
+    }
+}
+
+/// What a stage produced: one manifest per task, in task order.
+#[derive(Debug, Clone)]
+pub struct StageOutcome {
+    pub manifests: Vec<TaskManifest>,
+    pub seconds: f64,
 }
 
 /// A task that failed for good.
@@ -51,6 +71,7 @@ pub fn backoff(attempt: u32) -> Duration {
 pub enum BackendKind {
     Local,
     Process,
+    Batch,
 }
 
 impl BackendKind {
@@ -58,11 +79,13 @@ impl BackendKind {
         match s {
             "local" => Ok(Self::Local),
             "process" => Ok(Self::Process),
-            "batch" | "ballista" => Err(format!(
-                "backend `{s}` is not available in this build yet; use local or process"
-            )),
+            "batch" => Ok(Self::Batch),
+            "ballista" => Err(
+                "backend `ballista` is not available in this build yet; use local, process or batch"
+                    .into(),
+            ),
             other => Err(format!(
-                "unknown backend `{other}`; expected local or process"
+                "unknown backend `{other}`; expected local, process or batch"
             )),
         }
     }
@@ -71,18 +94,45 @@ impl BackendKind {
         match self {
             Self::Local => "local",
             Self::Process => "process",
+            Self::Batch => "batch",
         }
     }
 }
 
-pub async fn run_stage(
-    kind: BackendKind,
-    stage: &StageRun,
-    progress: &Progress,
-) -> Result<Vec<TaskManifest>, TaskFailure> {
-    match kind {
-        BackendKind::Local => local::run_stage(stage, progress).await,
-        BackendKind::Process => process::run_stage(stage, progress).await,
+/// A backend ready to run stages; Batch holds its client.
+pub enum Backend {
+    Local,
+    Process,
+    Batch(batch::BatchBackend),
+}
+
+impl Backend {
+    /// Runs a node's stages in order and returns what each produced.
+    pub async fn run_stages(
+        &self,
+        stages: &[StageRun],
+        progress: &Progress,
+    ) -> Result<Vec<StageOutcome>, TaskFailure> {
+        if let Self::Batch(b) = self {
+            let attempts = stages.first().map(|s| s.max_attempts).unwrap_or(1);
+            return b.run_stages(stages, attempts, progress).await;
+        }
+        let mut out = vec![];
+        for stage in stages {
+            progress.stage(&stage.label(), stage.specs.len());
+            let started = std::time::Instant::now();
+            let manifests = match self {
+                Self::Local => local::run_stage(stage, progress).await?,
+                Self::Process => process::run_stage(stage, progress).await?,
+                Self::Batch(_) => unreachable!("handled above"),
+            };
+            progress.stage_finished();
+            out.push(StageOutcome {
+                manifests,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(out)
     }
 }
 

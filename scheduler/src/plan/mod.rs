@@ -286,7 +286,7 @@ pub async fn plan_node(
                     buckets: b.buckets,
                     sort_by: vec![],
                 });
-                let map_outputs: Vec<String> = map_specs.iter().map(|s| s.attempt_dir(1)).collect();
+                let map_outputs: Vec<String> = map_specs.iter().map(|s| s.task_dir()).collect();
                 let out_cols: Vec<ColumnSpec> = shape
                     .output_schema
                     .fields()

@@ -4,9 +4,11 @@
 mod support;
 
 mod bad_input;
+mod batch;
 mod config_errors;
 mod crash;
 mod datasets;
+mod deploy;
 mod end_to_end;
 mod planning;
 mod s3;

@@ -15,7 +15,7 @@ fn bucket() -> String {
 }
 
 /// A fresh prefix in the test bucket.
-fn prefix(name: &str) -> String {
+pub(crate) fn prefix(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -27,14 +27,31 @@ fn prefix(name: &str) -> String {
 /// process and their HTTP connections belong to the runtime that opened them,
 /// so all S3 access of this test binary goes through one runtime of its own.
 fn download(uri: &str, dir: &Path) {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     let (uri, dir) = (uri.to_string(), dir.to_path_buf());
+    on_s3_runtime(async move { download_with(&uri, &dir).await });
+}
+
+fn on_s3_runtime<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     std::thread::spawn(move || {
         let rt = RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().expect("runtime"));
-        rt.block_on(download_with(&uri, &dir))
+        rt.block_on(work)
     })
     .join()
-    .expect("download thread");
+    .expect("S3 thread")
+}
+
+/// Every key below `uri`, relative to it.
+pub(crate) fn list_keys(uri: &str) -> Vec<String> {
+    let uri = uri.to_string();
+    on_s3_runtime(async move {
+        let loc = chainbatch_executor::storage::resolve(&uri).unwrap();
+        let metas: Vec<_> = loc.store.list(Some(&loc.path)).try_collect().await.unwrap();
+        metas
+            .iter()
+            .map(|m| m.location.as_ref().to_string())
+            .collect()
+    })
 }
 
 async fn download_with(uri: &str, dir: &Path) {
@@ -82,7 +99,7 @@ fn s3_run(p: &Project, raw: &str, out: &str, extra: &[&str]) -> std::process::Ou
     p.command_on(&args, raw, out).output().unwrap()
 }
 
-async fn snapshot(out_uri: &str) -> Vec<Vec<Vec<String>>> {
+pub(crate) async fn snapshot(out_uri: &str) -> Vec<Vec<Vec<String>>> {
     let local = tempfile::tempdir().unwrap();
     download(out_uri, local.path());
     let mut all = vec![];

@@ -1,0 +1,749 @@
+//! The AWS Batch backend: each stage of a node is one job (an array job when
+//! it has more than one task) whose children run `chainbatch-executor` in
+//! the executor image. A node's stages are submitted together, each
+//! depending on the one before, so Batch starts a stage the moment the
+//! previous one succeeds. The driver polls the children, reads each
+//! finished child's manifest from S3, and terminates everything it
+//! submitted when a task fails for good or the run is interrupted.
+
+use crate::backend::{StageOutcome, StageRun, TaskFailure};
+use crate::conf::error::ConfigError;
+use crate::progress::Progress;
+use aws_sdk_batch::Client;
+use aws_sdk_batch::error::DisplayErrorContext;
+use aws_sdk_batch::types::{
+    ArrayJobDependency, ArrayProperties, ContainerOverrides, EvaluateOnExit, JobDependency,
+    JobDetail, JobStatus, JobTimeout, KeyValuePair, ResourceRequirement, ResourceType, RetryAction,
+    RetryStrategy,
+};
+use chainbatch_executor::error::{EXIT_BAD_SPEC, EXIT_RETRYABLE};
+use chainbatch_executor::{TaskManifest, TaskSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// AWS Batch caps array jobs at this many children.
+pub const MAX_ARRAY_SIZE: usize = 10_000;
+/// `DescribeJobs` takes at most this many ids per call.
+pub const DESCRIBE_BATCH: usize = 100;
+
+/// `batch:` in globals.yml (conf/aws).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSettings {
+    /// Job queue name or ARN.
+    pub job_queue: String,
+    /// Job definition: `name` (latest active revision), `name:revision` or ARN.
+    pub job_definition: String,
+    /// Region of the queue; default: the AWS chain's region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The executor image tag the job definition must run; checked before
+    /// anything is submitted, so a stale definition cannot run new specs.
+    #[serde(default)]
+    pub image_tag: Option<String>,
+    /// vCPUs per task container.
+    #[serde(default = "default_vcpus")]
+    pub vcpus: f64,
+    /// Least memory per task container, MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// Memory a container needs beyond the task's sort budget
+    /// (`task_memory_bytes`): readers, writers, the runtime. MiB.
+    #[serde(default = "default_overhead_mib")]
+    pub memory_overhead_mib: u64,
+    /// Attempt timeout per task, seconds (Batch's minimum is 60).
+    #[serde(default = "default_timeout")]
+    pub job_timeout_seconds: u64,
+    /// Longest pause between status polls, seconds; polls start at 1 s.
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+    /// Tags on every job, beside chainbatch's own.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_vcpus() -> f64 {
+    2.0
+}
+fn default_memory_mib() -> u64 {
+    2048
+}
+fn default_overhead_mib() -> u64 {
+    1024
+}
+fn default_timeout() -> u64 {
+    3600
+}
+fn default_poll() -> u64 {
+    15
+}
+
+impl BatchSettings {
+    pub fn from_globals(globals: &serde_norway::Value) -> Result<Self, ConfigError> {
+        let v = crate::conf::interpolate::lookup(globals, "batch").ok_or_else(|| {
+            ConfigError::new(
+                "batch",
+                "is required in globals.yml for --backend batch: job_queue and \
+                 job_definition at least (see conf/aws/globals.yml)",
+            )
+        })?;
+        let s: Self = crate::conf::typed::deserialize(v, "batch", "a mapping")?;
+        if s.job_timeout_seconds < 60 {
+            return Err(ConfigError::new(
+                "batch.job_timeout_seconds",
+                format!("is {}; AWS Batch needs at least 60", s.job_timeout_seconds),
+            ));
+        }
+        if s.vcpus.is_nan() || s.vcpus <= 0.0 {
+            return Err(ConfigError::new("batch.vcpus", "must be more than 0"));
+        }
+        if s.poll_seconds == 0 {
+            return Err(ConfigError::new("batch.poll_seconds", "must be at least 1"));
+        }
+        Ok(s)
+    }
+
+    /// Container memory for a stage: the largest task's sort budget plus the
+    /// overhead, never below `memory_mib`.
+    pub fn memory_for(&self, specs: &[TaskSpec]) -> u64 {
+        let budget = specs
+            .iter()
+            .map(|s| s.resources.memory_bytes)
+            .max()
+            .unwrap_or(0)
+            .div_ceil(1024 * 1024);
+        (budget + self.memory_overhead_mib).max(self.memory_mib)
+    }
+
+    fn vcpus_text(&self) -> String {
+        let v = format!("{:.2}", self.vcpus);
+        v.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// How a stage's job waits for the previous stage's job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Dependency {
+    /// The whole previous job must succeed.
+    Whole,
+    /// Child i waits for child i only (`N_TO_N`).
+    OneToOne,
+}
+
+/// A stage depends one to one on the previous stage when both have the same
+/// number of tasks and every task reads only what the same-numbered task of
+/// the previous stage wrote.
+pub fn dependency(prev: &[TaskSpec], next: &[TaskSpec]) -> Dependency {
+    if prev.len() != next.len() || prev.len() < 2 {
+        return Dependency::Whole;
+    }
+    let own_input_only = prev.iter().zip(next).all(|(p, n)| {
+        let dir = format!("{}/", p.task_dir());
+        let other_dirs: Vec<String> = prev
+            .iter()
+            .filter(|o| o.task_index != p.task_index)
+            .map(|o| format!("{}/", o.task_dir()))
+            .collect();
+        let reads: Vec<String> = n
+            .inputs
+            .iter()
+            .flat_map(|i| {
+                i.files
+                    .iter()
+                    .map(|f| f.uri.clone())
+                    .chain(i.shuffle.iter().flat_map(|s| s.map_outputs.clone()))
+            })
+            .map(|u| format!("{}/", u.trim_end_matches('/')))
+            .collect();
+        !reads.is_empty()
+            && reads
+                .iter()
+                .all(|r| r.starts_with(&dir) && !other_dirs.iter().any(|o| r.starts_with(o)))
+    });
+    if own_input_only {
+        Dependency::OneToOne
+    } else {
+        Dependency::Whole
+    }
+}
+
+/// Everything `SubmitJob` is given for one stage: built apart from the SDK
+/// so that `plan` can show it and tests can check it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRequest {
+    pub job_name: String,
+    pub job_queue: String,
+    pub job_definition: String,
+    /// `None` for a single task: a plain job, not an array of one.
+    pub array_size: Option<usize>,
+    pub command: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+    pub vcpus: String,
+    pub memory_mib: u64,
+    pub attempts: u32,
+    pub timeout_seconds: u64,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Batch names: letters, digits, `-` and `_`, at most 128 characters.
+fn job_name(run_id: &str, node: &str, stage_id: u32) -> String {
+    let raw = format!("chainbatch-{run_id}-{node}-s{stage_id}");
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name.truncate(128);
+    name
+}
+
+pub fn job_request(
+    settings: &BatchSettings,
+    stage: &StageRun,
+    max_attempts: u32,
+) -> Result<JobRequest, String> {
+    let n = stage.specs.len();
+    if n > MAX_ARRAY_SIZE {
+        return Err(format!(
+            "stage {} has {n} tasks; an AWS Batch array job holds at most {MAX_ARRAY_SIZE}: \
+             raise target_task_bytes",
+            stage.stage_id
+        ));
+    }
+    let run_id = stage
+        .specs
+        .first()
+        .map(|s| s.run_id.clone())
+        .unwrap_or_default();
+    let mut tags = settings.tags.clone();
+    tags.insert("chainbatch:run".into(), run_id.clone());
+    tags.insert("chainbatch:node".into(), stage.node.clone());
+    tags.insert("chainbatch:stage".into(), stage.stage_id.to_string());
+    let environment = BTreeMap::from([
+        ("CHAINBATCH_RUN_ID".to_string(), run_id.clone()),
+        ("CHAINBATCH_NODE".to_string(), stage.node.clone()),
+        ("CHAINBATCH_STAGE".to_string(), stage.stage_id.to_string()),
+        ("CHAINBATCH_SPEC_URI".to_string(), stage.spec_uri.clone()),
+    ]);
+    Ok(JobRequest {
+        job_name: job_name(&run_id, &stage.node, stage.stage_id),
+        job_queue: settings.job_queue.clone(),
+        job_definition: settings.job_definition.clone(),
+        array_size: (n > 1).then_some(n),
+        command: vec!["run".into(), "--spec".into(), stage.spec_uri.clone()],
+        environment,
+        vcpus: settings.vcpus_text(),
+        memory_mib: settings.memory_for(&stage.specs),
+        attempts: max_attempts.clamp(1, 10),
+        timeout_seconds: settings.job_timeout_seconds,
+        tags,
+    })
+}
+
+/// Retry on lost hosts (Spot reclaim, host termination) and on the
+/// executor's retryable exit code; never on a bad spec; anything else is
+/// not worth another container.
+pub fn retry_strategy(attempts: u32) -> RetryStrategy {
+    let rule = |action: RetryAction| EvaluateOnExit::builder().action(action);
+    let rules = [
+        rule(RetryAction::Retry).on_status_reason("Host EC2*"),
+        rule(RetryAction::Retry).on_status_reason("Your Spot Task was interrupted*"),
+        rule(RetryAction::Retry).on_exit_code(EXIT_RETRYABLE.to_string()),
+        rule(RetryAction::Exit).on_exit_code(EXIT_BAD_SPEC.to_string()),
+        rule(RetryAction::Exit).on_reason("*"),
+    ];
+    RetryStrategy::builder()
+        .attempts(attempts as i32)
+        .set_evaluate_on_exit(Some(rules.into_iter().map(|r| r.build()).collect()))
+        .build()
+}
+
+pub struct BatchBackend {
+    client: Client,
+    settings: BatchSettings,
+}
+
+fn sdk_error<E: std::error::Error>(what: &str, e: E) -> String {
+    format!("AWS Batch {what} failed: {}", DisplayErrorContext(&e))
+}
+
+impl BatchBackend {
+    /// Connects and checks, before anything is submitted, that the queue
+    /// takes jobs and the job definition exists and runs the configured image.
+    pub async fn connect(settings: BatchSettings) -> Result<Self, String> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(r) = &settings.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        let client = Client::new(&loader.load().await);
+        let this = Self { client, settings };
+        this.check_queue().await?;
+        this.check_definition().await?;
+        Ok(this)
+    }
+
+    async fn check_queue(&self) -> Result<(), String> {
+        let q = &self.settings.job_queue;
+        let out = self
+            .client
+            .describe_job_queues()
+            .job_queues(q)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeJobQueues", e))?;
+        let Some(queue) = out.job_queues().first() else {
+            return Err(format!(
+                "batch.job_queue: job queue `{q}` does not exist in this account and region"
+            ));
+        };
+        let state = queue.state().map(|s| s.as_str()).unwrap_or("?");
+        if state != "ENABLED" {
+            return Err(format!(
+                "batch.job_queue: job queue `{q}` is {state}; it takes no jobs"
+            ));
+        }
+        Ok(())
+    }
+
+    async fn check_definition(&self) -> Result<(), String> {
+        let d = &self.settings.job_definition;
+        let out = self
+            .client
+            .describe_job_definitions()
+            .job_definitions(d)
+            .status("ACTIVE")
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeJobDefinitions", e))?;
+        let latest = out
+            .job_definitions()
+            .iter()
+            .max_by_key(|j| j.revision().unwrap_or(0));
+        let Some(def) = latest else {
+            return Err(format!(
+                "batch.job_definition: no active job definition `{d}`"
+            ));
+        };
+        if let Some(tag) = &self.settings.image_tag {
+            let image = def
+                .container_properties()
+                .and_then(|c| c.image())
+                .unwrap_or_default();
+            let actual = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
+            if actual != tag {
+                return Err(format!(
+                    "batch.image_tag: job definition `{}:{}` runs image `{image}`, \
+                     not tag `{tag}`; register a revision with the new image \
+                     (terraform apply) or set batch.image_tag",
+                    def.job_definition_name().unwrap_or(d),
+                    def.revision().unwrap_or(0)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn submit(
+        &self,
+        req: &JobRequest,
+        after: Option<(&str, Dependency)>,
+    ) -> Result<String, String> {
+        let requirement =
+            |t: ResourceType, v: String| ResourceRequirement::builder().r#type(t).value(v).build();
+        let overrides = ContainerOverrides::builder()
+            .set_command(Some(req.command.clone()))
+            .set_environment(Some(
+                req.environment
+                    .iter()
+                    .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+                    .collect(),
+            ))
+            .resource_requirements(requirement(ResourceType::Vcpu, req.vcpus.clone()))
+            .resource_requirements(requirement(
+                ResourceType::Memory,
+                req.memory_mib.to_string(),
+            ))
+            .build();
+        let mut call = self
+            .client
+            .submit_job()
+            .job_name(&req.job_name)
+            .job_queue(&req.job_queue)
+            .job_definition(&req.job_definition)
+            .container_overrides(overrides)
+            .retry_strategy(retry_strategy(req.attempts))
+            .timeout(
+                JobTimeout::builder()
+                    .attempt_duration_seconds(req.timeout_seconds as i32)
+                    .build(),
+            )
+            .propagate_tags(true)
+            .set_tags(Some(req.tags.clone().into_iter().collect()));
+        if let Some(size) = req.array_size {
+            call = call.array_properties(ArrayProperties::builder().size(size as i32).build());
+        }
+        if let Some((job_id, dep)) = after {
+            let mut d = JobDependency::builder().job_id(job_id);
+            if dep == Dependency::OneToOne {
+                d = d.r#type(ArrayJobDependency::NToN);
+            }
+            call = call.depends_on(d.build());
+        }
+        let out = call.send().await.map_err(|e| sdk_error("SubmitJob", e))?;
+        out.job_id()
+            .map(str::to_string)
+            .ok_or_else(|| "AWS Batch SubmitJob returned no job id".to_string())
+    }
+
+    async fn describe(&self, ids: &[String]) -> Result<Vec<JobDetail>, String> {
+        let mut out = vec![];
+        for chunk in ids.chunks(DESCRIBE_BATCH) {
+            let r = self
+                .client
+                .describe_jobs()
+                .set_jobs(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeJobs", e))?;
+            out.extend(r.jobs().iter().cloned());
+        }
+        Ok(out)
+    }
+
+    /// Terminates every job in `ids`; Batch fails their children too.
+    async fn terminate(&self, ids: &[String], reason: &str, progress: &Progress) {
+        for id in ids {
+            if let Err(e) = self
+                .client
+                .terminate_job()
+                .job_id(id)
+                .reason(reason)
+                .send()
+                .await
+            {
+                progress.note(&format!(
+                    "could not terminate job {id}: {}",
+                    DisplayErrorContext(&e)
+                ));
+            }
+        }
+    }
+
+    /// Runs a node's stages: submits them all, chained by `dependsOn`, then
+    /// follows them to the end. Ctrl-C or SIGTERM terminates every job.
+    pub async fn run_stages(
+        &self,
+        stages: &[StageRun],
+        max_attempts: u32,
+        progress: &Progress,
+    ) -> Result<Vec<StageOutcome>, TaskFailure> {
+        let mut submitted: Vec<String> = vec![];
+        let result = tokio::select! {
+            r = self.submit_and_follow(stages, max_attempts, progress, &mut submitted) => r,
+            why = shutdown_signal() => Err(TaskFailure {
+                task_index: 0,
+                attempts: 0,
+                message: format!("interrupted by {why}"),
+            }),
+        };
+        if let Err(f) = &result
+            && !submitted.is_empty()
+        {
+            progress.note(&format!(
+                "terminating {} submitted job(s): {}",
+                submitted.len(),
+                submitted.join(", ")
+            ));
+            let reason = format!("chainbatch: {f}");
+            let reason: String = reason.chars().take(200).collect();
+            self.terminate(&submitted, &reason, progress).await;
+        }
+        result
+    }
+
+    async fn submit_and_follow(
+        &self,
+        stages: &[StageRun],
+        max_attempts: u32,
+        progress: &Progress,
+        submitted: &mut Vec<String>,
+    ) -> Result<Vec<StageOutcome>, TaskFailure> {
+        let fail = |message: String| TaskFailure {
+            task_index: 0,
+            attempts: 0,
+            message,
+        };
+        let mut jobs = vec![];
+        for (i, stage) in stages.iter().enumerate() {
+            let req = job_request(&self.settings, stage, max_attempts).map_err(fail)?;
+            let after = match i {
+                0 => None,
+                _ => Some((
+                    submitted[i - 1].as_str(),
+                    dependency(&stages[i - 1].specs, &stage.specs),
+                )),
+            };
+            let id = self.submit(&req, after).await.map_err(fail)?;
+            progress.note(&format!(
+                "submitted {} as job {id} ({} task(s), {} vCPU, {} MiB)",
+                req.job_name,
+                stage.specs.len(),
+                req.vcpus,
+                req.memory_mib
+            ));
+            submitted.push(id.clone());
+            jobs.push((id, req.array_size.is_some()));
+        }
+        let mut outcomes = vec![];
+        for (stage, (job_id, is_array)) in stages.iter().zip(&jobs) {
+            progress.stage(&stage.label(), stage.specs.len());
+            let started = Instant::now();
+            let manifests = self.follow(stage, job_id, *is_array, progress).await?;
+            progress.stage_finished();
+            outcomes.push(StageOutcome {
+                manifests,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Polls one stage's children until all succeeded or one failed for good.
+    async fn follow(
+        &self,
+        stage: &StageRun,
+        job_id: &str,
+        is_array: bool,
+        progress: &Progress,
+    ) -> Result<Vec<TaskManifest>, TaskFailure> {
+        let child_id = |i: usize| match is_array {
+            true => format!("{job_id}:{i}"),
+            false => job_id.to_string(),
+        };
+        let mut manifests: Vec<Option<TaskManifest>> = vec![None; stage.specs.len()];
+        let mut seen_attempts: HashMap<usize, usize> = HashMap::new();
+        let mut pause = Duration::from_secs(1);
+        let max_pause = Duration::from_secs(self.settings.poll_seconds);
+        loop {
+            let pending: Vec<usize> = (0..manifests.len())
+                .filter(|&i| manifests[i].is_none())
+                .collect();
+            if pending.is_empty() {
+                return Ok(manifests
+                    .into_iter()
+                    .map(|m| m.expect("all done"))
+                    .collect());
+            }
+            let ids: Vec<String> = pending.iter().map(|&i| child_id(i)).collect();
+            let details = self.describe(&ids).await.map_err(|message| TaskFailure {
+                task_index: pending[0] as u32,
+                attempts: 0,
+                message,
+            })?;
+            let by_id: HashMap<&str, &JobDetail> = details
+                .iter()
+                .filter_map(|d| Some((d.job_id()?, d)))
+                .collect();
+            let mut progressed = false;
+            for &i in &pending {
+                let Some(d) = by_id.get(child_id(i).as_str()) else {
+                    continue;
+                };
+                let attempts = d.attempts().len();
+                // Attempts that failed and were retried: all of them while
+                // the child is not done, all but the last once it is.
+                let terminal = matches!(
+                    d.status(),
+                    Some(JobStatus::Succeeded) | Some(JobStatus::Failed)
+                );
+                let retried = if terminal {
+                    attempts.saturating_sub(1)
+                } else {
+                    attempts
+                };
+                let before = *seen_attempts.get(&i).unwrap_or(&0);
+                for (n, a) in d.attempts().iter().enumerate().take(retried).skip(before) {
+                    progress.note(&format!(
+                        "task {i} attempt {} failed, Batch retries it: {}",
+                        n + 1,
+                        attempt_reason(a)
+                    ));
+                    progressed = true;
+                }
+                seen_attempts.insert(i, retried.max(before));
+                match d.status() {
+                    Some(JobStatus::Succeeded) => {
+                        let m = read_child_manifest(&stage.specs[i], attempts as u32).await?;
+                        progress.task_done(m.rows, m.bytes);
+                        manifests[i] = Some(m);
+                        progressed = true;
+                    }
+                    Some(JobStatus::Failed) => {
+                        return Err(TaskFailure {
+                            task_index: i as u32,
+                            attempts: attempts as u32,
+                            message: failure_reason(d),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            if progressed {
+                pause = Duration::from_secs(1);
+            } else {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 3 / 2).min(max_pause);
+            }
+        }
+    }
+}
+
+/// The manifest of a child that succeeded: in the attempt Batch reports, or
+/// failing that the highest attempt holding one.
+async fn read_child_manifest(spec: &TaskSpec, attempts: u32) -> Result<TaskManifest, TaskFailure> {
+    let reported = attempts.max(1);
+    let mut last_err = String::new();
+    for attempt in std::iter::once(reported).chain((1..reported).rev()) {
+        match crate::commit::read_manifest(&spec.attempt_dir(attempt)).await {
+            Ok(m) => return Ok(m),
+            Err(e) => last_err = e,
+        }
+    }
+    Err(TaskFailure {
+        task_index: spec.task_index,
+        attempts,
+        message: format!("Batch reports success but no manifest was found: {last_err}"),
+    })
+}
+
+fn attempt_reason(a: &aws_sdk_batch::types::AttemptDetail) -> String {
+    let mut parts = vec![];
+    if let Some(r) = a.status_reason() {
+        parts.push(r.to_string());
+    }
+    if let Some(c) = a.container() {
+        if let Some(code) = c.exit_code() {
+            parts.push(format!("exit code {code}"));
+        }
+        if let Some(r) = c.reason() {
+            parts.push(r.to_string());
+        }
+        if let Some(l) = c.log_stream_name() {
+            parts.push(format!("log stream {l}"));
+        }
+    }
+    if parts.is_empty() {
+        "no reason given".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Why a child failed for good: its status reason, and its last attempt's
+/// exit code and log stream.
+fn failure_reason(d: &JobDetail) -> String {
+    let mut parts = vec![format!(
+        "job {} FAILED: {}",
+        d.job_id().unwrap_or("?"),
+        d.status_reason().unwrap_or("no reason given")
+    )];
+    if let Some(last) = d.attempts().last() {
+        parts.push(attempt_reason(last));
+    } else if let Some(c) = d.container() {
+        if let Some(code) = c.exit_code() {
+            parts.push(format!("exit code {code}"));
+        }
+        if let Some(r) = c.reason() {
+            parts.push(r.to_string());
+        }
+    }
+    parts.join("; ")
+}
+
+/// Resolves on Ctrl-C or SIGTERM, naming which.
+async fn shutdown_signal() -> &'static str {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "Ctrl-C",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> BatchSettings {
+        serde_norway::from_str("job_queue: q\njob_definition: d\n").unwrap()
+    }
+
+    #[test]
+    fn memory_follows_the_task_budget_with_a_floor() {
+        let s = settings();
+        let mut spec: TaskSpec = serde_json::from_value(serde_json::json!({
+            "version": 1, "run_id": "r", "stage_id": 0, "task_index": 0,
+            "inputs": [], "sql": "SELECT 1",
+            "output": {"kind": "table", "table_uri": "/t", "staging_uri": "/s",
+                       "layout": {}}
+        }))
+        .unwrap();
+        spec.resources.memory_bytes = 512 << 20;
+        assert_eq!(s.memory_for(std::slice::from_ref(&spec)), 2048);
+        spec.resources.memory_bytes = 4096 << 20;
+        assert_eq!(s.memory_for(&[spec]), 4096 + 1024);
+    }
+
+    #[test]
+    fn job_names_are_what_batch_accepts() {
+        let n = job_name("2024-05-01.daily", "clean tx", 3);
+        assert_eq!(n, "chainbatch-2024-05-01-daily-clean-tx-s3");
+        assert!(job_name(&"x".repeat(300), "n", 0).len() <= 128);
+    }
+
+    #[test]
+    fn vcpus_print_as_batch_wants_them() {
+        let mut s = settings();
+        assert_eq!(s.vcpus_text(), "2");
+        s.vcpus = 0.25;
+        assert_eq!(s.vcpus_text(), "0.25");
+    }
+
+    #[test]
+    fn retry_strategy_retries_lost_hosts_and_retryable_codes_only() {
+        let r = retry_strategy(3);
+        assert_eq!(r.attempts(), Some(3));
+        let rules: Vec<(String, String)> = r
+            .evaluate_on_exit()
+            .iter()
+            .map(|e| {
+                let on = e
+                    .on_status_reason()
+                    .map(|s| format!("status:{s}"))
+                    .or(e.on_exit_code().map(|s| format!("exit:{s}")))
+                    .or(e.on_reason().map(|s| format!("reason:{s}")))
+                    .unwrap();
+                (on, e.action().unwrap().as_str().to_string())
+            })
+            .collect();
+        assert_eq!(
+            rules,
+            vec![
+                ("status:Host EC2*".into(), "RETRY".into()),
+                (
+                    "status:Your Spot Task was interrupted*".into(),
+                    "RETRY".into()
+                ),
+                ("exit:4".into(), "RETRY".into()),
+                ("exit:3".into(), "EXIT".into()),
+                ("reason:*".into(), "EXIT".into()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,428 @@
+//! `--backend batch` against moto server, the AWS Batch API peer started by
+//! scripts/test.sh, with scripts/batch_peer.py in front of it playing the
+//! compute environment: it runs the real executor binary for every child,
+//! with the environment a Batch container gets, and injects faults. Data
+//! lives on SeaweedFS. The output must equal the process backend's.
+
+use crate::s3::{prefix, snapshot};
+use crate::support::*;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn moto_url() -> String {
+    std::env::var("CHAINBATCH_MOTO_URL").expect(
+        "CHAINBATCH_MOTO_URL must point at moto server: scripts/test.sh starts it and sets it",
+    )
+}
+
+fn python() -> String {
+    std::env::var("CHAINBATCH_PYTHON")
+        .expect("CHAINBATCH_PYTHON must name the test venv's python: scripts/test.sh sets it")
+}
+
+/// One batch_peer.py in front of the shared moto server, with its own
+/// request log and faults.
+struct Peer {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    fn start(faults: Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let mut child = Command::new(python())
+            .arg(repo().join("scripts/batch_peer.py"))
+            .args(["--moto", &moto_url(), "--entrypoint"])
+            .arg(executor_bin())
+            .arg("--log")
+            .arg(&log)
+            .args(["--faults", &faults.to_string(), "--slots", "2"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start batch_peer.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .unwrap_or_else(|| panic!("batch_peer.py did not start: {line:?}"));
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The request bodies of one operation, in order.
+    fn requests(&self, op: &str) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["op"] == op)
+            .map(|v| v["body"].clone())
+            .collect()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A project whose `batchtest` environment points the batch backend at the
+/// test queue and definition.
+fn batch_project(extra_settings: &str) -> Project {
+    let p = Project::fixture();
+    let env = p.conf().join("batchtest");
+    std::fs::create_dir_all(&env).unwrap();
+    std::fs::write(
+        env.join("globals.yml"),
+        format!(
+            "batch:\n  job_queue: chainbatch-test\n  job_definition: chainbatch-executor\n  \
+             region: us-east-1\n  poll_seconds: 1\n  tags:\n    team: data\n{extra_settings}"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Generated input on S3: `files` files over two days.
+fn raw_on_s3(name: &str, files_per_day: u32) -> String {
+    let raw = prefix(name);
+    let out = Command::new(bin())
+        .args([
+            "gen",
+            "--rows",
+            "3000",
+            "--days",
+            "2",
+            "--start",
+            "2024-03-01",
+        ])
+        .args(["--files-per-day", &files_per_day.to_string(), "--out"])
+        .arg(format!("{raw}/transactions"))
+        .args(["--tables", "transactions"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gen to S3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    raw
+}
+
+const BUCKETED: [&str; 4] = [
+    "--globals",
+    "layouts.daily.bucket_by={columns: [from_address], buckets: 4}",
+    "--globals",
+    "target_task_bytes=1",
+];
+
+fn batch_run(p: &Project, peer: &Peer, raw: &str, out: &str, extra: &[&str]) -> Command {
+    let mut args = vec!["run", "--env", "batchtest", "--backend", "batch"];
+    args.extend_from_slice(&BUCKETED);
+    args.extend_from_slice(extra);
+    let mut c = p.command_on(&args, raw, out);
+    c.env("AWS_ENDPOINT_URL_BATCH", &peer.url);
+    c
+}
+
+fn reference(raw: &str) -> (String, Vec<Vec<Vec<String>>>) {
+    let p = Project::fixture();
+    let out = prefix("out-process");
+    let mut args = vec!["run", "--backend", "process", "--parallelism", "2"];
+    args.extend_from_slice(&BUCKETED);
+    let o = p.command_on(&args, raw, &out).output().unwrap();
+    assert!(
+        o.status.success(),
+        "process backend: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let snap = rt.block_on(snapshot(&out));
+    (out, snap)
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn env_of(req: &Value) -> std::collections::BTreeMap<String, String> {
+    req["containerOverrides"]["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn batch_runs_eth_daily_with_the_exact_requests_and_the_process_backends_output() {
+    // 102 input files, one map task each: more children than one
+    // DescribeJobs call may name.
+    let raw = raw_on_s3("raw-batch", 51);
+    let (_, expected) = reference(&raw);
+
+    let peer = Peer::start(json!({"throttle_describe": 2}));
+    let p = batch_project("");
+    let out = prefix("out-batch");
+    let o = batch_run(&p, &peer, &raw, &out, &["--run-id", "batch-e2e"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "batch run: {}", stderr(&o));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(snapshot(&out)), expected);
+
+    // One job per stage: clean_transactions' shuffle map (102 tasks) and
+    // reduce (4 buckets), then one per downstream node.
+    let submits = peer.requests("SubmitJob");
+    let sizes: Vec<Option<u64>> = submits
+        .iter()
+        .map(|s| s["arrayProperties"]["size"].as_u64())
+        .collect();
+    assert_eq!(sizes[..2], [Some(102), Some(4)], "{sizes:?}");
+    assert_eq!(submits.len(), 4, "{sizes:?}");
+    let runs = format!("{out}/_chainbatch/runs/batch-e2e");
+    for (i, s) in submits.iter().enumerate() {
+        assert_eq!(s["jobQueue"], "chainbatch-test");
+        assert_eq!(s["jobDefinition"], "chainbatch-executor");
+        assert!(
+            s["jobName"]
+                .as_str()
+                .unwrap()
+                .starts_with("chainbatch-batch-e2e-"),
+            "{s}"
+        );
+        let cmd = &s["containerOverrides"]["command"];
+        let spec_uri = cmd[2].as_str().unwrap();
+        assert_eq!(
+            (&cmd[0], &cmd[1]),
+            (&json!("run"), &json!("--spec")),
+            "{cmd}"
+        );
+        assert!(
+            spec_uri.starts_with(&format!("{runs}/stage-")),
+            "{spec_uri}"
+        );
+        let env = env_of(s);
+        assert_eq!(env["CHAINBATCH_RUN_ID"], "batch-e2e");
+        assert_eq!(env["CHAINBATCH_SPEC_URI"], spec_uri);
+        assert_eq!(
+            s["containerOverrides"]["resourceRequirements"],
+            json!([{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}])
+        );
+        assert_eq!(
+            s["retryStrategy"],
+            json!({"attempts": 3, "evaluateOnExit": [
+                {"onStatusReason": "Host EC2*", "action": "RETRY"},
+                {"onStatusReason": "Your Spot Task was interrupted*", "action": "RETRY"},
+                {"onExitCode": "4", "action": "RETRY"},
+                {"onExitCode": "3", "action": "EXIT"},
+                {"onReason": "*", "action": "EXIT"},
+            ]})
+        );
+        assert_eq!(s["timeout"], json!({"attemptDurationSeconds": 3600}));
+        assert_eq!(s["propagateTags"], true);
+        assert_eq!(s["tags"]["team"], "data");
+        assert_eq!(s["tags"]["chainbatch:run"], "batch-e2e");
+        // The reduce waits for the whole map job; the first job of a node
+        // waits for nothing (the node before it has committed).
+        if i == 1 {
+            assert!(
+                s["dependsOn"].as_array().is_some_and(|d| d.len() == 1
+                    && d[0].get("type").is_none()
+                    && d[0]["jobId"].is_string()),
+                "{s}"
+            );
+        } else {
+            assert!(s.get("dependsOn").is_none(), "{s}");
+        }
+    }
+    // DescribeJobs names at most 100 ids, and the 102 children needed two calls.
+    let describes = peer.requests("DescribeJobs");
+    let widths: Vec<usize> = describes
+        .iter()
+        .map(|d| d["jobs"].as_array().unwrap().len())
+        .collect();
+    assert!(widths.iter().all(|&w| w <= 100), "{widths:?}");
+    assert!(widths.contains(&100), "{widths:?}");
+    assert!(peer.requests("TerminateJob").is_empty());
+}
+
+#[test]
+fn batch_retries_lost_hosts_and_retryable_exits_and_reduce_reads_the_retried_map() {
+    let raw = raw_on_s3("raw-batch-retry", 2);
+    let (_, expected) = reference(&raw);
+    let peer = Peer::start(json!({"rules": [
+        {"job": "clean_transactions-s0", "index": 0, "attempt": 1,
+         "status_reason": "Host EC2 (instance i-0123456789abcdef0) terminated."},
+        {"job": "clean_transactions-s0", "index": 2, "attempt": 1, "exit_code": 4},
+        {"job": "clean_transactions-s1", "index": 1, "attempt": 1,
+         "status_reason": "Your Spot Task was interrupted."},
+    ]}));
+    let p = batch_project("");
+    let out = prefix("out-batch-retry");
+    let o = batch_run(&p, &peer, &raw, &out, &[]).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "batch run: {err}");
+    assert!(
+        err.contains("task 0 attempt 1 failed, Batch retries it: Host EC2"),
+        "{err}"
+    );
+    assert!(err.contains("task 2 attempt 1 failed"), "{err}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(snapshot(&out)), expected);
+}
+
+#[test]
+fn batch_failures_name_the_task_terminate_every_job_and_publish_nothing() {
+    let raw = raw_on_s3("raw-batch-fail", 2);
+    let p = batch_project("");
+
+    // A bad spec (exit 3) is not retried; the rest of the array succeeds.
+    let peer = Peer::start(json!({"rules": [
+        {"job": "clean_transactions-s0", "index": 1, "exit_code": 3},
+    ]}));
+    let out = prefix("out-batch-fail");
+    let o = batch_run(&p, &peer, &raw, &out, &[]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("task 1 failed after 1 attempt(s)") && err.contains("exit code 3"),
+        "{err}"
+    );
+    assert_eq!(
+        peer.requests("SubmitJob").len(),
+        2,
+        "map and reduce were submitted together"
+    );
+    let terminated = peer.requests("TerminateJob");
+    assert_eq!(terminated.len(), 2, "{terminated:?}");
+    assert!(terminated[0]["reason"].as_str().unwrap().contains("task 1"));
+    assert!(!out_has_data(&out), "nothing published");
+
+    // A retryable exit on every attempt exhausts --max-attempts.
+    let peer = Peer::start(json!({"rules": [
+        {"job": "clean_transactions-s0", "index": 0, "attempt": "*", "exit_code": 4},
+    ]}));
+    let out = prefix("out-batch-exhausted");
+    let o = batch_run(&p, &peer, &raw, &out, &["--max-attempts", "2"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("task 0 failed after 2 attempt(s)"), "{err}");
+    assert_eq!(
+        peer.requests("SubmitJob")[0]["retryStrategy"]["attempts"],
+        2
+    );
+    assert!(!out_has_data(&out));
+}
+
+/// Whether any data file was published below `out` (not `_chainbatch/`).
+fn out_has_data(out: &str) -> bool {
+    crate::s3::list_keys(out)
+        .iter()
+        .any(|k| !k.contains("_chainbatch/"))
+}
+
+#[test]
+fn interrupting_a_batch_run_terminates_every_submitted_job() {
+    let raw = raw_on_s3("raw-batch-int", 1);
+    let peer = Peer::start(json!({"rules": [{"job": "chainbatch-", "hold": true}]}));
+    let p = batch_project("");
+    let out = prefix("out-batch-int");
+    let child = batch_run(&p, &peer, &raw, &out, &[])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while peer.requests("DescribeJobs").is_empty() {
+        assert!(Instant::now() < deadline, "no job was ever polled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted by Ctrl-C"), "{err}");
+    let submitted = peer.requests("SubmitJob").len();
+    let terminated = peer.requests("TerminateJob");
+    assert_eq!(terminated.len(), submitted, "{terminated:?}");
+    assert!(submitted >= 1);
+    assert!(!out_has_data(&out));
+}
+
+#[test]
+fn batch_settings_are_checked_before_anything_is_submitted() {
+    let raw = prefix("raw-batch-none");
+    let out = prefix("out-batch-none");
+    let peer = Peer::start(json!({}));
+    let cases: [(&str, &[&str], i32, &str); 4] = [
+        (
+            "  image_tag: v9\n",
+            &[],
+            1,
+            "batch.image_tag: job definition `chainbatch-executor:1` runs image `chainbatch-executor:test`, not tag `v9`",
+        ),
+        (
+            "",
+            &["--globals", "batch.job_queue=nope"],
+            1,
+            "batch.job_queue: job queue `nope` does not exist",
+        ),
+        ("", &["--globals", "batch.vcpus=0"], 2, "batch.vcpus"),
+        (
+            "",
+            &[],
+            2,
+            "out_root: is `data/out`; --backend batch needs it on s3://",
+        ),
+    ];
+    for (settings, extra, code, message) in cases {
+        let p = batch_project(settings);
+        let out = if message.starts_with("out_root") {
+            "data/out"
+        } else {
+            &out
+        };
+        let o = batch_run(&p, &peer, &raw, out, extra).output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(code), "{extra:?}: {err}");
+        assert!(err.contains(message), "{extra:?}: {err}");
+    }
+    assert!(peer.requests("SubmitJob").is_empty());
+    // Without a batch section at all.
+    let p = Project::fixture();
+    let mut args = vec!["run", "--backend", "batch"];
+    args.extend_from_slice(&BUCKETED);
+    let o = p.command_on(&args, &raw, &out).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("batch: is required in globals.yml"),
+        "{}",
+        stderr(&o)
+    );
+}
