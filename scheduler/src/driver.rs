@@ -345,6 +345,7 @@ async fn run_nodes(
                 node: node.name.clone(),
                 stage_id: stage.stage_id,
                 kind: stage.kind.to_string(),
+                input_bytes: stage.input_bytes,
                 spec_uri,
                 specs: stage.specs.clone(),
                 parallelism: opts.parallelism,

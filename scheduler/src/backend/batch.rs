@@ -42,9 +42,17 @@ pub struct BatchSettings {
     /// anything is submitted, so a stale definition cannot run new specs.
     #[serde(default)]
     pub image_tag: Option<String>,
-    /// vCPUs per task container.
+    /// Where the queue runs containers: `fargate` (only certain vCPU and
+    /// memory pairs are valid, so sizes round up to one) or `ec2`.
+    #[serde(default)]
+    pub platform: Platform,
+    /// Most vCPUs per task container; a stage gets fewer when its largest
+    /// task reads less than `bytes_per_vcpu` per vCPU.
     #[serde(default = "default_vcpus")]
     pub vcpus: f64,
+    /// Input bytes that keep one vCPU busy, which sizes each stage's vCPUs.
+    #[serde(default = "default_bytes_per_vcpu")]
+    pub bytes_per_vcpu: u64,
     /// Least memory per task container, MiB.
     #[serde(default = "default_memory_mib")]
     pub memory_mib: u64,
@@ -63,8 +71,19 @@ pub struct BatchSettings {
     pub tags: BTreeMap<String, String>,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    #[default]
+    Fargate,
+    Ec2,
+}
+
 fn default_vcpus() -> f64 {
     2.0
+}
+fn default_bytes_per_vcpu() -> u64 {
+    128 * 1024 * 1024
 }
 fn default_memory_mib() -> u64 {
     2048
@@ -116,10 +135,81 @@ impl BatchSettings {
         (budget + self.memory_overhead_mib).max(self.memory_mib)
     }
 
-    fn vcpus_text(&self) -> String {
-        let v = format!("{:.2}", self.vcpus);
-        v.trim_end_matches('0').trim_end_matches('.').to_string()
+    /// vCPUs and memory (MiB) for a stage's containers: vCPUs from the
+    /// largest task's input bytes up to `vcpus`, memory from the task's sort
+    /// budget; on Fargate, rounded up to a size Fargate runs.
+    pub fn stage_size(&self, specs: &[TaskSpec], stage_bytes: u64) -> Result<(f64, u64), String> {
+        let per_task = stage_bytes / specs.len().max(1) as u64;
+        let largest = specs
+            .iter()
+            .map(|s| task_input_bytes(s).unwrap_or(per_task))
+            .max()
+            .unwrap_or(0);
+        let wanted = largest.div_ceil(self.bytes_per_vcpu.max(1)).max(1) as f64;
+        let vcpus = if self.vcpus < 1.0 {
+            self.vcpus
+        } else {
+            wanted.min(self.vcpus)
+        };
+        let memory = self.memory_for(specs);
+        match self.platform {
+            Platform::Ec2 => Ok((vcpus, memory)),
+            Platform::Fargate => fargate_size(vcpus, memory),
+        }
     }
+}
+
+/// Bytes a task reads, when the plan listed every file's size.
+fn task_input_bytes(spec: &TaskSpec) -> Option<u64> {
+    let mut total = 0;
+    for input in &spec.inputs {
+        if input.shuffle.is_some() {
+            return None;
+        }
+        for f in &input.files {
+            total += match (&f.range, f.size) {
+                (Some(r), _) => r.end.saturating_sub(r.start),
+                (None, Some(s)) => s,
+                (None, None) => return None,
+            };
+        }
+    }
+    Some(total)
+}
+
+/// Fargate's valid sizes: (vCPUs, least MiB, most MiB, step MiB).
+const FARGATE_SIZES: [(f64, u64, u64, u64); 7] = [
+    (0.25, 512, 2048, 512),
+    (0.5, 1024, 4096, 1024),
+    (1.0, 2048, 8192, 1024),
+    (2.0, 4096, 16384, 1024),
+    (4.0, 8192, 30720, 1024),
+    (8.0, 16384, 61440, 4096),
+    (16.0, 32768, 122880, 8192),
+];
+
+/// The smallest Fargate size with at least `vcpus` and `memory`.
+pub fn fargate_size(vcpus: f64, memory: u64) -> Result<(f64, u64), String> {
+    for (cpu, least, most, step) in FARGATE_SIZES {
+        if cpu < vcpus || most < memory {
+            continue;
+        }
+        let mut m = memory.max(least).div_ceil(step) * step;
+        if cpu == 0.25 && m == 1536 {
+            // 0.25 vCPU takes 512, 1024 or 2048 MiB only.
+            m = 2048;
+        }
+        return Ok((cpu, m));
+    }
+    Err(format!(
+        "a task needs {vcpus} vCPU and {memory} MiB, more than Fargate runs \
+         (16 vCPU, 120 GiB): lower task_memory_bytes or use batch.platform: ec2"
+    ))
+}
+
+fn vcpus_text(vcpus: f64) -> String {
+    let v = format!("{vcpus:.2}");
+    v.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// How a stage's job waits for the previous stage's job.
@@ -225,6 +315,7 @@ pub fn job_request(
     tags.insert("chainbatch:run".into(), run_id.clone());
     tags.insert("chainbatch:node".into(), stage.node.clone());
     tags.insert("chainbatch:stage".into(), stage.stage_id.to_string());
+    let (vcpus, memory_mib) = settings.stage_size(&stage.specs, stage.input_bytes)?;
     let environment = BTreeMap::from([
         ("CHAINBATCH_RUN_ID".to_string(), run_id.clone()),
         ("CHAINBATCH_NODE".to_string(), stage.node.clone()),
@@ -238,8 +329,8 @@ pub fn job_request(
         array_size: (n > 1).then_some(n),
         command: vec!["run".into(), "--spec".into(), stage.spec_uri.clone()],
         environment,
-        vcpus: settings.vcpus_text(),
-        memory_mib: settings.memory_for(&stage.specs),
+        vcpus: vcpus_text(vcpus),
+        memory_mib,
         attempts: max_attempts.clamp(1, 10),
         timeout_seconds: settings.job_timeout_seconds,
         tags,
@@ -709,10 +800,81 @@ mod tests {
 
     #[test]
     fn vcpus_print_as_batch_wants_them() {
+        assert_eq!(vcpus_text(2.0), "2");
+        assert_eq!(vcpus_text(0.25), "0.25");
+        assert_eq!(vcpus_text(0.5), "0.5");
+    }
+
+    fn task(stage: u32, index: u32, reads: &[String]) -> TaskSpec {
+        let files: Vec<serde_json::Value> = reads
+            .iter()
+            .map(|u| serde_json::json!({"uri": u}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "version": 1, "run_id": "r", "stage_id": stage, "task_index": index,
+            "inputs": [{"name": "t", "format": "parquet", "files": files}],
+            "sql": "SELECT 1",
+            "output": {"kind": "table", "table_uri": "/t", "staging_uri": "/s", "layout": {}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_stage_reading_only_its_twin_tasks_output_depends_n_to_n() {
+        let prev = vec![task(0, 0, &[]), task(0, 1, &[])];
+        let own = |i: u32| format!("{}/attempt-1/part-0.parquet", prev[i as usize].task_dir());
+        let twin = vec![task(1, 0, &[own(0)]), task(1, 1, &[own(1)])];
+        assert_eq!(dependency(&prev, &twin), Dependency::OneToOne);
+        let crossed = vec![task(1, 0, &[own(0), own(1)]), task(1, 1, &[own(1)])];
+        assert_eq!(dependency(&prev, &crossed), Dependency::Whole);
+        let elsewhere = vec![
+            task(1, 0, &["/raw/a.parquet".into()]),
+            task(1, 1, &[own(1)]),
+        ];
+        assert_eq!(dependency(&prev, &elsewhere), Dependency::Whole);
+        assert_eq!(dependency(&prev, &twin[..1]), Dependency::Whole);
+    }
+
+    #[test]
+    fn fargate_sizes_round_up_to_valid_pairs() {
+        assert_eq!(fargate_size(1.0, 1536), Ok((1.0, 2048)));
+        assert_eq!(fargate_size(2.0, 2048), Ok((2.0, 4096)));
+        assert_eq!(fargate_size(2.0, 5000), Ok((2.0, 5120)));
+        // More memory than 2 vCPUs can have: 4 vCPUs.
+        assert_eq!(fargate_size(2.0, 20000), Ok((4.0, 20480)));
+        assert_eq!(fargate_size(0.25, 1100), Ok((0.25, 2048)));
+        assert_eq!(fargate_size(8.0, 40000), Ok((8.0, 40960)));
+        assert!(
+            fargate_size(16.0, 200_000)
+                .unwrap_err()
+                .contains("batch.platform: ec2")
+        );
+    }
+
+    #[test]
+    fn stage_vcpus_follow_the_largest_tasks_bytes() {
         let mut s = settings();
-        assert_eq!(s.vcpus_text(), "2");
-        s.vcpus = 0.25;
-        assert_eq!(s.vcpus_text(), "0.25");
+        s.vcpus = 4.0;
+        let spec = |bytes: u64| -> TaskSpec {
+            serde_json::from_value(serde_json::json!({
+                "version": 1, "run_id": "r", "stage_id": 0, "task_index": 0,
+                "inputs": [{"name": "t", "format": "parquet",
+                            "files": [{"uri": "/a.parquet", "size": bytes}]}],
+                "sql": "SELECT 1",
+                "output": {"kind": "table", "table_uri": "/t", "staging_uri": "/s",
+                           "layout": {}}
+            }))
+            .unwrap()
+        };
+        let mib = 1024 * 1024;
+        assert_eq!(s.stage_size(&[spec(10 * mib)], 0), Ok((1.0, 2048)));
+        assert_eq!(
+            s.stage_size(&[spec(10 * mib), spec(200 * mib)], 0),
+            Ok((2.0, 4096))
+        );
+        assert_eq!(s.stage_size(&[spec(4000 * mib)], 0), Ok((4.0, 8192)));
+        s.platform = Platform::Ec2;
+        assert_eq!(s.stage_size(&[spec(200 * mib)], 0), Ok((2.0, 2048)));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct StageRun {
     pub stage_id: u32,
     /// What the stage does: map, shuffle_map, reduce.
     pub kind: String,
+    /// Bytes the stage reads in all, as planned.
+    pub input_bytes: u64,
     /// The stage's spec list, already written where executors can read it.
     pub spec_uri: String,
     pub specs: Vec<TaskSpec>,

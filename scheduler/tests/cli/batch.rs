@@ -227,7 +227,8 @@ fn batch_runs_eth_daily_with_the_exact_requests_and_the_process_backends_output(
         assert_eq!(env["CHAINBATCH_SPEC_URI"], spec_uri);
         assert_eq!(
             s["containerOverrides"]["resourceRequirements"],
-            json!([{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}])
+            json!([{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]),
+            "small tasks get one vCPU, and Fargate's least memory for it"
         );
         assert_eq!(
             s["retryStrategy"],
