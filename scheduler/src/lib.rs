@@ -2,6 +2,7 @@
 //! commit, and the tools around them.
 
 pub mod backend;
+pub mod bench;
 pub mod catalog;
 pub mod commit;
 pub mod conf;

@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod batch;
+mod bench_layouts;
 mod config_errors;
 mod crash;
 mod datasets;
