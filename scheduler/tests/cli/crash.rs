@@ -66,3 +66,72 @@ async fn rerun_after_a_crash_at_every_commit_step_is_exact() {
         assert!(left.is_empty(), "{step}: staging left behind: {left:?}");
     }
 }
+
+/// An executor for the process backend that SIGKILLs the real executor a
+/// random 10 to 260 ms into every first attempt, and counts the kills that
+/// landed (the task was still running).
+fn killing_executor(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let kills = dir.join("kills.log");
+    let script = dir.join("killing-executor");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$AWS_BATCH_JOB_ATTEMPT\" = 1 ]; then\n\
+               '{exe}' \"$@\" & pid=$!\n\
+               sleep $(awk -v s=$$ 'BEGIN {{ srand(s); printf \"%.3f\", 0.01 + rand() * 0.25 }}')\n\
+               if kill -9 $pid 2>/dev/null; then echo \"$AWS_BATCH_JOB_ARRAY_INDEX\" >> '{kills}'; fi\n\
+               wait $pid; exit $?\n\
+             fi\n\
+             exec '{exe}' \"$@\"\n",
+            exe = executor_bin().display(),
+            kills = kills.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, kills)
+}
+
+#[tokio::test]
+async fn executors_killed_mid_task_are_retried_and_the_output_is_exact() {
+    let reference = Project::generated(40_000, 4, 2);
+    reference.run_ok(&["run", "--backend", "process"]);
+    let expected = snapshot(&reference).await;
+
+    let p = Project::generated(40_000, 4, 2);
+    let (script, kills) = killing_executor(p.dir.path());
+    let runs = 4;
+    for run in 0..runs {
+        let o = p
+            .command(&[
+                "run",
+                "--backend",
+                "process",
+                "--parallelism",
+                "2",
+                "--globals",
+                "target_task_bytes=1",
+            ])
+            .env("CHAINBATCH_EXECUTOR", &script)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // Same rows, once each, after every run: retries never duplicate.
+        assert_eq!(snapshot(&p).await, expected, "run {run}");
+    }
+    let killed = std::fs::read_to_string(&kills)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    eprintln!("{runs} runs, {killed} executors killed mid-task, every output exact");
+    assert!(
+        killed > 0,
+        "no kill landed mid-task; the test proved nothing"
+    );
+}
