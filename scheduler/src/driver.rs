@@ -236,6 +236,15 @@ pub async fn run(
 ) -> Result<Vec<NodeSummary>, DriverError> {
     let out_root = out_root(project)?;
     let (nodes, shapes) = checked_nodes(project, opts).await?;
+    let mut roots = vec![("out_root".to_string(), out_root.clone())];
+    for n in &nodes {
+        for ds in n.inputs.iter().chain(std::iter::once(&n.output)) {
+            roots.push((format!("dataset `{ds}`"), project.catalog[ds].path.clone()));
+        }
+    }
+    crate::bucket_check::check(&roots)
+        .await
+        .map_err(DriverError::Run)?;
     for note in commit::recover(&out_root, &project.catalog)
         .await
         .map_err(DriverError::Run)?

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod bucket_check;
 pub mod catalog;
 pub mod commit;
 pub mod conf;

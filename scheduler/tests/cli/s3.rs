@@ -197,7 +197,10 @@ async fn credentials_never_appear_in_logs_plans_specs_or_errors() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("run failed"), "{stderr}");
+    assert!(
+        stderr.contains("run failed") && stderr.contains("is denied"),
+        "{stderr}"
+    );
     texts.push(stderr);
     // Specs, manifests and journals stored on S3.
     let stored = tempfile::tempdir().unwrap();
@@ -213,4 +216,35 @@ async fn credentials_never_appear_in_logs_plans_specs_or_errors() {
         assert!(!t.contains(wrong), "the wrong secret leaked: {t}");
     }
     assert!(!key.is_empty());
+}
+
+#[test]
+fn a_missing_bucket_is_named_and_nothing_is_written() {
+    let raw = prefix("raw-missing-bucket");
+    import_fixture(&raw);
+    let p = Project::fixture();
+    let nowhere = "s3://chainbatch-no-such-bucket-4f1e/out";
+    // Output in a bucket that does not exist.
+    let o = s3_run(&p, &raw, nowhere, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("out_root: bucket `chainbatch-no-such-bucket-4f1e` does not exist"),
+        "names the bucket: {stderr}"
+    );
+    // Input in a bucket that does not exist.
+    let out = prefix("out-missing-bucket");
+    let o = s3_run(&p, "s3://chainbatch-no-such-bucket-4f1e/raw", &out, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "dataset `raw_transactions`: bucket `chainbatch-no-such-bucket-4f1e` does not exist"
+        ),
+        "names the bucket: {stderr}"
+    );
+    assert!(
+        list_keys(&out).iter().all(|k| k.contains("_chainbatch/")),
+        "no data published"
+    );
 }
