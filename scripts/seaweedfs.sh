@@ -37,6 +37,8 @@ cat > "$SW_DIR/s3.json" <<JSON
 {"identities": [{"name": "chainbatch", "credentials": [{"accessKey": "$AWS_ACCESS_KEY_ID", "secretKey": "$AWS_SECRET_ACCESS_KEY"}],
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 JSON
+# A key-encryption key lets the server honour SSE-S3 (AES256) requests.
+WEED_S3_SSE_KEK="$("$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))')" \
 "$VENV/bin/weed" server -dir="$SW_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
   -master.port="$SW_MASTER_PORT" -volume.port="$SW_VOLUME_PORT" -filer.port="$SW_FILER_PORT" -volume.max=0 \
   -s3 -s3.port="$SW_S3_PORT" -s3.config="$SW_DIR/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \

@@ -151,15 +151,25 @@ fn to_url(uri: &str) -> Result<Url, StorageError> {
     })
 }
 
+/// Throttling (503 SlowDown), 5xx and connection errors are retried with
+/// exponential backoff from 100 ms up to 15 s, at most
+/// `CHAINBATCH_S3_MAX_RETRIES` times (default 10) and for at most
+/// `CHAINBATCH_S3_RETRY_TIMEOUT_SECS` (default 180) per request.
 fn retry_config() -> RetryConfig {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     RetryConfig {
         backoff: BackoffConfig {
             init_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(15),
             base: 2.0,
         },
-        max_retries: 10,
-        retry_timeout: Duration::from_secs(180),
+        max_retries: env("CHAINBATCH_S3_MAX_RETRIES", 10) as usize,
+        retry_timeout: Duration::from_secs(env("CHAINBATCH_S3_RETRY_TIMEOUT_SECS", 180)),
     }
 }
 

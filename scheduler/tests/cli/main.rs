@@ -13,3 +13,4 @@ mod deploy;
 mod end_to_end;
 mod planning;
 mod s3;
+mod s3_faults;
