@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub backend: BackendKind,
     pub parallelism: usize,
     pub max_attempts: u32,
+    /// Continue the failed run `run_id`: its nodes, window and pipeline come
+    /// from its journal; committed nodes and finished tasks are not redone.
+    pub resume: bool,
 }
 
 /// Why a command failed: the config (exit 2) or the run (exit 1).
@@ -200,10 +203,37 @@ async fn connect_backend(
     }
 }
 
+/// Why a run failed, and whether resuming it can finish it.
+#[derive(Debug)]
+struct RunFailure {
+    message: String,
+    resumable: bool,
+}
+
+impl RunFailure {
+    /// A failure a rerun of the same tasks does not fix.
+    fn final_(message: String) -> Self {
+        Self {
+            message,
+            resumable: false,
+        }
+    }
+}
+
+/// Storage and commit errors of the driver itself: worth resuming.
+impl From<String> for RunFailure {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            resumable: true,
+        }
+    }
+}
+
 async fn write_stage_specs(
     runs_root: &str,
     run_id: &str,
-    stage_id: u32,
+    stage_id: impl std::fmt::Display,
     specs: &[chainbatch_executor::TaskSpec],
 ) -> Result<String, String> {
     let uri = format!("{runs_root}/{run_id}/stage-{stage_id}.json");
@@ -229,12 +259,89 @@ pub struct NodeSummary {
     pub seconds: f64,
 }
 
+/// The journal of a run that can be resumed, or why it cannot.
+async fn resumable_journal(out_root: &str, run_id: &str) -> Result<Journal, DriverError> {
+    let j = journal::list(out_root)
+        .await
+        .map_err(DriverError::Run)?
+        .into_iter()
+        .find(|j| j.run_id == run_id)
+        .ok_or_else(|| {
+            ConfigError::new(
+                "--resume",
+                format!("no run `{run_id}` under {out_root}; `chainbatch runs` lists them"),
+            )
+        })?;
+    let why = match j.status {
+        RunStatus::Failed if j.resumable => return Ok(j),
+        RunStatus::Failed => format!(
+            "failed for a reason a rerun does not fix ({}); start a new run",
+            j.error.as_deref().unwrap_or("no error recorded")
+        ),
+        RunStatus::Succeeded => "succeeded; there is nothing to resume".to_string(),
+        RunStatus::RolledBack => "was rolled back; start a new run".to_string(),
+        // The driver died, or lost its storage before it could record the
+        // failure: resuming is the user's call (no other driver may be on it).
+        RunStatus::Running => return Ok(j),
+    };
+    Err(ConfigError::new("--resume", format!("run `{run_id}` {why}")).into())
+}
+
+/// The options of the run being resumed: its pipeline, its window, and the
+/// nodes it has not committed yet.
+fn resumed_options(opts: &RunOptions, j: &Journal) -> Result<RunOptions, DriverError> {
+    let committed: Vec<&str> = j
+        .commits
+        .iter()
+        .filter(|c| c.state == journal::CommitState::Published)
+        .map(|c| c.node.as_str())
+        .collect();
+    let left: Vec<String> = j
+        .nodes
+        .iter()
+        .filter(|n| !committed.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    let dates = j
+        .dates
+        .as_deref()
+        .map(|d| crate::plan::dates::parse(d, &crate::plan::dates::today()))
+        .transpose()
+        .map_err(|e| DriverError::Run(format!("journal of `{}`: dates: {e}", j.run_id)))?;
+    Ok(RunOptions {
+        pipeline: Some(j.pipeline.clone()),
+        selection: crate::pipeline::Selection {
+            nodes: left,
+            ..Default::default()
+        },
+        dates,
+        ..opts.clone()
+    })
+}
+
 pub async fn run(
     project: &Project,
     opts: &RunOptions,
     progress: &Progress,
 ) -> Result<Vec<NodeSummary>, DriverError> {
     let out_root = out_root(project)?;
+    let resumed = match opts.resume {
+        true => Some(resumable_journal(&out_root, &opts.run_id).await?),
+        false => None,
+    };
+    let resumed_opts;
+    let opts = match &resumed {
+        Some(j) => {
+            resumed_opts = resumed_options(opts, j)?;
+            progress.note(&format!(
+                "resuming run {}: nodes {}",
+                j.run_id,
+                resumed_opts.selection.nodes.join(", ")
+            ));
+            &resumed_opts
+        }
+        None => opts,
+    };
     let (nodes, shapes) = checked_nodes(project, opts).await?;
     let mut roots = vec![("out_root".to_string(), out_root.clone())];
     for n in &nodes {
@@ -245,7 +352,8 @@ pub async fn run(
     crate::bucket_check::check(&roots)
         .await
         .map_err(DriverError::Run)?;
-    for note in commit::recover(&out_root, &project.catalog)
+    let resuming = resumed.as_ref().map(|j| j.run_id.as_str());
+    for note in commit::recover(&out_root, &project.catalog, resuming)
         .await
         .map_err(DriverError::Run)?
     {
@@ -253,11 +361,12 @@ pub async fn run(
     }
     let settings = settings(project, opts)?;
     let runs_root = journal::runs_root(&out_root);
-    if journal::list(&out_root)
-        .await
-        .map_err(DriverError::Run)?
-        .iter()
-        .any(|j| j.run_id == opts.run_id)
+    if resumed.is_none()
+        && journal::list(&out_root)
+            .await
+            .map_err(DriverError::Run)?
+            .iter()
+            .any(|j| j.run_id == opts.run_id)
     {
         return Err(ConfigError::new(
             "--run-id",
@@ -267,19 +376,30 @@ pub async fn run(
     }
     let pipeline = pick_pipeline(project, opts.pipeline.as_deref())?;
     let backend = connect_backend(project, opts.backend, &out_root).await?;
-    let mut j = Journal {
-        run_id: opts.run_id.clone(),
-        pipeline: pipeline.name.clone(),
-        nodes: nodes.iter().map(|n| n.name.clone()).collect(),
-        outputs: nodes.iter().map(|n| n.output.clone()).collect(),
-        dates: opts.dates.as_ref().map(|d| format!("{}..{}", d.from, d.to)),
-        backend: opts.backend.name().to_string(),
-        status: RunStatus::Running,
-        started_at: journal::now_secs(),
-        finished_at: None,
-        stages: vec![],
-        commits: vec![],
-        error: None,
+    let mut j = match resumed {
+        Some(mut j) => {
+            j.status = RunStatus::Running;
+            j.error = None;
+            j.resumable = false;
+            j.finished_at = None;
+            j
+        }
+        None => Journal {
+            run_id: opts.run_id.clone(),
+            pipeline: pipeline.name.clone(),
+            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+            outputs: nodes.iter().map(|n| n.output.clone()).collect(),
+            dates: opts.dates.as_ref().map(|d| format!("{}..{}", d.from, d.to)),
+            backend: opts.backend.name().to_string(),
+            status: RunStatus::Running,
+            started_at: journal::now_secs(),
+            finished_at: None,
+            stages: vec![],
+            commits: vec![],
+            error: None,
+            resumable: false,
+            planned: vec![],
+        },
     };
     journal::save(&out_root, &j)
         .await
@@ -290,15 +410,29 @@ pub async fn run(
     )
     .await;
     j.finished_at = Some(journal::now_secs());
-    match &result {
-        Ok(_) => j.status = RunStatus::Succeeded,
-        Err(e) => {
-            j.status = RunStatus::Failed;
-            j.error = Some(e.clone());
+    let result = match result {
+        Ok(s) => {
+            j.status = RunStatus::Succeeded;
+            Ok(s)
         }
-    }
-    // A failed run published nothing it had not finished: its staging goes.
-    if result.is_err() {
+        Err(f) => {
+            j.status = RunStatus::Failed;
+            j.error = Some(f.message.clone());
+            j.resumable = f.resumable;
+            Err(if f.resumable {
+                format!(
+                    "{}\nfinished tasks are kept: `chainbatch run --resume {}` continues the run \
+                     (`chainbatch gc` removes them)",
+                    f.message, j.run_id
+                )
+            } else {
+                f.message
+            })
+        }
+    };
+    // A failed run published nothing it had not finished. Its staging goes,
+    // unless a resume can reuse the tasks that finished.
+    if result.is_err() && !j.resumable {
         for n in &nodes {
             let ds = &project.catalog[&n.output];
             let _ =
@@ -306,10 +440,17 @@ pub async fn run(
                     .await;
         }
     }
-    journal::save(&out_root, &j)
-        .await
-        .map_err(DriverError::Run)?;
-    result.map_err(DriverError::Run)
+    let saved = journal::save(&out_root, &j).await;
+    match (result, saved) {
+        (Ok(s), Ok(())) => Ok(s),
+        (Ok(_), Err(e)) => Err(DriverError::Run(e)),
+        (Err(e), Ok(())) => Err(DriverError::Run(e)),
+        // The run's own error matters more; the journal still says Running,
+        // which `--resume` accepts.
+        (Err(e), Err(save)) => Err(DriverError::Run(format!(
+            "{e}\n(the journal could not record the failure: {save})"
+        ))),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -324,64 +465,133 @@ async fn run_nodes(
     runs_root: &str,
     backend: &Backend,
     j: &mut Journal,
-) -> Result<Vec<NodeSummary>, String> {
+) -> Result<Vec<NodeSummary>, RunFailure> {
     let mut summaries = vec![];
-    let mut next_stage = 0;
+    let mut next_stage = j
+        .planned
+        .iter()
+        .map(|p| p.first_stage + p.stages)
+        .max()
+        .unwrap_or(0);
     for node in nodes {
         let started = Instant::now();
+        // A node planned before (by the run being resumed) keeps its ids.
+        let recorded = j.planned.iter().find(|p| p.node == node.name).cloned();
+        let first_stage = recorded.as_ref().map_or(next_stage, |p| p.first_stage);
         // Planned now, after the nodes it reads from have committed.
         let plan = plan_node(
             node,
             &shapes[&node.name],
             &project.catalog,
             settings,
-            next_stage,
+            first_stage,
         )
         .await?;
         // Nothing to read is a mistake worth stopping for (a wrong window or
         // root), not an empty success that replaces nothing.
         if let Some(why) = plan.empty_inputs.first() {
-            return Err(format!("node `{}`: {why}", node.name));
+            return Err(RunFailure::final_(format!("node `{}`: {why}", node.name)));
         }
-        next_stage += plan.stages.len() as u32;
-        // Every stage's specs are written before the first runs, so a backend
-        // can hand the whole chain to its scheduler at once.
-        let mut runs = vec![];
-        for stage in &plan.stages {
-            let spec_uri =
-                write_stage_specs(runs_root, &opts.run_id, stage.stage_id, &stage.specs).await?;
-            runs.push(StageRun {
+        if recorded.is_none() {
+            j.planned.push(journal::PlannedNode {
                 node: node.name.clone(),
-                stage_id: stage.stage_id,
-                kind: stage.kind.to_string(),
-                input_bytes: stage.input_bytes,
-                spec_uri,
-                specs: stage.specs.clone(),
-                parallelism: opts.parallelism,
-                max_attempts: opts.max_attempts,
+                first_stage,
+                stages: plan.stages.len() as u32,
             });
+            journal::save(out_root, j).await?;
+        }
+        next_stage = next_stage.max(first_stage + plan.stages.len() as u32);
+        // Every stage's specs are written before the first runs, so a backend
+        // can hand the whole chain to its scheduler at once. A resumed run
+        // runs only the tasks that have no finished attempt.
+        let mut runs = vec![];
+        let mut found_by_stage = vec![];
+        for stage in &plan.stages {
+            let found = match opts.resume {
+                true => crate::backend::resume::finished_tasks(&stage.specs).await?,
+                false => vec![None; stage.specs.len()],
+            };
+            let todo: Vec<_> = stage
+                .specs
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|(s, _)| s.clone())
+                .collect();
+            let reused = stage.specs.len() - todo.len();
+            if reused > 0 {
+                progress.note(&format!(
+                    "{} stage {}: reusing {reused} task(s) finished before the run failed",
+                    node.name, stage.stage_id
+                ));
+            }
+            if !todo.is_empty() {
+                let spec_uri = match reused {
+                    0 => write_stage_specs(runs_root, &opts.run_id, stage.stage_id, &todo).await?,
+                    _ => {
+                        let name = format!("{}-resume", stage.stage_id);
+                        write_stage_specs(runs_root, &opts.run_id, &name, &todo).await?
+                    }
+                };
+                runs.push(StageRun {
+                    node: node.name.clone(),
+                    stage_id: stage.stage_id,
+                    kind: stage.kind.to_string(),
+                    input_bytes: stage.input_bytes,
+                    spec_uri,
+                    specs: todo,
+                    parallelism: opts.parallelism,
+                    max_attempts: opts.max_attempts,
+                });
+            }
+            found_by_stage.push(found);
         }
         let outcomes = backend
             .run_stages(&runs, progress)
             .await
-            .map_err(|f| format!("node `{}`: {f}", node.name))?;
-        let tasks = runs.iter().map(|r| r.specs.len()).sum();
-        for (run, outcome) in runs.iter().zip(&outcomes) {
+            .map_err(|f| RunFailure {
+                message: format!("node `{}`: {f}", node.name),
+                resumable: f.retryable,
+            })?;
+        // Each stage's manifests in task order: reused ones and new ones.
+        let mut ran = runs.iter().zip(&outcomes);
+        let mut manifests = vec![];
+        for (stage, found) in plan.stages.iter().zip(found_by_stage) {
+            let mut seconds = 0.0;
+            let mut fresh: HashMap<u32, chainbatch_executor::TaskManifest> = HashMap::new();
+            if found.iter().any(Option::is_none) {
+                let (_, outcome) = ran.next().expect("a run per stage with work");
+                seconds = outcome.seconds;
+                fresh = outcome
+                    .manifests
+                    .iter()
+                    .map(|m| (m.task_index, m.clone()))
+                    .collect();
+            }
+            manifests = stage
+                .specs
+                .iter()
+                .zip(found)
+                .map(|(s, f)| f.or_else(|| fresh.remove(&s.task_index)))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    RunFailure::final_(format!(
+                        "node `{}` stage {}: a task returned no manifest",
+                        node.name, stage.stage_id
+                    ))
+                })?;
             j.stages.push(StageRecord {
                 node: node.name.clone(),
-                stage_id: run.stage_id,
-                kind: run.kind.clone(),
-                tasks: run.specs.len(),
-                rows: outcome.manifests.iter().map(|m| m.rows).sum(),
-                bytes: outcome.manifests.iter().map(|m| m.bytes).sum(),
-                seconds: outcome.seconds,
+                stage_id: stage.stage_id,
+                kind: stage.kind.to_string(),
+                tasks: stage.specs.len(),
+                rows: manifests.iter().map(|m| m.rows).sum(),
+                bytes: manifests.iter().map(|m| m.bytes).sum(),
+                seconds,
             });
         }
         journal::save(out_root, j).await?;
-        let manifests = outcomes
-            .last()
-            .map(|o| o.manifests.clone())
-            .unwrap_or_default();
+        let tasks = plan.stages.iter().map(|s| s.specs.len()).sum();
         crash_point("after_tasks");
         let ds = &project.catalog[&node.output];
         let trash = format!("{runs_root}/{}/trash/{}", opts.run_id, node.name);

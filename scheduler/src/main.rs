@@ -213,6 +213,12 @@ struct RunArgs {
     /// The run id (default: a UTC timestamp and the pipeline name).
     #[arg(long)]
     run_id: Option<String>,
+    /// Continue a failed run: its pipeline, nodes and dates come from its
+    /// journal; committed nodes and finished tasks are not redone.
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = [
+        "run_id", "pipeline", "nodes", "from_nodes", "to_nodes", "tags", "dates", "dry_run"
+    ])]
+    resume: Option<String>,
     /// Plan and print, but run nothing.
     #[arg(long)]
     dry_run: bool,
@@ -367,6 +373,7 @@ fn run_options(a: &RunArgs, run_id: String) -> Result<RunOptions, ConfigError> {
             .parallelism
             .unwrap_or_else(|| chainbatch_executor::runner::effective_parallelism(0)),
         max_attempts: a.max_attempts,
+        resume: a.resume.is_some(),
     })
 }
 
@@ -430,8 +437,9 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
     match cmd {
         Command::Run(a) => {
             let run_id = a
-                .run_id
+                .resume
                 .clone()
+                .or_else(|| a.run_id.clone())
                 .unwrap_or_else(|| default_run_id(a.pipeline.as_deref()));
             let project = load_project(&a.project, &run_id)?;
             let opts = run_options(&a, run_id.clone())?;
@@ -496,6 +504,7 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
                     backend: BackendKind::Local,
                     parallelism: 1,
                     max_attempts: 1,
+                    resume: false,
                 };
                 let (nodes, _) = driver::checked_nodes(&p, &opts).await?;
                 println!("pipeline {name}: {} node(s) ok", nodes.len());

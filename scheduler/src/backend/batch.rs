@@ -541,6 +541,7 @@ impl BatchBackend {
                 task_index: 0,
                 attempts: 0,
                 message: format!("interrupted by {why}"),
+                retryable: true,
             }),
         };
         if let Err(f) = &result
@@ -569,6 +570,7 @@ impl BatchBackend {
             task_index: 0,
             attempts: 0,
             message,
+            retryable: true,
         };
         let mut jobs = vec![];
         for (i, stage) in stages.iter().enumerate() {
@@ -636,6 +638,7 @@ impl BatchBackend {
                 task_index: pending[0] as u32,
                 attempts: 0,
                 message,
+                retryable: true,
             })?;
             let by_id: HashMap<&str, &JobDetail> = details
                 .iter()
@@ -680,6 +683,7 @@ impl BatchBackend {
                             task_index: i as u32,
                             attempts: attempts as u32,
                             message: failure_reason(d),
+                            retryable: last_exit_code(d) != Some(EXIT_BAD_SPEC),
                         });
                     }
                     _ => {}
@@ -710,6 +714,7 @@ async fn read_child_manifest(spec: &TaskSpec, attempts: u32) -> Result<TaskManif
         task_index: spec.task_index,
         attempts,
         message: format!("Batch reports success but no manifest was found: {last_err}"),
+        retryable: true,
     })
 }
 
@@ -734,6 +739,15 @@ fn attempt_reason(a: &aws_sdk_batch::types::AttemptDetail) -> String {
     } else {
         parts.join("; ")
     }
+}
+
+/// The exit code of a child's last attempt, if its container ran.
+fn last_exit_code(d: &JobDetail) -> Option<i32> {
+    d.attempts()
+        .last()
+        .and_then(|a| a.container())
+        .and_then(|c| c.exit_code())
+        .or_else(|| d.container().and_then(|c| c.exit_code()))
 }
 
 /// Why a child failed for good: its status reason, and its last attempt's

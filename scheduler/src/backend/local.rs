@@ -35,6 +35,7 @@ pub async fn run_stage(
                             task_index: spec.task_index,
                             attempts: attempt,
                             message: e.to_string(),
+                            retryable: e.is_retryable(),
                         });
                     }
                 }

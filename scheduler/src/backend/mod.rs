@@ -12,10 +12,11 @@
 pub mod batch;
 pub mod local;
 pub mod process;
+pub mod resume;
 
 use crate::progress::Progress;
 use chainbatch_executor::{TaskManifest, TaskSpec};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use std::future::Future;
 use std::time::Duration;
 
@@ -53,6 +54,9 @@ pub struct TaskFailure {
     pub task_index: u32,
     pub attempts: u32,
     pub message: String,
+    /// Whether running the task again could succeed (I/O, lost hosts,
+    /// interruption), so that the run is worth resuming; false for a bad spec.
+    pub retryable: bool,
 }
 
 impl std::fmt::Display for TaskFailure {
@@ -139,7 +143,8 @@ impl Backend {
 }
 
 /// Runs `run(index, spec)` for every task of the stage, `concurrent` at a
-/// time, and returns the manifests in task order, or the first failure.
+/// time, and returns the manifests in task order, or the first failure: no
+/// task starts after a task failed for good, and those running are dropped.
 pub async fn run_tasks<'a, F, Fut>(
     stage: &'a StageRun,
     concurrent: usize,
@@ -149,13 +154,11 @@ where
     F: Fn(usize, &'a TaskSpec) -> Fut,
     Fut: Future<Output = Result<TaskManifest, TaskFailure>>,
 {
-    let results: Vec<Result<TaskManifest, TaskFailure>> =
-        futures::stream::iter(stage.specs.iter().enumerate())
-            .map(|(i, spec)| run(i, spec))
-            .buffer_unordered(concurrent.max(1))
-            .collect()
-            .await;
-    let mut out: Vec<TaskManifest> = results.into_iter().collect::<Result<_, _>>()?;
+    let mut out: Vec<TaskManifest> = futures::stream::iter(stage.specs.iter().enumerate())
+        .map(|(i, spec)| run(i, spec))
+        .buffer_unordered(concurrent.max(1))
+        .try_collect()
+        .await?;
     out.sort_by_key(|m| m.task_index);
     Ok(out)
 }

@@ -40,6 +40,8 @@ pub async fn run_stage(
                     .env("AWS_BATCH_JOB_ATTEMPT", attempt.to_string())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
+                    // A task dropped because another failed must not run on.
+                    .kill_on_drop(true)
                     .output()
                     .await;
                 let failure = match out {
@@ -81,6 +83,7 @@ pub async fn run_stage(
                     task_index: spec.task_index,
                     attempts: attempt,
                     message,
+                    retryable,
                 });
             }
         }

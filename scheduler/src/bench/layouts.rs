@@ -226,6 +226,7 @@ pub async fn run(
             backend: BackendKind::Local,
             parallelism: chainbatch_executor::runner::effective_parallelism(0),
             max_attempts: 1,
+            resume: false,
         };
         progress.note(&format!("writing layout {name} to {table_uri}"));
         let meter = Meter::start();

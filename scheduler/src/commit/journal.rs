@@ -74,6 +74,20 @@ pub struct Journal {
     pub stages: Vec<StageRecord>,
     pub commits: Vec<CommitRecord>,
     pub error: Option<String>,
+    /// A failed run whose finished tasks are kept for `run --resume`.
+    #[serde(default)]
+    pub resumable: bool,
+    /// Stage ids given to each node when it was planned, so that a resumed
+    /// run finds the tasks it already finished under the same ids.
+    #[serde(default)]
+    pub planned: Vec<PlannedNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedNode {
+    pub node: String,
+    pub first_stage: u32,
+    pub stages: u32,
 }
 
 impl Journal {

@@ -237,9 +237,12 @@ pub async fn remove_prefix(uri: &str) -> Result<u64, String> {
 
 /// Finishes or rolls back every unfinished run found under `out_root`.
 /// Returns one line per run it touched.
+/// `resuming` names a run being resumed: its recorded publishes are
+/// finished, but its staging is kept for the resume to reuse.
 pub async fn recover(
     out_root: &str,
     catalog: &crate::catalog::Catalog,
+    resuming: Option<&str>,
 ) -> Result<Vec<String>, String> {
     let mut notes = vec![];
     for mut j in journal::list(out_root).await? {
@@ -253,6 +256,13 @@ pub async fn recover(
                 c.state = CommitState::Published;
                 rolled_forward = true;
             }
+        }
+        if resuming == Some(j.run_id.as_str()) {
+            if rolled_forward {
+                journal::save(out_root, &j).await?;
+                notes.push(format!("finished the recorded publish of run {}", j.run_id));
+            }
+            continue;
         }
         // Unpublished task output of the crashed run is never published.
         for ds in j.outputs.iter().cloned().collect::<BTreeSet<_>>() {
@@ -316,7 +326,7 @@ pub async fn collect_garbage(
     out_root: &str,
     catalog: &crate::catalog::Catalog,
 ) -> Result<Vec<String>, String> {
-    let mut notes = recover(out_root, catalog).await?;
+    let mut notes = recover(out_root, catalog, None).await?;
     let runs = journal::list(out_root).await?;
     let running: BTreeSet<&str> = runs
         .iter()

@@ -14,3 +14,4 @@ mod end_to_end;
 mod planning;
 mod s3;
 mod s3_faults;
+mod s3_restart;
