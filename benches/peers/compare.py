@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 FEE_SQL = ("CAST(receipt_gas_used AS DECIMAL(38,0)) * "
@@ -34,10 +35,13 @@ def engine_duckdb(src, out, threads):
 
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}")
+    con.execute("SET TimeZone = 'UTC'")
+    # chainbatch's Parquet stores block_timestamp as INT64 epoch seconds
+    # (Parquet has no seconds unit), which DuckDB reads as BIGINT.
     con.execute(f"""
         COPY (
           SELECT * EXCLUDE (date), {FEE_SQL} AS fee_wei,
-                 CAST(block_timestamp AS DATE) AS date
+                 CAST(to_timestamp(block_timestamp) AS DATE) AS date
           FROM read_parquet('{src}/transactions/*/*.parquet', hive_partitioning = true)
           ORDER BY block_number
         ) TO '{out}' (FORMAT parquet, PARTITION_BY (date), COMPRESSION zstd)
@@ -75,7 +79,8 @@ def engine_pyspark(src, out, threads):
     df = (df.drop("date")
           .withColumn("fee_wei", (F.col("receipt_gas_used").cast(dec)
                                   * F.col("receipt_effective_gas_price").cast(dec)).cast(dec))
-          .withColumn("date", F.to_date("block_timestamp")))
+          # INT64 epoch seconds in the file (see engine_duckdb).
+          .withColumn("date", F.to_date(F.timestamp_seconds(F.col("block_timestamp").cast("long")))))
     (df.repartition("date").sortWithinPartitions("block_number")
        .write.partitionBy("date").option("compression", "zstd").parquet(out))
     spark.stop()
@@ -103,16 +108,47 @@ ENGINES = {
 }
 
 
+def tree_rss(pid):
+    """Resident bytes of a process and all its descendants, from /proc."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def run_measured(cmd, env=None):
-    """Runs cmd; returns (seconds, peak RSS bytes, exit code, stderr tail)."""
+    """Runs cmd; returns (seconds, peak RSS bytes, exit code, stderr tail).
+    Peak RSS is the larger of the child's own (wait4) and its whole process
+    tree's sampled every 50 ms, so that PySpark's JVM counts too."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     # wait4 gives this child's own rusage; read stderr first so it cannot block.
     err = proc.stderr.read()
+    done.set()
+    sampler.join()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
-    return seconds, usage.ru_maxrss * 1024, proc.returncode, err.decode(errors="replace")[-2000:]
+    rss = max(usage.ru_maxrss * 1024, peak[0])
+    return seconds, rss, proc.returncode, err.decode(errors="replace")[-2000:]
 
 
 def check_output(out):
@@ -178,8 +214,9 @@ def main():
     agree = len({(r["rows"], r["fee_wei_sum"], r["partitions"]) for r in ok}) <= 1
     base = next((r for r in ok if r["engine"] == "chainbatch"), None)
     print(f"\n{args.rows} rows, {args.days} days, {threads} cores")
+    # "chainbatch vs": the engine's time over chainbatch's; above 1, chainbatch is faster.
     print(f"{'engine':<12} {'seconds':>8} {'rows/s':>11} {'peak RSS':>10} "
-          f"{'chainbatch speed':>17}  rows, fee_wei sum")
+          f"{'chainbatch vs':>17}  rows, fee_wei sum")
     for r in results:
         if "failed" in r:
             print(f"{r['engine']:<12} failed")
