@@ -6,17 +6,14 @@
 //! `cargo bench -p chainbatch-benches --bench etl_task` (rows: `ETL_ROWS`,
 //! default 4,000,000).
 
-use chainbatch_benches::{bench_dir, ensure_transactions, parquet_files, peak_rss_bytes};
-use chainbatch_executor::layout::{Layout, PartitionColumn};
-use chainbatch_executor::spec::{
-    InputFile, InputFormat, InputTable, OutputSpec, SPEC_VERSION, TaskResources, TaskSpec,
+use chainbatch_benches::{
+    FEE_SQL, bench_dir, canonical_task, ensure_transactions, parquet_files, peak_rss_bytes,
 };
+use chainbatch_executor::layout::{Layout, PartitionColumn};
+use chainbatch_executor::spec::TaskResources;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-
-const FEE_SQL: &str =
-    "CAST(receipt_gas_used AS DECIMAL(38,0)) * CAST(receipt_effective_gas_price AS DECIMAL(38,0))";
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -51,42 +48,17 @@ fn layout(many_partitions: bool) -> Layout {
 
 fn chainbatch_task(input: &Path, out: &Path, many_partitions: bool) -> serde_json::Value {
     let files = parquet_files(input);
-    let spec = TaskSpec {
-        version: SPEC_VERSION,
-        run_id: "bench".into(),
-        stage_id: 0,
-        task_index: 0,
-        attempt: 1,
-        inputs: vec![InputTable {
-            name: "tx".into(),
-            format: InputFormat::Parquet,
-            files: files
-                .iter()
-                .map(|p| InputFile {
-                    uri: p.display().to_string(),
-                    size: None,
-                    partition_values: vec![],
-                    range: None,
-                    row_groups: None,
-                })
-                .collect(),
-            schema: Some(chainbatch::eth::schema::transactions(true)),
-            partition_columns: vec![],
-            shuffle: None,
-        }],
-        sql: format!("SELECT *, {FEE_SQL} AS fee_wei FROM tx"),
-        output: OutputSpec::Table {
-            table_uri: out.join("table").display().to_string(),
-            staging_uri: out.display().to_string(),
-            layout: layout(many_partitions),
-        },
-        resources: TaskResources {
+    let spec = canonical_task(
+        &files,
+        out,
+        layout(many_partitions),
+        TaskResources {
             // `ETL_MEMORY_MB` and `ETL_PARALLELISM` explore the task's limits.
             memory_bytes: env_u64("ETL_MEMORY_MB", 512) * 1024 * 1024,
             parallelism: env_u64("ETL_PARALLELISM", 0) as usize,
             ..TaskResources::default()
         },
-    };
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let start = Instant::now();
     let m = rt

@@ -5,11 +5,10 @@
 //! cargo bench -p chainbatch-benches --bench hot_paths
 
 use chainbatch::catalog::{Dataset, DatasetType, SaveMode};
+use chainbatch_benches::canonical_task;
 use chainbatch_executor::layout::{Layout, PartitionColumn};
 use chainbatch_executor::schema::ColumnSpec;
-use chainbatch_executor::spec::{
-    InputFile, InputFormat, InputTable, OutputSpec, SPEC_VERSION, TaskResources, TaskSpec,
-};
+use chainbatch_executor::spec::TaskResources;
 use chainbatch_executor::udf::bucket::murmur3_32;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -70,36 +69,11 @@ fn layout_writer(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let files = input(dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let spec = |out: &Path| TaskSpec {
-        version: SPEC_VERSION,
-        run_id: "bench".into(),
-        stage_id: 0,
-        task_index: 0,
-        attempt: 1,
-        inputs: vec![InputTable {
-            name: "tx".into(),
-            format: InputFormat::Parquet,
-            files: files
-                .iter()
-                .map(|p| InputFile {
-                    uri: p.display().to_string(),
-                    size: None,
-                    partition_values: vec![],
-                    range: None,
-                    row_groups: None,
-                })
-                .collect(),
-            schema: Some(chainbatch::eth::schema::transactions(true)),
-            partition_columns: vec![],
-            shuffle: None,
-        }],
-        sql: "SELECT *, CAST(receipt_gas_used AS DECIMAL(38,0)) * \
-              CAST(receipt_effective_gas_price AS DECIMAL(38,0)) AS fee_wei FROM tx"
-            .into(),
-        output: OutputSpec::Table {
-            table_uri: out.join("table").display().to_string(),
-            staging_uri: out.display().to_string(),
-            layout: Layout {
+    let spec = |out: &Path| {
+        canonical_task(
+            &files,
+            out,
+            Layout {
                 partition_by: vec![PartitionColumn::Derived {
                     name: "date".into(),
                     expr: "CAST(block_timestamp AS DATE)".into(),
@@ -108,8 +82,8 @@ fn layout_writer(c: &mut Criterion) {
                 compression: "zstd(3)".into(),
                 ..Layout::default()
             },
-        },
-        resources: TaskResources::default(),
+            TaskResources::default(),
+        )
     };
     let mut g = c.benchmark_group("layout_writer");
     g.sample_size(10);

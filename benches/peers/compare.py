@@ -36,12 +36,10 @@ def engine_duckdb(src, out, threads):
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}")
     con.execute("SET TimeZone = 'UTC'")
-    # chainbatch's Parquet stores block_timestamp as INT64 epoch seconds
-    # (Parquet has no seconds unit), which DuckDB reads as BIGINT.
     con.execute(f"""
         COPY (
           SELECT * EXCLUDE (date), {FEE_SQL} AS fee_wei,
-                 CAST(to_timestamp(block_timestamp) AS DATE) AS date
+                 CAST(block_timestamp AS DATE) AS date
           FROM read_parquet('{src}/transactions/*/*.parquet', hive_partitioning = true)
           ORDER BY block_number
         ) TO '{out}' (FORMAT parquet, PARTITION_BY (date), COMPRESSION zstd)
@@ -79,8 +77,7 @@ def engine_pyspark(src, out, threads):
     df = (df.drop("date")
           .withColumn("fee_wei", (F.col("receipt_gas_used").cast(dec)
                                   * F.col("receipt_effective_gas_price").cast(dec)).cast(dec))
-          # INT64 epoch seconds in the file (see engine_duckdb).
-          .withColumn("date", F.to_date(F.timestamp_seconds(F.col("block_timestamp").cast("long")))))
+          .withColumn("date", F.to_date("block_timestamp")))
     (df.repartition("date").sortWithinPartitions("block_number")
        .write.partitionBy("date").option("compression", "zstd").parquet(out))
     spark.stop()

@@ -1,7 +1,56 @@
 //! Shared pieces of the chainbatch benchmarks.
 
 use chainbatch::eth::synth::GenConfig;
+use chainbatch_executor::layout::Layout;
+use chainbatch_executor::spec::{
+    InputFile, InputFormat, InputTable, OutputSpec, SPEC_VERSION, TaskResources, TaskSpec,
+};
 use std::path::{Path, PathBuf};
+
+/// The exact fee of the canonical ETL, DECIMAL(38,0).
+pub const FEE_SQL: &str =
+    "CAST(receipt_gas_used AS DECIMAL(38,0)) * CAST(receipt_effective_gas_price AS DECIMAL(38,0))";
+
+/// One task of the canonical ETL: `files` of generated transactions, plus
+/// the exact fee, written below `out` in `layout`.
+pub fn canonical_task(
+    files: &[PathBuf],
+    out: &Path,
+    layout: Layout,
+    resources: TaskResources,
+) -> TaskSpec {
+    TaskSpec {
+        version: SPEC_VERSION,
+        run_id: "bench".into(),
+        stage_id: 0,
+        task_index: 0,
+        attempt: 1,
+        inputs: vec![InputTable {
+            name: "tx".into(),
+            format: InputFormat::Parquet,
+            files: files
+                .iter()
+                .map(|p| InputFile {
+                    uri: p.display().to_string(),
+                    size: None,
+                    partition_values: vec![],
+                    range: None,
+                    row_groups: None,
+                })
+                .collect(),
+            schema: Some(chainbatch::eth::schema::transactions(true)),
+            partition_columns: vec![],
+            shuffle: None,
+        }],
+        sql: format!("SELECT *, {FEE_SQL} AS fee_wei FROM tx"),
+        output: OutputSpec::Table {
+            table_uri: out.join("table").display().to_string(),
+            staging_uri: out.display().to_string(),
+            layout,
+        },
+        resources,
+    }
+}
 
 /// Where benchmarks keep generated data between runs.
 pub fn bench_dir() -> PathBuf {

@@ -11,6 +11,7 @@ pub mod input;
 pub mod layout;
 pub mod manifest;
 pub mod parquet_footer;
+pub mod parquet_types;
 pub mod runner;
 pub mod schema;
 pub mod shuffle;

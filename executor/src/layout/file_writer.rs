@@ -25,6 +25,8 @@ const UPLOAD_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 pub struct WriterContext {
     pub attempt_dir: Location,
     pub schema: SchemaRef,
+    /// `schema` as files store it (see `parquet_types`).
+    pub file_schema: SchemaRef,
     pub props: Arc<WriterProperties>,
     pub layout: Layout,
     pub codec_suffix: &'static str,
@@ -50,6 +52,7 @@ impl WriterContext {
     ) -> Self {
         Self {
             attempt_dir,
+            file_schema: crate::parquet_types::file_schema(&schema),
             schema,
             props,
             layout,
@@ -111,7 +114,12 @@ impl PartitionWriter {
             let slice = batch.slice(offset, n);
             let file = self.open.as_mut().expect("file is open");
             file.checksum = file.checksum.wrapping_add(row_checksum(&slice)?);
-            file.writer.write(&slice).await?;
+            file.writer
+                .write(&crate::parquet_types::to_file_batch(
+                    &slice,
+                    &ctx.file_schema,
+                )?)
+                .await?;
             file.rows += n as u64;
             file.group_rows += n;
             offset += n;
@@ -134,7 +142,7 @@ impl PartitionWriter {
         let sink =
             BufWriter::with_capacity(loc.store.clone(), loc.path.clone(), UPLOAD_BUFFER_BYTES);
         let writer =
-            AsyncArrowWriter::try_new(sink, ctx.schema.clone(), Some((*ctx.props).clone()))?;
+            AsyncArrowWriter::try_new(sink, ctx.file_schema.clone(), Some((*ctx.props).clone()))?;
         Ok(OpenFile {
             writer,
             relative_path,
@@ -222,7 +230,7 @@ impl PartitionWriter {
         };
         let metadata = f.writer.finish().await?;
         let bytes = f.writer.bytes_written() as u64;
-        let stats = crate::layout::stats::file_stats(&metadata, &ctx.schema)?;
+        let stats = crate::layout::stats::file_stats(&metadata, &ctx.file_schema)?;
         self.finished.push(WrittenFile {
             path: f.relative_path,
             partition: self.partition_path.clone(),

@@ -4,6 +4,9 @@ use crate::backend::{StageRun, TaskFailure, backoff, run_tasks};
 use crate::progress::Progress;
 use chainbatch_executor::TaskManifest;
 
+/// The least sort memory a task gets when tasks share the process.
+const MIN_TASK_MEMORY: u64 = 64 * 1024 * 1024;
+
 pub async fn run_stage(
     stage: &StageRun,
     progress: &Progress,
@@ -13,8 +16,11 @@ pub async fn run_stage(
     run_tasks(stage, concurrent, |_, spec| {
         let mut spec = spec.clone();
         async move {
-            // Share the cores between the tasks that run at once.
+            // Tasks that run at once share this process: its cores, and its
+            // memory, so that the process stays within one task's budget.
             spec.resources.parallelism = (cores / concurrent).max(1);
+            spec.resources.memory_bytes =
+                (spec.resources.memory_bytes / concurrent as u64).max(MIN_TASK_MEMORY);
             let mut attempt = 1;
             loop {
                 match chainbatch_executor::run_task(&spec, attempt).await {

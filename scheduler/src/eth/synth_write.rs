@@ -79,8 +79,21 @@ pub struct GenTotals {
 struct TableSink {
     table: &'static str,
     writer: AsyncArrowWriter<BufWriter>,
+    /// The schema files store (timestamps in microseconds).
+    file_schema: arrow::datatypes::SchemaRef,
     uri: String,
     rows: u64,
+}
+
+impl TableSink {
+    async fn write(&mut self, batch: &arrow::array::RecordBatch) -> Result<(), String> {
+        let batch = chainbatch_executor::parquet_types::to_file_batch(batch, &self.file_schema)
+            .map_err(|e| format!("{}: {e}", self.uri))?;
+        self.writer
+            .write(&batch)
+            .await
+            .map_err(|e| format!("{}: {e}", self.uri))
+    }
 }
 
 async fn open_sink(
@@ -98,11 +111,13 @@ async fn open_sink(
         "logs" => table_schema("eth.logs"),
         _ => table_schema("eth.token_transfers.exact"),
     };
-    let writer =
-        AsyncArrowWriter::try_new(sink, schema, Some(writer_props())).map_err(|e| e.to_string())?;
+    let file_schema = chainbatch_executor::parquet_types::file_schema(&schema);
+    let writer = AsyncArrowWriter::try_new(sink, file_schema.clone(), Some(writer_props()))
+        .map_err(|e| e.to_string())?;
     Ok(TableSink {
         table,
         writer,
+        file_schema,
         uri: loc.uri(),
         rows: 0,
     })
@@ -182,10 +197,7 @@ pub async fn write_tables(
                                 row_checksum(b).map_err(|e| e.to_string())?,
                                 Ordering::Relaxed,
                             );
-                            s.writer
-                                .write(b)
-                                .await
-                                .map_err(|e| format!("{}: {e}", s.uri))?;
+                            s.write(b).await?;
                             s.rows += b.num_rows() as u64;
                         }
                         row += n as u64;
@@ -197,10 +209,7 @@ pub async fn write_tables(
                             row_checksum(&b).map_err(|e| e.to_string())?,
                             Ordering::Relaxed,
                         );
-                        s.writer
-                            .write(&b)
-                            .await
-                            .map_err(|e| format!("{}: {e}", s.uri))?;
+                        s.write(&b).await?;
                         s.rows += b.num_rows() as u64;
                         sinks.push(s);
                     }

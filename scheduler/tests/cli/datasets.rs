@@ -35,6 +35,28 @@ fn raw_json_value(line: &str, key: &str) -> String {
     rest[..rest.find([',', '}']).unwrap()].trim().to_string()
 }
 
+/// A timestamp column of any unit as epoch seconds. Files store
+/// microseconds, with the timestamp logical type.
+fn epoch_seconds(c: &arrow::array::ArrayRef) -> arrow::array::Int64Array {
+    assert!(
+        matches!(
+            c.data_type(),
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some(_))
+        ),
+        "timestamps are stored as UTC microseconds: {}",
+        c.data_type()
+    );
+    let secs = arrow::compute::cast(
+        c,
+        &DataType::Timestamp(arrow::datatypes::TimeUnit::Second, None),
+    )
+    .unwrap();
+    arrow::compute::cast(&secs, &DataType::Int64)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .clone()
+}
+
 fn cell(b: &RecordBatch, col: &str, row: usize) -> String {
     let c = b
         .column_by_name(col)
@@ -43,11 +65,7 @@ fn cell(b: &RecordBatch, col: &str, row: usize) -> String {
         return "null".into();
     }
     match c.data_type() {
-        DataType::Timestamp(_, _) => arrow::compute::cast(c, &DataType::Int64)
-            .unwrap()
-            .as_primitive::<Int64Type>()
-            .value(row)
-            .to_string(),
+        DataType::Timestamp(_, _) => epoch_seconds(c).value(row).to_string(),
         _ => arrow::util::display::array_value_to_string(c, row).unwrap(),
     }
 }
@@ -184,12 +202,7 @@ fn generated_data_looks_like_mainnet() {
     let mut ok_hashes: HashMap<String, i64> = HashMap::new();
     for b in &tx {
         let from = b.column_by_name("from_address").unwrap().as_string::<i32>();
-        let ts = arrow::compute::cast(
-            b.column_by_name("block_timestamp").unwrap(),
-            &DataType::Int64,
-        )
-        .unwrap();
-        let ts = ts.as_primitive::<Int64Type>();
+        let ts = epoch_seconds(b.column_by_name("block_timestamp").unwrap());
         let block = b
             .column_by_name("block_number")
             .unwrap()
@@ -357,8 +370,13 @@ con = duckdb.connect()
 n, dates, total = con.execute(
     f"SELECT count(*), count(DISTINCT date), CAST(sum(value) AS VARCHAR) FROM read_parquet('{root}/transactions/*/*.parquet', hive_partitioning=true)"
 ).fetchone()
+con.execute("SET TimeZone = 'UTC'")
+ts_type, first_day = con.execute(
+    f"SELECT typeof(min(block_timestamp)), CAST(min(block_timestamp) AS DATE) FROM read_parquet('{root}/transactions/*/*.parquet')"
+).fetchone()
 t = ds.dataset(root + "/transactions", format="parquet", partitioning="hive").to_table()
-print(n, dates, total, t.num_rows, len(set(t.column("date").to_pylist())), str(t.schema.field("value").type))
+print(n, dates, total, t.num_rows, len(set(t.column("date").to_pylist())), str(t.schema.field("value").type),
+      ts_type, first_day, str(t.schema.field("block_timestamp").type))
 "#;
     let out = Command::new(&python)
         .arg("-c")
@@ -372,8 +390,19 @@ print(n, dates, total, t.num_rows, len(set(t.column("date").to_pylist())), str(t
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // The first timestamp falls on the first partition's date.
+    let mut days: Vec<String> = std::fs::read_dir(dir.path().join("transactions"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().replace("date=", ""))
+        .collect();
+    days.sort();
     assert_eq!(
         stdout.trim(),
-        format!("10000 2 {total} 10000 2 decimal128(38, 0)")
+        format!(
+            "10000 2 {total} 10000 2 decimal128(38, 0) \
+             TIMESTAMP WITH TIME ZONE {} timestamp[us, tz=UTC]",
+            days[0]
+        )
     );
 }

@@ -3,7 +3,7 @@
 //! against SeaweedFS (reached over the host network), giving the same tables
 //! as the in-process run; and terraform/, checked offline.
 
-use crate::s3::{prefix, snapshot};
+use crate::s3::{import_fixture, prefix, snapshot};
 use crate::support::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -94,13 +94,7 @@ fn executor_image_runs_the_pipeline_tasks_against_seaweedfs() {
     }
 
     let raw = prefix("raw-container");
-    let imported = Command::new(bin())
-        .args(["import", "ethereum-etl"])
-        .arg(repo().join("fixtures/ethereum-etl"))
-        .args(["--out", &raw, "--tables", "transactions"])
-        .output()
-        .unwrap();
-    assert!(imported.status.success());
+    import_fixture(&raw);
     let out = prefix("out-container");
     let p = Project::fixture();
     let o = p

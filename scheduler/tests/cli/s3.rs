@@ -79,7 +79,7 @@ async fn download_with(uri: &str, dir: &Path) {
     }
 }
 
-fn import_fixture(raw: &str) {
+pub(crate) fn import_fixture(raw: &str) {
     let out = Command::new(bin())
         .args(["import", "ethereum-etl"])
         .arg(repo().join("fixtures/ethereum-etl"))

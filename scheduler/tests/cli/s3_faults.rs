@@ -4,7 +4,7 @@
 //! and every object written (data, staging, specs, journals, copies made
 //! by the commit) carries the configured server-side encryption.
 
-use crate::s3::{prefix, snapshot};
+use crate::s3::{import_fixture, prefix, snapshot};
 use crate::support::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -60,16 +60,6 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn import_fixture(raw: &str) {
-    let o = Command::new(bin())
-        .args(["import", "ethereum-etl"])
-        .arg(repo().join("fixtures/ethereum-etl"))
-        .args(["--out", raw, "--tables", "transactions"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
 }
 
 #[tokio::test]
