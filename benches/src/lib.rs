@@ -60,15 +60,7 @@ pub fn bench_dir() -> PathBuf {
 }
 
 /// Peak resident set size of this process, in bytes (Linux `VmHWM`).
-pub fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
+pub use chainbatch::bench::measure::peak_rss as peak_rss_bytes;
 
 /// Generates `rows` transactions over `days` days into `dir` unless a
 /// previous run left them there.

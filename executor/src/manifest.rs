@@ -73,3 +73,36 @@ pub struct TaskManifest {
     pub input_bytes: u64,
     pub elapsed_ms: u64,
 }
+
+/// The highest `attempt-<n>` directory below a task directory that holds a
+/// manifest: the attempt that finished. Shuffle readers and resumed runs
+/// both need it, since no plan can know which attempt of a task finishes.
+pub async fn finished_attempt(
+    task_dir: &crate::storage::Location,
+) -> object_store::Result<Option<(u32, crate::storage::Location)>> {
+    use object_store::ObjectStoreExt;
+    let listed = match task_dir
+        .store
+        .list_with_delimiter(Some(&task_dir.path))
+        .await
+    {
+        Ok(l) => l.common_prefixes,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut attempts: Vec<u32> = listed
+        .iter()
+        .filter_map(|p| p.filename()?.strip_prefix("attempt-")?.parse().ok())
+        .collect();
+    attempts.sort_unstable_by(|a, b| b.cmp(a));
+    for n in attempts {
+        let attempt = task_dir.join(&format!("attempt-{n}"));
+        let manifest = attempt.join(MANIFEST_FILE);
+        match manifest.store.head(&manifest.path).await {
+            Ok(_) => return Ok(Some((n, attempt))),
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}

@@ -223,39 +223,25 @@ impl ShuffleBucketStream {
 }
 
 /// The attempt directory of a map task that finished: `dir` itself when it
-/// names an attempt, else its highest `attempt-<n>` holding a manifest.
+/// names an attempt, else its highest attempt holding a manifest.
 async fn committed_attempt(dir: Location, field: &str) -> TaskResult<Location> {
     let last = dir.path.as_ref().rsplit('/').next().unwrap_or_default();
     if last.starts_with("attempt-") {
         return Ok(dir);
     }
-    let listed = dir
-        .store
-        .list_with_delimiter(Some(&dir.path))
+    match crate::manifest::finished_attempt(&dir)
         .await
-        .map_err(|e| TaskError::from_store(field, e))?;
-    let mut attempts: Vec<u32> = listed
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename()?.strip_prefix("attempt-")?.parse().ok())
-        .collect();
-    attempts.sort_unstable_by(|a, b| b.cmp(a));
-    for n in attempts {
-        let attempt = dir.join(&format!("attempt-{n}"));
-        let manifest = attempt.join(MANIFEST_FILE);
-        match manifest.store.head(&manifest.path).await {
-            Ok(_) => return Ok(attempt),
-            Err(object_store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(TaskError::from_store(field, e)),
-        }
+        .map_err(|e| TaskError::from_store(field, e))?
+    {
+        Some((_, attempt)) => Ok(attempt),
+        None => Err(TaskError::bad_spec(
+            field,
+            format!(
+                "map task {} has no finished attempt (no attempt-<n>/{MANIFEST_FILE})",
+                dir.uri()
+            ),
+        )),
     }
-    Err(TaskError::bad_spec(
-        field,
-        format!(
-            "map task {} has no finished attempt (no attempt-<n>/{MANIFEST_FILE})",
-            dir.uri()
-        ),
-    ))
 }
 
 async fn get_bytes(loc: &Location, field: &str) -> TaskResult<bytes::Bytes> {

@@ -615,20 +615,17 @@ async fn bench_layouts(b: BenchLayoutsArgs) -> Result<(), DriverError> {
         out: b.out.clone(),
         node: b.node.clone(),
     };
+    // The user's overrides, then the bench's own (raw_root, out_root).
     let loader = |extra: Vec<(String, serde_norway::Value)>| {
-        let mut p = load_project(&b.project, "bench")?;
-        if !extra.is_empty() {
-            let mut args = b.project.clone();
-            for (k, v) in extra {
-                let text = match v {
-                    serde_norway::Value::String(s) => s,
-                    other => serde_norway::to_string(&other).unwrap_or_default(),
-                };
-                args.globals.push(format!("{k}={text}"));
-            }
-            p = load_project(&args, "bench")?;
+        let mut args = b.project.clone();
+        for (k, v) in extra {
+            let text = match v {
+                serde_norway::Value::String(s) => s,
+                other => serde_norway::to_string(&other).unwrap_or_default(),
+            };
+            args.globals.push(format!("{k}={text}"));
         }
-        Ok(p)
+        load_project(&args, "bench")
     };
     let progress = Progress::new(LogFormat::Text);
     let report = chainbatch::bench::layouts::run(&loader, &opts, &progress).await?;

@@ -293,11 +293,7 @@ fn job_name(run_id: &str, node: &str, stage_id: u32) -> String {
     name
 }
 
-pub fn job_request(
-    settings: &BatchSettings,
-    stage: &StageRun,
-    max_attempts: u32,
-) -> Result<JobRequest, String> {
+pub fn job_request(settings: &BatchSettings, stage: &StageRun) -> Result<JobRequest, String> {
     let n = stage.specs.len();
     if n > MAX_ARRAY_SIZE {
         return Err(format!(
@@ -331,7 +327,7 @@ pub fn job_request(
         environment,
         vcpus: vcpus_text(vcpus),
         memory_mib,
-        attempts: max_attempts.clamp(1, 10),
+        attempts: stage.max_attempts.clamp(1, 10),
         timeout_seconds: settings.job_timeout_seconds,
         tags,
     })
@@ -531,12 +527,11 @@ impl BatchBackend {
     pub async fn run_stages(
         &self,
         stages: &[StageRun],
-        max_attempts: u32,
         progress: &Progress,
     ) -> Result<Vec<StageOutcome>, TaskFailure> {
         let mut submitted: Vec<String> = vec![];
         let result = tokio::select! {
-            r = self.submit_and_follow(stages, max_attempts, progress, &mut submitted) => r,
+            r = self.submit_and_follow(stages, progress, &mut submitted) => r,
             why = shutdown_signal() => Err(TaskFailure {
                 task_index: 0,
                 attempts: 0,
@@ -562,7 +557,6 @@ impl BatchBackend {
     async fn submit_and_follow(
         &self,
         stages: &[StageRun],
-        max_attempts: u32,
         progress: &Progress,
         submitted: &mut Vec<String>,
     ) -> Result<Vec<StageOutcome>, TaskFailure> {
@@ -574,7 +568,7 @@ impl BatchBackend {
         };
         let mut jobs = vec![];
         for (i, stage) in stages.iter().enumerate() {
-            let req = job_request(&self.settings, stage, max_attempts).map_err(fail)?;
+            let req = job_request(&self.settings, stage).map_err(fail)?;
             let after = match i {
                 0 => None,
                 _ => Some((
@@ -702,18 +696,20 @@ impl BatchBackend {
 /// The manifest of a child that succeeded: in the attempt Batch reports, or
 /// failing that the highest attempt holding one.
 async fn read_child_manifest(spec: &TaskSpec, attempts: u32) -> Result<TaskManifest, TaskFailure> {
-    let reported = attempts.max(1);
-    let mut last_err = String::new();
-    for attempt in std::iter::once(reported).chain((1..reported).rev()) {
-        match crate::commit::read_manifest(&spec.attempt_dir(attempt)).await {
-            Ok(m) => return Ok(m),
-            Err(e) => last_err = e,
-        }
+    let reported = crate::commit::read_manifest(&spec.attempt_dir(attempts.max(1))).await;
+    let found = match reported {
+        Ok(m) => Ok(Some(m)),
+        Err(_) => crate::backend::resume::finished(spec).await,
+    };
+    match found {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err("no attempt holds a manifest".to_string()),
+        Err(e) => Err(e),
     }
-    Err(TaskFailure {
+    .map_err(|e| TaskFailure {
         task_index: spec.task_index,
         attempts,
-        message: format!("Batch reports success but no manifest was found: {last_err}"),
+        message: format!("Batch reports success but no manifest was found: {e}"),
         retryable: true,
     })
 }

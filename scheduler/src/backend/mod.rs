@@ -120,8 +120,7 @@ impl Backend {
         progress: &Progress,
     ) -> Result<Vec<StageOutcome>, TaskFailure> {
         if let Self::Batch(b) = self {
-            let attempts = stages.first().map(|s| s.max_attempts).unwrap_or(1);
-            return b.run_stages(stages, attempts, progress).await;
+            return b.run_stages(stages, progress).await;
         }
         let mut out = vec![];
         for stage in stages {

@@ -8,22 +8,13 @@ use chainbatch_executor::{TaskManifest, TaskSpec};
 pub async fn finished(spec: &TaskSpec) -> Result<Option<TaskManifest>, String> {
     let dir = spec.task_dir();
     let loc = storage::resolve(&dir).map_err(|e| e.to_string())?;
-    let listed = match loc.store.list_with_delimiter(Some(&loc.path)).await {
-        Ok(l) => l.common_prefixes,
-        Err(object_store::Error::NotFound { .. }) => vec![],
-        Err(e) => return Err(format!("cannot list {dir}: {e}")),
-    };
-    let mut attempts: Vec<u32> = listed
-        .iter()
-        .filter_map(|p| p.filename()?.strip_prefix("attempt-")?.parse().ok())
-        .collect();
-    attempts.sort_unstable_by(|a, b| b.cmp(a));
-    for n in attempts {
-        if let Ok(m) = crate::commit::read_manifest(&spec.attempt_dir(n)).await {
-            return Ok(Some(m));
-        }
+    match chainbatch_executor::manifest::finished_attempt(&loc).await {
+        Ok(Some((n, _))) => crate::commit::read_manifest(&spec.attempt_dir(n))
+            .await
+            .map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("cannot list {dir}: {e}")),
     }
-    Ok(None)
 }
 
 /// One entry per spec: its finished manifest, or `None` to run it.

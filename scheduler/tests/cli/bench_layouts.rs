@@ -66,7 +66,7 @@ async fn two_layouts_hold_the_same_rows_and_answer_the_suite_alike() {
     assert_eq!(day["query"], "day_summary");
     assert_eq!(day["file_ranges_pruned"], 2, "{day}");
 
-    // The summary's count matches an independent count of that day.
+    // The `{{day}}` placeholder names a day that holds transactions.
     let day_value = report["placeholders"]["day"].as_str().unwrap().to_string();
     let counted = rows_as_text(
         &query_dir(
