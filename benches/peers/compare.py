@@ -7,12 +7,17 @@ as DECIMAL(38,0), partition by the date of `block_timestamp`, sort by
 `block_number`, and write zstd Parquet. Engines: chainbatch (local backend,
 all cores), DuckDB, Polars, PySpark (local mode) and DataFusion's `COPY`.
 
+chainbatch runs twice: on the files as `chainbatch gen` writes them, which
+declare their order (Parquet sorting_columns) so chainbatch streams them in
+order, and as `chainbatch-sorting` on a copy that declares nothing, where
+it sorts like every peer.
+
 Each engine runs in its own process; wall time and peak RSS come from
 os.wait4 on that process alone. Afterwards DuckDB reads every output back
 and checks that all agree on the row count and the exact sum of fee_wei.
 
 Usage: compare.py --chainbatch BIN --conf DIR --rows N [--days D]
-                  [--engines chainbatch,duckdb,polars,pyspark,datafusion]
+                  [--engines chainbatch,chainbatch-sorting,duckdb,polars,pyspark,datafusion]
                   [--work DIR] [--json FILE]
 (benches/peers/run.sh installs the peers and calls this.)
 """
@@ -158,6 +163,29 @@ def check_output(out):
     return rows, fees, dates
 
 
+def undeclared_copy(src):
+    """The same files without their declared sort order (Parquet
+    sorting_columns), as most writers leave them: chainbatch must sort."""
+    import pyarrow.parquet as pq
+
+    dst = src + "-undeclared"
+    if os.path.isdir(os.path.join(dst, "transactions")):
+        return dst
+    print(f"copying {src} without declared order to {dst}", flush=True)
+    for root, _, files in os.walk(src):
+        for f in files:
+            if not f.endswith(".parquet"):
+                continue
+            rel = os.path.relpath(os.path.join(root, f), src)
+            os.makedirs(os.path.dirname(os.path.join(dst, rel)), exist_ok=True)
+            pf = pq.ParquetFile(os.path.join(root, f))
+            with pq.ParquetWriter(os.path.join(dst, rel), pf.schema_arrow,
+                                  compression="snappy") as w:
+                for g in range(pf.num_row_groups):
+                    w.write_table(pf.read_row_group(g), row_group_size=1 << 20)
+    return dst
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--engine-child", nargs=3, metavar=("ENGINE", "SRC", "OUT"),
@@ -166,7 +194,8 @@ def main():
     ap.add_argument("--conf")
     ap.add_argument("--rows", type=int, default=4_000_000)
     ap.add_argument("--days", type=int, default=7)
-    ap.add_argument("--engines", default="chainbatch,duckdb,polars,pyspark,datafusion")
+    ap.add_argument("--engines",
+                    default="chainbatch,chainbatch-sorting,duckdb,polars,pyspark,datafusion")
     ap.add_argument("--work", default="/tmp/chainbatch-peers")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -184,13 +213,16 @@ def main():
         subprocess.run([args.chainbatch, "gen", "--rows", str(args.rows), "--days", str(args.days),
                         "--out", src, "--tables", "transactions"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if "chainbatch-sorting" in args.engines.split(","):
+        plain = undeclared_copy(src)
     results = []
     for name in args.engines.split(","):
         out = os.path.join(args.work, f"out-{name}")
         shutil.rmtree(out, ignore_errors=True)
-        if name == "chainbatch":
+        if name in ("chainbatch", "chainbatch-sorting"):
+            raw = src if name == "chainbatch" else plain
             cmd = [args.chainbatch, "run", "--conf", args.conf,
-                   "--globals", f"raw_root={src}", "--globals", f"out_root={out}"]
+                   "--globals", f"raw_root={raw}", "--globals", f"out_root={out}"]
             table = os.path.join(out, "transactions_with_fees")
         elif name in ENGINES:
             cmd = [sys.executable, os.path.abspath(__file__), "--engine-child", name, src, out]
@@ -212,14 +244,14 @@ def main():
     base = next((r for r in ok if r["engine"] == "chainbatch"), None)
     print(f"\n{args.rows} rows, {args.days} days, {threads} cores")
     # "chainbatch vs": the engine's time over chainbatch's; above 1, chainbatch is faster.
-    print(f"{'engine':<12} {'seconds':>8} {'rows/s':>11} {'peak RSS':>10} "
+    print(f"{'engine':<19} {'seconds':>8} {'rows/s':>11} {'peak RSS':>10} "
           f"{'chainbatch vs':>17}  rows, fee_wei sum")
     for r in results:
         if "failed" in r:
-            print(f"{r['engine']:<12} failed")
+            print(f"{r['engine']:<19} failed")
             continue
         ratio = (r["seconds"] / base["seconds"]) if base else float("nan")
-        print(f"{r['engine']:<12} {r['seconds']:>8.2f} {r['rows_per_second']:>11,.0f} "
+        print(f"{r['engine']:<19} {r['seconds']:>8.2f} {r['rows_per_second']:>11,.0f} "
               f"{r['peak_rss_bytes'] / 2**20:>8.0f} MiB {ratio:>16.2f}x  "
               f"{r['rows']}, {r['fee_wei_sum']}")
     print("outputs agree on rows, fee_wei sum and partitions" if agree

@@ -6,6 +6,7 @@
 //! and writes the [`manifest::TaskManifest`] last. The executor knows nothing
 //! of configuration files, catalogs or pipelines.
 
+pub mod allocator;
 pub mod error;
 pub mod input;
 pub mod layout;

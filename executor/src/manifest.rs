@@ -72,6 +72,20 @@ pub struct TaskManifest {
     pub input_files: u64,
     pub input_bytes: u64,
     pub elapsed_ms: u64,
+    /// How a table output met its `sort_by`; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<SortMethod>,
+}
+
+/// How a task put its rows in `sort_by` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortMethod {
+    /// The inputs already were in order (declared by their files, kept by
+    /// the query): rows were written as they streamed in.
+    InputOrder,
+    /// The task sorted its rows, spilling to disk beyond its memory.
+    Sorted,
 }
 
 /// The highest `attempt-<n>` directory below a task directory that holds a

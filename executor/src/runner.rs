@@ -7,7 +7,9 @@ use crate::input::files::TaskFilesTable;
 use crate::layout::hive::parse_partition_path;
 use crate::layout::plan::{shuffle_map_plan, table_write_plan};
 use crate::layout::stats::merge_stats;
-use crate::manifest::{MANIFEST_FILE, OutputKind, PartitionSummary, TaskManifest, WrittenFile};
+use crate::manifest::{
+    MANIFEST_FILE, OutputKind, PartitionSummary, SortMethod, TaskManifest, WrittenFile,
+};
 use crate::schema::to_schema;
 use crate::shuffle::{ShuffleBucketStream, write_map_output};
 use crate::spec::{InputFormat, OutputSpec, TaskSpec};
@@ -118,6 +120,7 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
         .await
         .map_err(|e| TaskError::from_datafusion("sql", e))?;
     let parallelism = effective_parallelism(spec.resources.parallelism);
+    let mut sort = None;
     let (files, kind, data_schema) = match &spec.output {
         OutputSpec::Table { layout, .. } => {
             let plan = table_write_plan(
@@ -132,6 +135,14 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
             let schema = plan
                 .data_schema()
                 .map_err(|e| TaskError::from_datafusion("output", e))?;
+            let c = plan.config();
+            sort = if !c.stream_order.is_empty() {
+                Some(SortMethod::InputOrder)
+            } else if c.input_sorted {
+                Some(SortMethod::Sorted)
+            } else {
+                None
+            };
             (
                 execute_sink(plan, &ctx).await?,
                 OutputKind::Table,
@@ -152,7 +163,7 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
             )
         }
     };
-    let manifest = build_manifest(
+    let mut manifest = build_manifest(
         spec,
         attempt,
         &attempt_uri,
@@ -163,6 +174,7 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
         input_bytes,
         started,
     );
+    manifest.sort = sort;
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     let loc = attempt_dir.join(MANIFEST_FILE);
     loc.store
@@ -314,6 +326,7 @@ fn build_manifest(
         input_files,
         input_bytes,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        sort: None,
     }
 }
 

@@ -6,5 +6,6 @@ mod support;
 mod bad_specs;
 mod crash;
 mod fixture_fees;
+mod input_order;
 mod layout_rules;
 mod shuffle_and_codec;

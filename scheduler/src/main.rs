@@ -256,6 +256,7 @@ struct GenArgs {
 }
 
 fn main() -> ExitCode {
+    chainbatch_executor::allocator::limit_arenas();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

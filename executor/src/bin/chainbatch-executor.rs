@@ -50,6 +50,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    chainbatch_executor::allocator::limit_arenas();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

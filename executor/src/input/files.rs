@@ -2,6 +2,7 @@
 //! own Parquet, JSON and CSV scanners, with hive partition values attached.
 
 use crate::error::{TaskError, TaskResult};
+use crate::input::order::{FileOrder, OrderKey, common_keys};
 use crate::parquet_footer::{arrow_schema, read_metadata};
 use crate::schema::{compatible, to_schema, type_name};
 use crate::spec::{InputFormat, InputTable};
@@ -21,7 +22,9 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::expressions::Column;
 use object_store::ObjectStoreExt;
 use std::sync::Arc;
 
@@ -33,6 +36,10 @@ pub struct TaskFilesTable {
     partition_fields: Vec<Arc<Field>>,
     files: Vec<PartitionedFile>,
     schema: SchemaRef,
+    /// The order all files declare (empty: none); see `input::order`.
+    order: Vec<OrderKey>,
+    /// Per file (same index as `files`), when `order` is not empty.
+    file_orders: Vec<FileOrder>,
 }
 
 impl TaskFilesTable {
@@ -53,6 +60,7 @@ impl TaskFilesTable {
         .collect();
         let mut store_url = None;
         let mut files = Vec::with_capacity(input.files.len());
+        let mut orders = Vec::with_capacity(input.files.len());
         let mut file_schema = declared.clone();
         for (j, f) in input.files.iter().enumerate() {
             let ffield = format!("{field}.files[{j}]");
@@ -78,11 +86,16 @@ impl TaskFilesTable {
                 .await
                 .map_err(|e| TaskError::from_store(&format!("{ffield}.uri"), e))?;
             let mut row_group_count = 0;
+            let mut order = None;
             if input.format == InputFormat::Parquet {
-                let (found, groups) = parquet_schema(&loc, &meta).await.map_err(|e| {
-                    TaskError::bad_spec(format!("{ffield}.uri"), format!("{}: {e}", f.uri))
-                })?;
-                row_group_count = groups;
+                let md = read_metadata(&loc, meta.size).await;
+                let (found, md) = md
+                    .and_then(|md| Ok((arrow_schema(&md)?, md)))
+                    .map_err(|e| {
+                        TaskError::bad_spec(format!("{ffield}.uri"), format!("{}: {e}", f.uri))
+                    })?;
+                row_group_count = md.num_row_groups();
+                order = FileOrder::from_metadata(&md, &found, f.row_groups.as_deref());
                 match &file_schema {
                     Some(expected) => {
                         check_schema(expected, &found, &f.uri, &format!("{field}.schema"))?
@@ -125,6 +138,7 @@ impl TaskFilesTable {
                 pf = pf.with_extension(plan);
             }
             files.push(pf);
+            orders.push(order);
         }
         let file_schema = file_schema.ok_or_else(|| {
             TaskError::bad_spec(
@@ -132,9 +146,25 @@ impl TaskFilesTable {
                 "no files to infer a schema from and no schema declared",
             )
         })?;
+        // The order every file declares, with each file's key ranges as
+        // statistics so that DataFusion can check the files follow each other.
+        let order = common_keys(orders.iter().map(|o| o.as_ref()));
+        let file_orders = if order.is_empty() {
+            vec![]
+        } else {
+            for (pf, o) in files.iter_mut().zip(&orders) {
+                let mut o = o.clone().expect("every file declares the common order");
+                o.keys.truncate(order.len());
+                o.ranges.truncate(order.len());
+                pf.statistics = Some(Arc::new(o.statistics(&file_schema)));
+            }
+            orders.into_iter().flatten().collect()
+        };
         let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().cloned().collect();
         fields.extend(partition_fields.iter().cloned());
         Ok(Self {
+            order,
+            file_orders,
             format: input.format,
             store_url: store_url.unwrap_or_else(ObjectStoreUrl::local_filesystem),
             file_schema,
@@ -151,14 +181,60 @@ impl TaskFilesTable {
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.object_meta.size).sum()
     }
+
+    /// The declared order as a DataFusion ordering over the table schema.
+    fn lex_ordering(&self) -> Option<LexOrdering> {
+        let exprs = self.order.iter().map(|k| {
+            let idx = self
+                .schema
+                .index_of(&k.column)
+                .expect("order keys are file columns");
+            PhysicalSortExpr::new(Arc::new(Column::new(&k.column, idx)), k.options)
+        });
+        LexOrdering::new(exprs)
+    }
+
+    /// Files in order, cut into at most `parts` runs of about equal bytes:
+    /// each scan partition reads its files one after the other, so it
+    /// streams in the declared order when the files do not overlap.
+    fn ordered_groups(&self, parts: usize) -> Vec<FileGroup> {
+        let mut indexed: Vec<usize> = (0..self.files.len()).collect();
+        indexed.sort_by(|&a, &b| self.file_orders[a].cmp_start(&self.file_orders[b]));
+        let total: u64 = self.total_bytes().max(1);
+        let per_part = total.div_ceil(parts as u64);
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![vec![]];
+        let mut bytes = 0u64;
+        for i in indexed {
+            let f = &self.files[i];
+            if bytes >= per_part && groups.len() < parts {
+                groups.push(vec![]);
+                bytes = 0;
+            }
+            bytes += f.object_meta.size;
+            groups.last_mut().expect("one group").push(f.clone());
+        }
+        groups.into_iter().map(FileGroup::new).collect()
+    }
 }
 
-async fn parquet_schema(
-    loc: &storage::Location,
-    meta: &object_store::ObjectMeta,
-) -> Result<(SchemaRef, usize), String> {
-    let md = read_metadata(loc, meta.size).await?;
-    Ok((arrow_schema(&md)?, md.num_row_groups()))
+/// Spreads files over `parts` scan partitions, largest first.
+fn spread_by_size(files: &[PartitionedFile], parts: usize) -> Vec<FileGroup> {
+    let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, vec![]); parts];
+    let mut sorted = files.to_vec();
+    sorted.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
+    for f in sorted {
+        let g = groups
+            .iter_mut()
+            .min_by_key(|g| g.0)
+            .expect("at least one group");
+        g.0 += f.object_meta.size;
+        g.1.push(f);
+    }
+    groups
+        .into_iter()
+        .filter(|g| !g.1.is_empty())
+        .map(|g| FileGroup::new(g.1))
+        .collect()
 }
 
 /// Every declared column must be in the file with a compatible type.
@@ -221,28 +297,20 @@ impl TableProvider for TaskFilesTable {
             }
             InputFormat::Shuffle => unreachable!("shuffle inputs use ShuffleTable"),
         };
-        // Spread files over the session's parallelism, largest first.
         let parts = state.config().target_partitions().max(1);
-        let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, vec![]); parts];
-        let mut sorted = self.files.clone();
-        sorted.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
-        for f in sorted {
-            let g = groups
-                .iter_mut()
-                .min_by_key(|g| g.0)
-                .expect("at least one group");
-            g.0 += f.object_meta.size;
-            g.1.push(f);
-        }
-        let groups: Vec<FileGroup> = groups
-            .into_iter()
-            .filter(|g| !g.1.is_empty())
-            .map(|g| FileGroup::new(g.1))
-            .collect();
+        let (groups, ordering) = if self.order.is_empty() {
+            (spread_by_size(&self.files, parts), vec![])
+        } else {
+            (
+                self.ordered_groups(parts),
+                self.lex_ordering().into_iter().collect(),
+            )
+        };
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
+            .with_output_ordering(ordering)
             .build();
         Ok(DataSourceExec::from_data_source(config))
     }

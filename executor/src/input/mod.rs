@@ -2,3 +2,4 @@
 //! their hive partition values, or one bucket of a shuffle.
 
 pub mod files;
+pub mod order;

@@ -201,16 +201,41 @@ impl PartitionWriter {
             };
         }
         if flush {
-            let before = f.writer.bytes_written();
-            f.writer.flush().await?;
-            let per_row = (f.writer.bytes_written() - before) as f64 / f.group_rows as f64;
-            ctx.bytes_per_row = Some(match ctx.bytes_per_row {
-                Some(old) => 0.5 * old + 0.5 * per_row,
-                None => per_row,
-            });
-            f.group_rows = 0;
+            self.flush_group(ctx).await?;
         }
         Ok(())
+    }
+
+    /// Ends the open row group, if it has rows, and learns its bytes per row.
+    pub async fn flush_group(&mut self, ctx: &mut WriterContext) -> Result<()> {
+        let Some(f) = self.open.as_mut().filter(|f| f.group_rows > 0) else {
+            return Ok(());
+        };
+        let before = f.writer.bytes_written();
+        f.writer.flush().await?;
+        let per_row = (f.writer.bytes_written() - before) as f64 / f.group_rows as f64;
+        ctx.bytes_per_row = Some(match ctx.bytes_per_row {
+            Some(old) => 0.5 * old + 0.5 * per_row,
+            None => per_row,
+        });
+        f.group_rows = 0;
+        Ok(())
+    }
+
+    /// Memory the open file holds: its encoded row group in progress, twice,
+    /// as a flush copies it into the file buffer, and the upload buffer.
+    pub fn buffered_bytes(&self) -> usize {
+        self.open.as_ref().map_or(0, |f| {
+            2 * f.writer.in_progress_size() + f.writer.bytes_written().min(UPLOAD_BUFFER_BYTES)
+        })
+    }
+
+    /// The bytes a flush would free.
+    pub fn flushable_bytes(&self) -> usize {
+        self.open
+            .as_ref()
+            .filter(|f| f.group_rows > 0)
+            .map_or(0, |f| f.writer.in_progress_size())
     }
 
     fn file_is_full(&self, ctx: &WriterContext) -> bool {

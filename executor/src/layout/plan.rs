@@ -3,7 +3,7 @@
 //! → `LayoutSinkExec`, or the shuffle map equivalent.
 
 use crate::error::{TaskError, TaskResult};
-use crate::layout::sink::{LayoutSinkConfig, LayoutSinkExec};
+use crate::layout::sink::{LayoutSinkConfig, LayoutSinkExec, OrderedColumn};
 use crate::layout::{Layout, PartitionColumn};
 use arrow::compute::SortOptions;
 use datafusion::dataframe::DataFrame;
@@ -12,7 +12,7 @@ use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::expressions::Column;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
 use std::sync::Arc;
 
 pub const PARTITION_KEY_PREFIX: &str = "__cb_p";
@@ -111,6 +111,14 @@ fn column_expr(plan: &Arc<dyn ExecutionPlan>, name: &str) -> TaskResult<Arc<dyn 
     Ok(Arc::new(Column::new(name, idx)))
 }
 
+/// Spark's and PostgreSQL's default: nulls last ascending, first descending.
+fn sort_options(descending: bool) -> SortOptions {
+    SortOptions {
+        descending,
+        nulls_first: descending,
+    }
+}
+
 /// Builds the physical write plan for a table output.
 pub async fn table_write_plan(
     df: DataFrame,
@@ -138,7 +146,44 @@ pub async fn table_write_plan(
         .collect::<TaskResult<Vec<_>>>()?;
     let internal =
         |e: datafusion::error::DataFusionError| TaskError::from_datafusion("output.layout", e);
-    if !key_exprs.is_empty() {
+    let sort_keys = layout.sort_keys();
+    // The sort_by columns that are written (partition columns live in paths).
+    let mut written_order = vec![];
+    for k in &sort_keys {
+        if data_columns.contains(&k.column) {
+            written_order.push(PhysicalSortExpr::new(
+                column_expr(&plan, &k.column)?,
+                sort_options(k.descending),
+            ));
+        }
+    }
+    // Inputs that already stream in sort_by order (declared by their files
+    // and kept by the query) are written as they come: no sort, no spill,
+    // no repartition. Each worker then writes its own files per key.
+    let stream_order: Vec<OrderedColumn> = if !written_order.is_empty()
+        && plan
+            .equivalence_properties()
+            .ordering_satisfy(written_order.clone())
+            .map_err(internal)?
+    {
+        written_order
+            .iter()
+            .map(|e| OrderedColumn {
+                index: e
+                    .expr
+                    .downcast_ref::<Column>()
+                    .expect("sort_by entries are columns")
+                    .index(),
+                descending: e.options.descending,
+                nulls_first: e.options.nulls_first,
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    let input_sorted = !sort_keys.is_empty() && stream_order.is_empty();
+    let partitions = plan.output_partitioning().partition_count();
+    if !key_exprs.is_empty() && stream_order.is_empty() && (parallelism > 1 || partitions > 1) {
         // Each key goes to exactly one worker, so a partition's files come
         // from one writer.
         plan = Arc::new(
@@ -146,25 +191,12 @@ pub async fn table_write_plan(
                 .map_err(internal)?,
         );
     }
-    let sort_keys = layout.sort_keys();
-    let input_sorted = !sort_keys.is_empty();
     if input_sorted {
         let mut ordering: Vec<PhysicalSortExpr> = key_exprs
             .iter()
             .map(|e| PhysicalSortExpr::new_default(e.clone()))
             .collect();
-        for k in &sort_keys {
-            if !data_columns.contains(&k.column) {
-                continue;
-            }
-            ordering.push(PhysicalSortExpr::new(
-                column_expr(&plan, &k.column)?,
-                SortOptions {
-                    descending: k.descending,
-                    nulls_first: k.descending,
-                },
-            ));
-        }
+        ordering.extend(written_order.iter().cloned());
         if let Some(lex) = LexOrdering::new(ordering) {
             plan = Arc::new(SortExec::new(lex, plan).with_preserve_partitioning(true));
         }
@@ -182,6 +214,7 @@ pub async fn table_write_plan(
             .collect(),
         bucketed: layout.bucket_by.is_some(),
         input_sorted,
+        stream_order,
     };
     Ok(Arc::new(LayoutSinkExec::new(plan, config)))
 }
@@ -214,10 +247,7 @@ pub async fn shuffle_map_plan(
         if data_columns.contains(&k.column) {
             ordering.push(PhysicalSortExpr::new(
                 column_expr(&plan, &k.column)?,
-                SortOptions {
-                    descending: k.descending,
-                    nulls_first: k.descending,
-                },
+                sort_options(k.descending),
             ));
         }
     }

@@ -16,12 +16,14 @@ use crate::layout::spec::{Layout, codec_suffix};
 use crate::manifest::WrittenFile;
 use crate::storage;
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
+use arrow::compute::SortOptions;
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{OwnedRow, RowConverter, SortField};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -34,6 +36,8 @@ use datafusion::physical_plan::{
     PlanProperties,
 };
 use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
@@ -57,6 +61,31 @@ pub struct LayoutSinkConfig {
     pub bucketed: bool,
     /// Whether each input partition arrives sorted by its keys.
     pub input_sorted: bool,
+    /// The data columns each input partition already streams in (its
+    /// `sort_by` order): rows go to per-key writers as they come, and a
+    /// writer rolls to a new file wherever the order breaks.
+    #[serde(default)]
+    pub stream_order: Vec<OrderedColumn>,
+}
+
+/// A data column an input stream is ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderedColumn {
+    pub index: usize,
+    pub descending: bool,
+    pub nulls_first: bool,
+}
+
+impl OrderedColumn {
+    fn sort_field(&self, schema: &Schema) -> SortField {
+        SortField::new_with_options(
+            schema.field(self.index).data_type().clone(),
+            SortOptions {
+                descending: self.descending,
+                nulls_first: self.nulls_first,
+            },
+        )
+    }
 }
 
 impl LayoutSinkConfig {
@@ -111,10 +140,15 @@ impl DisplayAs for LayoutSinkExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "LayoutSinkExec: partition_by={:?}, bucketed={}, sorted_input={}, dir={}",
+            "LayoutSinkExec: partition_by={:?}, bucketed={}, sorted_input={}, input_order={:?}, dir={}",
             self.config.partition_columns,
             self.config.bucketed,
             self.config.input_sorted,
+            self.config
+                .stream_order
+                .iter()
+                .map(|c| c.index)
+                .collect::<Vec<_>>(),
             self.config.attempt_dir
         )
     }
@@ -194,7 +228,8 @@ pub fn writer_properties(layout: &Layout, schema: &Schema) -> Result<WriterPrope
         .set_max_row_group_bytes(None)
         .set_dictionary_enabled(layout.dictionary)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_created_by(format!("chainbatch {}", env!("CARGO_PKG_VERSION")));
+        .set_created_by(format!("chainbatch {}", env!("CARGO_PKG_VERSION")))
+        .set_sorting_columns(sorting_columns(layout, schema)?);
     for (name, opts) in &layout.columns {
         if schema.field_with_name(name).is_err() {
             return Err(DataFusionError::Plan(format!(
@@ -224,6 +259,31 @@ pub fn writer_properties(layout: &Layout, schema: &Schema) -> Result<WriterPrope
         }
     }
     Ok(b.build())
+}
+
+/// Every file is sorted by the layout's written `sort_by` columns; saying so
+/// in the footer lets readers (and the next chainbatch task) rely on it.
+fn sorting_columns(layout: &Layout, schema: &Schema) -> Result<Option<Vec<SortingColumn>>> {
+    let keys = layout.sort_keys();
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let descr = ArrowSchemaConverter::new().convert(schema)?;
+    let mut out = vec![];
+    for k in keys {
+        // Partition columns are not in the files; the rest keep their place.
+        let Some(leaf) = (0..descr.num_columns())
+            .find(|&i| descr.column(i).path().parts() == [k.column.clone()])
+        else {
+            continue;
+        };
+        out.push(SortingColumn {
+            column_idx: leaf as i32,
+            descending: k.descending,
+            nulls_first: k.descending,
+        });
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
 /// A group of rows that go to one writer: same partition and bucket.
@@ -329,6 +389,35 @@ impl Writers {
         Ok(())
     }
 
+    /// Keeps the writers' buffered bytes within the worker's share of the
+    /// task memory pool: while the pool refuses them, the largest row group
+    /// in progress is flushed early (a smaller row group, never more memory).
+    async fn fit(
+        &mut self,
+        reservation: &mut MemoryReservation,
+        ctx: &mut WriterContext,
+    ) -> Result<()> {
+        loop {
+            let used: usize = self.open.values().map(|w| w.buffered_bytes()).sum();
+            if reservation.try_resize(used).is_ok() {
+                return Ok(());
+            }
+            let largest = self
+                .open
+                .values_mut()
+                .max_by_key(|w| w.flushable_bytes())
+                .filter(|w| w.flushable_bytes() > 0);
+            match largest {
+                Some(w) => w.flush_group(ctx).await?,
+                None => {
+                    // Only upload buffers are left: they drain as files close.
+                    reservation.resize(used);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
     async fn close_all(&mut self, ctx: &WriterContext) -> Result<()> {
         let keys: Vec<String> = self.open.keys().cloned().collect();
         for k in keys {
@@ -367,6 +456,10 @@ async fn write_worker(
     let mut sorted = cfg.input_sorted;
     let mut stream = input;
     let data_idx: Vec<usize> = (0..cfg.data_columns).collect();
+    let mut order = StreamOrder::new(&cfg, &input_schema)?;
+    let mut reservation = MemoryConsumer::new(format!("LayoutSink[{worker}]"))
+        .with_can_spill(true)
+        .register(task_ctx.memory_pool());
     while let Some(batch) = stream.try_next().await? {
         let groups = group_rows(&batch, &cfg, sorted)?;
         let mut groups = groups.into_iter();
@@ -377,6 +470,7 @@ async fn write_worker(
                     writers.close_all(&ctx).await?;
                 } else if writers.open.len() >= cfg.layout.max_open_writers {
                     writers.close_all(&ctx).await?;
+                    reservation.free();
                     let leftover: Vec<RecordBatch> = std::iter::once(group.rows)
                         .chain(groups.map(|g| g.rows))
                         .collect();
@@ -386,14 +480,104 @@ async fn write_worker(
                 }
                 let writer = PartitionWriter::new(group.partition_path.clone(), group.bucket);
                 writers.open.insert(group.key.clone(), writer);
+                if let Some(order) = order.as_mut() {
+                    order.forget(&group.key);
+                }
             }
             let writer = writers.open.get_mut(&group.key).expect("writer is open");
             let data = group.rows.project(&data_idx)?;
-            writer.write(&mut ctx, &data).await?;
+            match order.as_mut().filter(|_| !sorted) {
+                None => writer.write(&mut ctx, &data).await?,
+                Some(order) => {
+                    // Each run is in order; a break starts a new file.
+                    for (i, run) in order.runs(&group.key, &data)?.into_iter().enumerate() {
+                        if i > 0 || run.breaks_previous {
+                            writer.close(&ctx).await?;
+                        }
+                        writer
+                            .write(&mut ctx, &data.slice(run.start, run.len))
+                            .await?;
+                    }
+                }
+            }
+            writers.fit(&mut reservation, &mut ctx).await?;
         }
     }
     writers.close_all(&ctx).await?;
     Ok(writers.finished)
+}
+
+/// Checks rows against the order the input declared, per writer key.
+struct StreamOrder {
+    columns: Vec<usize>,
+    converter: RowConverter,
+    /// The last row written per key, in row format.
+    last: HashMap<String, OwnedRow>,
+}
+
+/// A stretch of a batch that is in order.
+struct Run {
+    start: usize,
+    len: usize,
+    /// Whether the run's first row comes before the key's last written row.
+    breaks_previous: bool,
+}
+
+impl StreamOrder {
+    fn new(cfg: &LayoutSinkConfig, schema: &Schema) -> Result<Option<Self>> {
+        if cfg.stream_order.is_empty() {
+            return Ok(None);
+        }
+        let fields = cfg
+            .stream_order
+            .iter()
+            .map(|c| c.sort_field(schema))
+            .collect();
+        Ok(Some(Self {
+            columns: cfg.stream_order.iter().map(|c| c.index).collect(),
+            converter: RowConverter::new(fields)?,
+            last: HashMap::new(),
+        }))
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.last.remove(key);
+    }
+
+    /// Cuts `data` (rows of writer `key`) wherever a row sorts before the
+    /// one ahead of it; normally one run.
+    fn runs(&mut self, key: &str, data: &RecordBatch) -> Result<Vec<Run>> {
+        let n = data.num_rows();
+        if n == 0 {
+            return Ok(vec![]);
+        }
+        let cols: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|&i| data.column(i).clone())
+            .collect();
+        let rows = self.converter.convert_columns(&cols)?;
+        let breaks_previous = self.last.get(key).is_some_and(|l| rows.row(0) < l.row());
+        let mut runs = vec![];
+        let mut start = 0;
+        for i in 1..n {
+            if rows.row(i) < rows.row(i - 1) {
+                runs.push(Run {
+                    start,
+                    len: i - start,
+                    breaks_previous: runs.is_empty() && breaks_previous,
+                });
+                start = i;
+            }
+        }
+        runs.push(Run {
+            start,
+            len: n - start,
+            breaks_previous: runs.is_empty() && breaks_previous,
+        });
+        self.last.insert(key.to_string(), rows.row(n - 1).owned());
+        Ok(runs)
+    }
 }
 
 /// Hands one stream to a plan node, once.
@@ -448,9 +632,19 @@ fn sort_remaining(
         false,
         None,
     )?);
-    let sort_exprs = (cfg.data_columns..cfg.data_columns + cfg.key_count())
+    let key_exprs = (cfg.data_columns..cfg.data_columns + cfg.key_count())
         .map(|i| PhysicalSortExpr::new_default(Arc::new(Column::new(schema.field(i).name(), i))));
-    let ordering = LexOrdering::new(sort_exprs)
+    // Rows keep their sort_by order within each key.
+    let order_exprs = cfg.stream_order.iter().map(|c| {
+        PhysicalSortExpr::new(
+            Arc::new(Column::new(schema.field(c.index).name(), c.index)),
+            SortOptions {
+                descending: c.descending,
+                nulls_first: c.nulls_first,
+            },
+        )
+    });
+    let ordering = LexOrdering::new(key_exprs.chain(order_exprs))
         .ok_or_else(|| DataFusionError::Internal("sorting without keys".into()))?;
     SortExec::new(ordering, scan).execute(0, task_ctx)
 }

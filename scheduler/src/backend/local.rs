@@ -7,6 +7,14 @@ use chainbatch_executor::TaskManifest;
 /// The least sort memory a task gets when tasks share the process.
 const MIN_TASK_MEMORY: u64 = 64 * 1024 * 1024;
 
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub async fn run_stage(
     stage: &StageRun,
     progress: &Progress,
@@ -23,7 +31,21 @@ pub async fn run_stage(
                 (spec.resources.memory_bytes / concurrent as u64).max(MIN_TASK_MEMORY);
             let mut attempt = 1;
             loop {
-                match chainbatch_executor::run_task(&spec, attempt).await {
+                // A task of its own: the attempt's CPU work (decoding,
+                // compression) runs on its own runtime worker, not on the
+                // thread that polls every task of the stage.
+                // Aborted when the stage stops waiting (a failed sibling, Ctrl-C).
+                let job = spec.clone();
+                let handle =
+                    tokio::spawn(async move { chainbatch_executor::run_task(&job, attempt).await });
+                let _abort = AbortOnDrop(handle.abort_handle());
+                let outcome = handle.await.unwrap_or_else(|e| {
+                    Err(chainbatch_executor::TaskError::retryable(format!(
+                        "task {} stopped: {e}",
+                        spec.task_index
+                    )))
+                });
+                match outcome {
                     Ok(m) => {
                         progress.task_done(m.rows, m.bytes);
                         return Ok(m);

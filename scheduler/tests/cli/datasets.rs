@@ -406,3 +406,56 @@ print(n, dates, total, t.num_rows, len(set(t.column("date").to_pylist())), str(t
         )
     );
 }
+
+#[test]
+fn generated_files_declare_the_order_they_are_in() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 3, 30_000, 2);
+    let expected: [(&str, &[&str]); 4] = [
+        ("transactions", &["block_number", "transaction_index"]),
+        ("blocks", &["number"]),
+        ("logs", &["block_number"]),
+        ("token_transfers", &["block_number"]),
+    ];
+    for (table, order) in expected {
+        let tdir = dir.path().join(table);
+        let files = data_files(&tdir);
+        assert!(!files.is_empty(), "{table} has files");
+        for f in files {
+            let file = std::fs::File::open(tdir.join(&f)).unwrap();
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap();
+            let md = builder.metadata().clone();
+            let descr = md.file_metadata().schema_descr();
+            for g in md.row_groups() {
+                let declared: Vec<String> = g
+                    .sorting_columns()
+                    .unwrap_or_else(|| panic!("{table}/{f} declares no order"))
+                    .iter()
+                    .map(|c| {
+                        assert!(!c.descending);
+                        descr.column(c.column_idx as usize).name().to_string()
+                    })
+                    .collect();
+                assert_eq!(declared, order, "{table}/{f}");
+            }
+            // And the rows are in that order.
+            let mut last: Option<Vec<i64>> = None;
+            for b in builder.build().unwrap() {
+                let b = b.unwrap();
+                let cols: Vec<_> = order
+                    .iter()
+                    .map(|c| b.column_by_name(c).unwrap().as_primitive::<Int64Type>())
+                    .collect();
+                for i in 0..b.num_rows() {
+                    let key: Vec<i64> = cols.iter().map(|c| c.value(i)).collect();
+                    if let Some(l) = &last {
+                        assert!(l <= &key, "{table}/{f}: {key:?} after {l:?}");
+                    }
+                    last = Some(key);
+                }
+            }
+        }
+    }
+}
