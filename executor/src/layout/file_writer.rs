@@ -222,11 +222,13 @@ impl PartitionWriter {
         Ok(())
     }
 
-    /// Memory the open file holds: its encoded row group in progress, twice,
-    /// as a flush copies it into the file buffer, and the upload buffer.
+    /// Memory the open file holds: its encoded row group in progress, three
+    /// times (a flush copies the pages into one growing buffer, which may
+    /// reach twice their size before it goes to upload), and the upload
+    /// buffer.
     pub fn buffered_bytes(&self) -> usize {
         self.open.as_ref().map_or(0, |f| {
-            2 * f.writer.in_progress_size() + f.writer.bytes_written().min(UPLOAD_BUFFER_BYTES)
+            3 * f.writer.in_progress_size() + f.writer.bytes_written().min(UPLOAD_BUFFER_BYTES)
         })
     }
 

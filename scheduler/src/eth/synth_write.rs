@@ -199,6 +199,9 @@ pub async fn write_tables(
             units.push((d as u32, *rows, rows * f / k, rows * (f + 1) / k, f as u32));
         }
     }
+    // Largest units first: the small days fill in at the end instead of
+    // leaving cores idle behind one big day.
+    units.sort_by_key(|u| std::cmp::Reverse(u.3 - u.2));
     let counters: Arc<Vec<Counters>> =
         Arc::new(TABLES.iter().map(|_| Counters::default()).collect());
     let idx = |t: &str| TABLES.iter().position(|x| *x == t).expect("known table");
@@ -220,15 +223,24 @@ pub async fn write_tables(
                             sinks.push(open_sink(&root, t, &date, f).await?);
                         }
                     }
-                    let mut row = first;
-                    while row < last && !sinks.is_empty() {
+                    // The next batch is generated on the blocking pool while
+                    // this one is encoded, so both kinds of work overlap.
+                    let spawn_batch = |row: u64| {
                         let n = (cfg.batch_rows as u64).min(last - row) as usize;
                         let c = cfg.clone();
-                        let batches = tokio::task::spawn_blocking(move || {
+                        let handle = tokio::task::spawn_blocking(move || {
                             generate_batch(&c, d, day_rows, row, n)
-                        })
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        });
+                        (handle, n as u64)
+                    };
+                    let mut row = first;
+                    let mut next = (row < last && !sinks.is_empty()).then(|| spawn_batch(row));
+                    while let Some((handle, n)) = next.take() {
+                        let batches = handle.await.map_err(|e| e.to_string())?;
+                        row += n;
+                        if row < last {
+                            next = Some(spawn_batch(row));
+                        }
                         for s in sinks.iter_mut() {
                             let b = match s.table {
                                 "transactions" => &batches.transactions,
@@ -242,7 +254,6 @@ pub async fn write_tables(
                             s.write(b).await?;
                             s.rows += b.num_rows() as u64;
                         }
-                        row += n as u64;
                     }
                     if want("blocks") && f == 0 {
                         let mut s = open_sink(&root, "blocks", &date, 0).await?;
