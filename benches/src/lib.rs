@@ -30,13 +30,7 @@ pub fn canonical_task(
             format: InputFormat::Parquet,
             files: files
                 .iter()
-                .map(|p| InputFile {
-                    uri: p.display().to_string(),
-                    size: None,
-                    partition_values: vec![],
-                    range: None,
-                    row_groups: None,
-                })
+                .map(|p| InputFile::whole(p.display().to_string()))
                 .collect(),
             schema: Some(chainbatch::eth::schema::transactions(true)),
             partition_columns: vec![],

@@ -9,6 +9,9 @@ use arrow::array::RecordBatch;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::SortingColumn;
 use std::sync::Arc;
 
 fn file_type(t: &DataType) -> DataType {
@@ -60,6 +63,28 @@ pub fn to_file_batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(file_schema.clone(), columns)
+}
+
+/// The footer's `sorting_columns` for `keys` (column name, descending),
+/// ascending with nulls last and descending with nulls first. Keys that are
+/// not top-level columns of `schema` (partition columns) are left out.
+pub fn sorting_columns(
+    schema: &Schema,
+    keys: &[(&str, bool)],
+) -> Result<Vec<SortingColumn>, ParquetError> {
+    let descr = ArrowSchemaConverter::new().convert(schema)?;
+    Ok(keys
+        .iter()
+        .filter_map(|&(name, descending)| {
+            let leaf =
+                (0..descr.num_columns()).find(|&i| descr.column(i).path().parts() == [name])?;
+            Some(SortingColumn {
+                column_idx: leaf as i32,
+                descending,
+                nulls_first: descending,
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]

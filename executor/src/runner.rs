@@ -120,8 +120,7 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
         .await
         .map_err(|e| TaskError::from_datafusion("sql", e))?;
     let parallelism = effective_parallelism(spec.resources.parallelism);
-    let mut sort = None;
-    let (files, kind, data_schema) = match &spec.output {
+    let (files, kind, data_schema, sort) = match &spec.output {
         OutputSpec::Table { layout, .. } => {
             let plan = table_write_plan(
                 df,
@@ -135,18 +134,12 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
             let schema = plan
                 .data_schema()
                 .map_err(|e| TaskError::from_datafusion("output", e))?;
-            let c = plan.config();
-            sort = if !c.stream_order.is_empty() {
-                Some(SortMethod::InputOrder)
-            } else if c.input_sorted {
-                Some(SortMethod::Sorted)
-            } else {
-                None
-            };
+            let sort = plan.config().sort_method();
             (
                 execute_sink(plan, &ctx).await?,
                 OutputKind::Table,
                 Some(schema),
+                sort,
             )
         }
         OutputSpec::Shuffle {
@@ -160,10 +153,11 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
                 execute_shuffle(plan, &ctx, &attempt_dir).await?,
                 OutputKind::Shuffle,
                 None,
+                None,
             )
         }
     };
-    let mut manifest = build_manifest(
+    let manifest = build_manifest(
         spec,
         attempt,
         &attempt_uri,
@@ -173,8 +167,8 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
         input_files,
         input_bytes,
         started,
+        sort,
     );
-    manifest.sort = sort;
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     let loc = attempt_dir.join(MANIFEST_FILE);
     loc.store
@@ -267,6 +261,7 @@ fn build_manifest(
     input_files: u64,
     input_bytes: u64,
     started: Instant,
+    sort: Option<SortMethod>,
 ) -> TaskManifest {
     let mut partitions: BTreeMap<String, PartitionSummary> = BTreeMap::new();
     let mut sums: BTreeMap<String, u64> = BTreeMap::new();
@@ -326,7 +321,7 @@ fn build_manifest(
         input_files,
         input_bytes,
         elapsed_ms: started.elapsed().as_millis() as u64,
-        sort: None,
+        sort,
     }
 }
 

@@ -77,6 +77,19 @@ pub struct InputFile {
     pub row_groups: Option<Vec<usize>>,
 }
 
+impl InputFile {
+    /// A whole file, nothing known about it beforehand.
+    pub fn whole(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            size: None,
+            partition_values: vec![],
+            range: None,
+            row_groups: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ByteRange {

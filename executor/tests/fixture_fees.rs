@@ -19,13 +19,9 @@ fn transactions_input() -> InputTable {
     InputTable {
         name: "transactions".into(),
         format: InputFormat::Jsonl,
-        files: vec![InputFile {
-            uri: fixture("transactions.jsonl").display().to_string(),
-            size: None,
-            partition_values: vec![],
-            range: None,
-            row_groups: None,
-        }],
+        files: vec![InputFile::whole(
+            fixture("transactions.jsonl").display().to_string(),
+        )],
         schema: Some(vec![
             c("hash", "string"),
             c("from_address", "string"),

@@ -149,16 +149,20 @@ impl TaskFilesTable {
         // The order every file declares, with each file's key ranges as
         // statistics so that DataFusion can check the files follow each other.
         let order = common_keys(orders.iter().map(|o| o.as_ref()));
-        let file_orders = if order.is_empty() {
+        let file_orders: Vec<FileOrder> = if order.is_empty() {
             vec![]
         } else {
-            for (pf, o) in files.iter_mut().zip(&orders) {
-                let mut o = o.clone().expect("every file declares the common order");
-                o.keys.truncate(order.len());
-                o.ranges.truncate(order.len());
-                pf.statistics = Some(Arc::new(o.statistics(&file_schema)));
-            }
-            orders.into_iter().flatten().collect()
+            files
+                .iter_mut()
+                .zip(orders)
+                .map(|(pf, o)| {
+                    let mut o = o.expect("every file declares the common order");
+                    o.keys.truncate(order.len());
+                    o.ranges.truncate(order.len());
+                    pf.statistics = Some(Arc::new(o.statistics(&file_schema)));
+                    o
+                })
+                .collect()
         };
         let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().cloned().collect();
         fields.extend(partition_fields.iter().cloned());

@@ -13,7 +13,7 @@
 use crate::layout::file_writer::{PartitionWriter, WriterContext};
 use crate::layout::hive::escape_value;
 use crate::layout::spec::{Layout, codec_suffix};
-use crate::manifest::WrittenFile;
+use crate::manifest::{SortMethod, WrittenFile};
 use crate::storage;
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
 use arrow::compute::SortOptions;
@@ -36,7 +36,6 @@ use datafusion::physical_plan::{
     PlanProperties,
 };
 use futures::{StreamExt, TryStreamExt};
-use parquet::arrow::ArrowSchemaConverter;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -77,18 +76,30 @@ pub struct OrderedColumn {
 }
 
 impl OrderedColumn {
+    pub fn options(&self) -> SortOptions {
+        SortOptions {
+            descending: self.descending,
+            nulls_first: self.nulls_first,
+        }
+    }
+
     fn sort_field(&self, schema: &Schema) -> SortField {
-        SortField::new_with_options(
-            schema.field(self.index).data_type().clone(),
-            SortOptions {
-                descending: self.descending,
-                nulls_first: self.nulls_first,
-            },
-        )
+        SortField::new_with_options(schema.field(self.index).data_type().clone(), self.options())
     }
 }
 
 impl LayoutSinkConfig {
+    /// How this sink's files meet `sort_by`, for the manifest.
+    pub fn sort_method(&self) -> Option<SortMethod> {
+        if !self.stream_order.is_empty() {
+            Some(SortMethod::InputOrder)
+        } else if self.input_sorted {
+            Some(SortMethod::Sorted)
+        } else {
+            None
+        }
+    }
+
     fn key_count(&self) -> usize {
         self.partition_columns.len() + usize::from(self.bucketed)
     }
@@ -265,25 +276,12 @@ pub fn writer_properties(layout: &Layout, schema: &Schema) -> Result<WriterPrope
 /// in the footer lets readers (and the next chainbatch task) rely on it.
 fn sorting_columns(layout: &Layout, schema: &Schema) -> Result<Option<Vec<SortingColumn>>> {
     let keys = layout.sort_keys();
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    let descr = ArrowSchemaConverter::new().convert(schema)?;
-    let mut out = vec![];
-    for k in keys {
-        // Partition columns are not in the files; the rest keep their place.
-        let Some(leaf) = (0..descr.num_columns())
-            .find(|&i| descr.column(i).path().parts() == [k.column.clone()])
-        else {
-            continue;
-        };
-        out.push(SortingColumn {
-            column_idx: leaf as i32,
-            descending: k.descending,
-            nulls_first: k.descending,
-        });
-    }
-    Ok((!out.is_empty()).then_some(out))
+    let keys: Vec<(&str, bool)> = keys
+        .iter()
+        .map(|k| (k.column.as_str(), k.descending))
+        .collect();
+    let declared = crate::parquet_types::sorting_columns(schema, &keys)?;
+    Ok((!declared.is_empty()).then_some(declared))
 }
 
 /// A group of rows that go to one writer: same partition and bucket.
@@ -389,8 +387,8 @@ impl Writers {
         Ok(())
     }
 
-    /// Keeps the writers' buffered bytes within the worker's share of the
-    /// task memory pool: while the pool refuses them, the largest row group
+    /// Keeps the writers' buffered bytes (checked once a batch) within the
+    /// worker's share of the task memory pool: while the pool refuses them, the largest row group
     /// in progress is flushed early (a smaller row group, never more memory).
     async fn fit(
         &mut self,
@@ -405,8 +403,8 @@ impl Writers {
             let largest = self
                 .open
                 .values_mut()
-                .max_by_key(|w| w.flushable_bytes())
-                .filter(|w| w.flushable_bytes() > 0);
+                .filter(|w| w.flushable_bytes() > 0)
+                .max_by_key(|w| w.flushable_bytes());
             match largest {
                 Some(w) => w.flush_group(ctx).await?,
                 None => {
@@ -500,8 +498,8 @@ async fn write_worker(
                     }
                 }
             }
-            writers.fit(&mut reservation, &mut ctx).await?;
         }
+        writers.fit(&mut reservation, &mut ctx).await?;
     }
     writers.close_all(&ctx).await?;
     Ok(writers.finished)
@@ -638,10 +636,7 @@ fn sort_remaining(
     let order_exprs = cfg.stream_order.iter().map(|c| {
         PhysicalSortExpr::new(
             Arc::new(Column::new(schema.field(c.index).name(), c.index)),
-            SortOptions {
-                descending: c.descending,
-                nulls_first: c.nulls_first,
-            },
+            c.options(),
         )
     });
     let ordering = LexOrdering::new(key_exprs.chain(order_exprs))

@@ -148,13 +148,7 @@ pub fn parquet_input(name: &str, files: &[PathBuf]) -> InputTable {
         format: InputFormat::Parquet,
         files: files
             .iter()
-            .map(|p| InputFile {
-                uri: p.display().to_string(),
-                size: None,
-                partition_values: vec![],
-                range: None,
-                row_groups: None,
-            })
+            .map(|p| InputFile::whole(p.display().to_string()))
             .collect(),
         schema: Some(columns()),
         partition_columns: vec![],

@@ -31,10 +31,10 @@ pub async fn run_stage(
                 (spec.resources.memory_bytes / concurrent as u64).max(MIN_TASK_MEMORY);
             let mut attempt = 1;
             loop {
-                // A task of its own: the attempt's CPU work (decoding,
-                // compression) runs on its own runtime worker, not on the
-                // thread that polls every task of the stage.
-                // Aborted when the stage stops waiting (a failed sibling, Ctrl-C).
+                // A task of its own, so that the attempt's CPU work (decoding,
+                // compression) runs on its own runtime worker rather than on
+                // the thread that polls every task of the stage; aborted when
+                // the stage stops waiting (a failed sibling, Ctrl-C).
                 let job = spec.clone();
                 let handle =
                     tokio::spawn(async move { chainbatch_executor::run_task(&job, attempt).await });

@@ -80,13 +80,7 @@ fn spec(t: &TableImport, source: &Path, staging: &str, run_id: &str, index: u32)
         inputs: vec![InputTable {
             name: "source".into(),
             format: InputFormat::Jsonl,
-            files: vec![InputFile {
-                uri: source.display().to_string(),
-                size: None,
-                partition_values: vec![],
-                range: None,
-                row_groups: None,
-            }],
+            files: vec![InputFile::whole(source.display().to_string())],
             schema: Some(t.columns.clone()),
             partition_columns: vec![],
             shuffle: None,

@@ -55,22 +55,15 @@ fn sort_order(table: &str) -> &'static [&'static str] {
 }
 
 fn sorting_columns(schema: &arrow::datatypes::Schema, table: &str) -> Vec<SortingColumn> {
-    let descr = parquet::arrow::ArrowSchemaConverter::new()
-        .convert(schema)
+    let keys: Vec<(&str, bool)> = sort_order(table).iter().map(|c| (*c, false)).collect();
+    let declared = chainbatch_executor::parquet_types::sorting_columns(schema, &keys)
         .expect("generated schemas convert to Parquet");
-    sort_order(table)
-        .iter()
-        .map(|name| {
-            let leaf = (0..descr.num_columns())
-                .find(|&i| descr.column(i).path().parts() == [name.to_string()])
-                .expect("sort columns are top-level columns");
-            SortingColumn {
-                column_idx: leaf as i32,
-                descending: false,
-                nulls_first: false,
-            }
-        })
-        .collect()
+    assert_eq!(
+        declared.len(),
+        keys.len(),
+        "sort columns are top-level columns"
+    );
+    declared
 }
 
 fn writer_props(schema: &arrow::datatypes::Schema, table: &str) -> WriterProperties {
