@@ -223,3 +223,36 @@ async fn writers_cut_row_groups_to_stay_within_task_memory() {
         totals(&dir.path().join("in"), &[]).await
     );
 }
+
+#[tokio::test]
+async fn one_large_sorted_file_is_split_between_workers_by_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    // One file of eight 4,096-row row groups.
+    let inputs = sorted_inputs(&dir.path().join("in"), 1, 32_768);
+    let stage = dir.path().join("stage");
+    let mut spec = table_spec(
+        vec![parquet_input("tx", &inputs)],
+        "SELECT * FROM tx",
+        date_layout("block_number"),
+        &stage,
+    );
+    spec.resources.parallelism = 2;
+    let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
+    assert_eq!(m.sort, Some(SortMethod::InputOrder));
+    assert_eq!(m.rows, 32_768);
+    let files = files_below(&attempt(&stage), ".parquet");
+    // Worker w numbers its files from w * 100,000: both workers wrote.
+    let workers: std::collections::BTreeSet<bool> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().contains("-1000"))
+        .collect();
+    assert_eq!(workers.len(), 2, "files: {files:?}");
+    for f in &files {
+        let (blocks, _) = read_file(f);
+        assert!(blocks.windows(2).all(|w| w[0] <= w[1]), "{}", f.display());
+    }
+    assert_eq!(
+        totals(&attempt(&stage), &[("date", DataType::Date32)]).await,
+        totals(&dir.path().join("in"), &[]).await
+    );
+}

@@ -40,6 +40,28 @@ pub struct TaskFilesTable {
     order: Vec<OrderKey>,
     /// Per file (same index as `files`), when `order` is not empty.
     file_orders: Vec<FileOrder>,
+    /// Per file: its row groups read, with their bytes and key ranges, so
+    /// that a large file can be split over scan partitions (empty: whole).
+    row_group_orders: Vec<Vec<RowGroupOrder>>,
+    /// Per file: how many row groups it has.
+    row_group_counts: Vec<usize>,
+}
+
+/// One row group of an ordered file.
+#[derive(Debug, Clone)]
+struct RowGroupOrder {
+    index: usize,
+    bytes: u64,
+    order: FileOrder,
+}
+
+/// A run of one file's row groups (all it reads, when `row_groups` is
+/// `None`) that a scan partition reads in order.
+struct Piece {
+    file: usize,
+    row_groups: Option<Vec<usize>>,
+    bytes: u64,
+    order: FileOrder,
 }
 
 impl TaskFilesTable {
@@ -61,6 +83,8 @@ impl TaskFilesTable {
         let mut store_url = None;
         let mut files = Vec::with_capacity(input.files.len());
         let mut orders = Vec::with_capacity(input.files.len());
+        let mut row_group_orders = Vec::with_capacity(input.files.len());
+        let mut row_group_counts = Vec::with_capacity(input.files.len());
         let mut file_schema = declared.clone();
         for (j, f) in input.files.iter().enumerate() {
             let ffield = format!("{field}.files[{j}]");
@@ -87,6 +111,7 @@ impl TaskFilesTable {
                 .map_err(|e| TaskError::from_store(&format!("{ffield}.uri"), e))?;
             let mut row_group_count = 0;
             let mut order = None;
+            let mut group_orders = vec![];
             if input.format == InputFormat::Parquet {
                 let md = read_metadata(&loc, meta.size).await;
                 let (found, md) = md
@@ -96,6 +121,9 @@ impl TaskFilesTable {
                     })?;
                 row_group_count = md.num_row_groups();
                 order = FileOrder::from_metadata(&md, &found, f.row_groups.as_deref());
+                if order.is_some() && f.range.is_none() {
+                    group_orders = row_group_orders_of(&md, &found, f.row_groups.as_deref());
+                }
                 match &file_schema {
                     Some(expected) => {
                         check_schema(expected, &found, &f.uri, &format!("{field}.schema"))?
@@ -139,6 +167,8 @@ impl TaskFilesTable {
             }
             files.push(pf);
             orders.push(order);
+            row_group_orders.push(group_orders);
+            row_group_counts.push(row_group_count);
         }
         let file_schema = file_schema.ok_or_else(|| {
             TaskError::bad_spec(
@@ -149,6 +179,16 @@ impl TaskFilesTable {
         // The order every file declares, with each file's key ranges as
         // statistics so that DataFusion can check the files follow each other.
         let order = common_keys(orders.iter().map(|o| o.as_ref()));
+        for groups in row_group_orders.iter_mut() {
+            for g in groups.iter_mut() {
+                g.order.keys.truncate(order.len());
+                g.order.ranges.truncate(order.len());
+            }
+            // Splitting needs every row group to hold the common order.
+            if groups.iter().any(|g| g.order.keys.len() < order.len()) {
+                groups.clear();
+            }
+        }
         let file_orders: Vec<FileOrder> = if order.is_empty() {
             vec![]
         } else {
@@ -169,6 +209,8 @@ impl TaskFilesTable {
         Ok(Self {
             order,
             file_orders,
+            row_group_orders,
+            row_group_counts,
             format: input.format,
             store_url: store_url.unwrap_or_else(ObjectStoreUrl::local_filesystem),
             file_schema,
@@ -202,23 +244,98 @@ impl TaskFilesTable {
     /// each scan partition reads its files one after the other, so it
     /// streams in the declared order when the files do not overlap.
     fn ordered_groups(&self, parts: usize) -> Vec<FileGroup> {
-        let mut indexed: Vec<usize> = (0..self.files.len()).collect();
-        indexed.sort_by(|&a, &b| self.file_orders[a].cmp_start(&self.file_orders[b]));
         let total: u64 = self.total_bytes().max(1);
         let per_part = total.div_ceil(parts as u64);
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![vec![]];
+        // A file larger than a partition's share is split by row groups, so
+        // that one big file (or a few uneven ones) still keeps every core busy.
+        let mut pieces: Vec<Piece> = vec![];
+        for (i, f) in self.files.iter().enumerate() {
+            let groups = &self.row_group_orders[i];
+            if f.object_meta.size > per_part && groups.len() > 1 {
+                pieces.extend(groups.iter().map(|g| Piece {
+                    file: i,
+                    row_groups: Some(vec![g.index]),
+                    bytes: g.bytes,
+                    order: g.order.clone(),
+                }));
+            } else {
+                pieces.push(Piece {
+                    file: i,
+                    row_groups: None,
+                    bytes: f.object_meta.size,
+                    order: self.file_orders[i].clone(),
+                });
+            }
+        }
+        pieces.sort_by(|a, b| a.order.cmp_start(&b.order));
+        let per_part = pieces
+            .iter()
+            .map(|p| p.bytes)
+            .sum::<u64>()
+            .div_ceil(parts as u64);
+        let mut groups: Vec<Vec<Piece>> = vec![vec![]];
         let mut bytes = 0u64;
-        for i in indexed {
-            let f = &self.files[i];
+        for piece in pieces {
             if bytes >= per_part && groups.len() < parts {
                 groups.push(vec![]);
                 bytes = 0;
             }
-            bytes += f.object_meta.size;
-            groups.last_mut().expect("one group").push(f.clone());
+            bytes += piece.bytes;
+            let group = groups.last_mut().expect("one group");
+            // Consecutive row groups of one file are read as one file.
+            match group.last_mut() {
+                Some(last) if last.file == piece.file && last.row_groups.is_some() => {
+                    let (Some(rgs), Some(more)) = (last.row_groups.as_mut(), piece.row_groups)
+                    else {
+                        unreachable!("both are row group runs")
+                    };
+                    rgs.extend(more);
+                    last.bytes += piece.bytes;
+                    last.order.extend(&piece.order);
+                }
+                _ => group.push(piece),
+            }
         }
-        groups.into_iter().map(FileGroup::new).collect()
+        groups
+            .into_iter()
+            .map(|g| FileGroup::new(g.into_iter().map(|p| self.piece_file(p)).collect()))
+            .collect()
     }
+
+    /// The file of a piece, reading only its row groups, with their ranges.
+    fn piece_file(&self, piece: Piece) -> PartitionedFile {
+        let mut pf = self.files[piece.file].clone();
+        if let Some(rgs) = piece.row_groups {
+            let mut plan = ParquetAccessPlan::new_none(self.row_group_counts[piece.file]);
+            for g in rgs {
+                plan.scan(g);
+            }
+            pf = pf.with_extension(plan);
+            pf.statistics = Some(Arc::new(piece.order.statistics(&self.file_schema)));
+        }
+        pf
+    }
+}
+
+/// Each selected row group's bytes and key ranges (empty when any lacks them).
+fn row_group_orders_of(
+    md: &parquet::file::metadata::ParquetMetaData,
+    schema: &Schema,
+    selected: Option<&[usize]>,
+) -> Vec<RowGroupOrder> {
+    let all: Vec<usize> = (0..md.num_row_groups()).collect();
+    let mut out = vec![];
+    for &g in selected.unwrap_or(&all) {
+        let Some(order) = FileOrder::from_metadata(md, schema, Some(&[g])) else {
+            return vec![];
+        };
+        out.push(RowGroupOrder {
+            index: g,
+            bytes: md.row_group(g).compressed_size() as u64,
+            order,
+        });
+    }
+    out
 }
 
 /// Spreads files over `parts` scan partitions, largest first.

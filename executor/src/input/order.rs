@@ -40,6 +40,9 @@ impl FileOrder {
     ) -> Option<Self> {
         let all: Vec<usize> = (0..md.num_row_groups()).collect();
         let selected = row_groups.unwrap_or(&all);
+        if selected.iter().any(|&g| g >= md.num_row_groups()) {
+            return None;
+        }
         let first = md.row_group(*selected.first()?).sorting_columns()?;
         if selected
             .iter()
@@ -89,6 +92,18 @@ impl FileOrder {
             }
         }
         stats
+    }
+
+    /// Widens the ranges to cover `other`'s too (same keys).
+    pub fn extend(&mut self, other: &FileOrder) {
+        for ((lo, hi), (olo, ohi)) in self.ranges.iter_mut().zip(&other.ranges) {
+            if olo.partial_cmp(lo) == Some(Ordering::Less) {
+                *lo = olo.clone();
+            }
+            if ohi.partial_cmp(hi) == Some(Ordering::Greater) {
+                *hi = ohi.clone();
+            }
+        }
     }
 
     /// Where the file starts in its own order: its first key's least value

@@ -1,6 +1,7 @@
 //! The layout writer: partition, bucket, sort and size output files.
 
 pub mod codec;
+pub mod dictionary;
 pub mod file_writer;
 pub mod hive;
 pub mod plan;
@@ -8,4 +9,5 @@ pub mod sink;
 pub mod spec;
 pub mod stats;
 
+pub use dictionary::Dictionary;
 pub use spec::{BucketBy, ColumnOptions, Layout, PartitionColumn};

@@ -7,6 +7,7 @@ use crate::layout::sink::{LayoutSinkConfig, LayoutSinkExec, OrderedColumn};
 use crate::layout::{Layout, PartitionColumn};
 use arrow::compute::SortOptions;
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::expressions::Column;
@@ -119,6 +120,19 @@ fn sort_options(descending: bool) -> SortOptions {
     }
 }
 
+/// The least of the task's memory pool one sorting worker gets. DataFusion
+/// sorts spill to disk, but a merge still asks the pool for room, which
+/// workers sharing a small pool may all hold at once.
+const SORT_WORKER_BYTES: usize = 256 * 1024 * 1024;
+
+/// How many workers may sort at once within `limit`.
+fn sort_workers(limit: MemoryLimit) -> usize {
+    match limit {
+        MemoryLimit::Finite(bytes) => (bytes / SORT_WORKER_BYTES).max(1),
+        _ => usize::MAX,
+    }
+}
+
 /// Builds the physical write plan for a table output.
 pub async fn table_write_plan(
     df: DataFrame,
@@ -129,6 +143,7 @@ pub async fn table_write_plan(
     parallelism: usize,
 ) -> TaskResult<Arc<LayoutSinkExec>> {
     let field = "output.layout";
+    let memory_limit = df.task_ctx().memory_pool().memory_limit();
     let (df, data_columns) = with_key_columns(df, layout, field)?;
     let mut plan = df
         .create_physical_plan()
@@ -183,11 +198,23 @@ pub async fn table_write_plan(
     };
     let input_sorted = !sort_keys.is_empty() && stream_order.is_empty();
     let partitions = plan.output_partitioning().partition_count();
-    if !key_exprs.is_empty() && stream_order.is_empty() && (parallelism > 1 || partitions > 1) {
+    // Sorting workers each need a share of the pool big enough to sort and
+    // merge; streaming workers need no more than their writers.
+    let workers = if input_sorted {
+        parallelism.min(sort_workers(memory_limit))
+    } else {
+        parallelism
+    };
+    if !key_exprs.is_empty() && stream_order.is_empty() && (workers > 1 || partitions > 1) {
         // Each key goes to exactly one worker, so a partition's files come
         // from one writer.
         plan = Arc::new(
-            RepartitionExec::try_new(plan, Partitioning::Hash(key_exprs.clone(), parallelism))
+            RepartitionExec::try_new(plan, Partitioning::Hash(key_exprs.clone(), workers))
+                .map_err(internal)?,
+        );
+    } else if input_sorted && partitions > workers {
+        plan = Arc::new(
+            RepartitionExec::try_new(plan, Partitioning::RoundRobinBatch(workers))
                 .map_err(internal)?,
         );
     }

@@ -10,6 +10,7 @@
 //! writes one key at a time from the start. Output: one row per written file,
 //! the file's manifest entry as JSON.
 
+use crate::layout::dictionary::{Dictionary, mostly_distinct_columns};
 use crate::layout::file_writer::{PartitionWriter, WriterContext};
 use crate::layout::hive::escape_value;
 use crate::layout::spec::{Layout, codec_suffix};
@@ -237,7 +238,7 @@ pub fn writer_properties(layout: &Layout, schema: &Schema) -> Result<WriterPrope
         .set_compression(compression)
         .set_max_row_group_row_count(None)
         .set_max_row_group_bytes(None)
-        .set_dictionary_enabled(layout.dictionary)
+        .set_dictionary_enabled(layout.dictionary != Dictionary::Off)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!("chainbatch {}", env!("CARGO_PKG_VERSION")))
         .set_sorting_columns(sorting_columns(layout, schema)?);
@@ -270,6 +271,27 @@ pub fn writer_properties(layout: &Layout, schema: &Schema) -> Result<WriterPrope
         }
     }
     Ok(b.build())
+}
+
+/// `props` without dictionaries for the columns of `sample` that are mostly
+/// distinct, except those the layout sets explicitly.
+fn skip_unique_dictionaries(
+    props: &WriterProperties,
+    layout: &Layout,
+    sample: &RecordBatch,
+) -> WriterProperties {
+    let mut b = props.clone().into_builder();
+    for name in mostly_distinct_columns(sample) {
+        if layout
+            .columns
+            .get(&name)
+            .and_then(|c| c.dictionary)
+            .is_none()
+        {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false);
+        }
+    }
+    b.build()
 }
 
 /// Every file is sorted by the layout's written `sort_by` columns; saying so
@@ -458,7 +480,17 @@ async fn write_worker(
     let mut reservation = MemoryConsumer::new(format!("LayoutSink[{worker}]"))
         .with_can_spill(true)
         .register(task_ctx.memory_pool());
+    let mut dictionary_decided = cfg.layout.dictionary != Dictionary::Auto;
     while let Some(batch) = stream.try_next().await? {
+        if !dictionary_decided && batch.num_rows() > 0 {
+            // No file is open yet: every file this worker writes uses the result.
+            ctx.props = Arc::new(skip_unique_dictionaries(
+                &ctx.props,
+                &cfg.layout,
+                &batch.project(&data_idx)?,
+            ));
+            dictionary_decided = true;
+        }
         let groups = group_rows(&batch, &cfg, sorted)?;
         let mut groups = groups.into_iter();
         while let Some(group) = groups.next() {

@@ -24,8 +24,9 @@ pub struct Layout {
     pub row_group_bytes: u64,
     /// `zstd(LEVEL)`, `zstd`, `snappy`, `lz4`, `gzip` or `none`.
     pub compression: String,
-    /// Dictionary encoding for columns not listed in `columns`.
-    pub dictionary: bool,
+    /// Dictionary encoding for columns not listed in `columns`: `auto`
+    /// (columns whose first rows are mostly distinct go without), `true`, `false`.
+    pub dictionary: crate::layout::Dictionary,
     /// Per-column settings: dictionary, statistics, bloom filters.
     pub columns: BTreeMap<String, ColumnOptions>,
     /// Writers open at once in a task; past this the writer sorts the rest
@@ -44,7 +45,7 @@ impl Default for Layout {
             row_group_rows: 1024 * 1024,
             row_group_bytes: 128 * 1024 * 1024,
             compression: "zstd(1)".into(),
-            dictionary: true,
+            dictionary: crate::layout::Dictionary::Auto,
             columns: BTreeMap::new(),
             max_open_writers: 64,
         }

@@ -26,7 +26,7 @@ pub async fn run_stage(
         async move {
             // Tasks that run at once share this process: its cores, and its
             // memory, so that the process stays within one task's budget.
-            spec.resources.parallelism = (cores / concurrent).max(1);
+            spec.resources.parallelism = cores;
             spec.resources.memory_bytes =
                 (spec.resources.memory_bytes / concurrent as u64).max(MIN_TASK_MEMORY);
             let mut attempt = 1;

@@ -110,6 +110,33 @@ fn push_hex_digits(buf: &mut String, key: u64, words: usize) {
     }
 }
 
+/// One ABI word holding an address: 24 zero digits, then its 40.
+#[inline]
+fn push_address_word(buf: &mut String, address: &str) {
+    buf.push_str("000000000000000000000000");
+    buf.push_str(&address[2..]);
+}
+
+/// One ABI word holding an unsigned integer: 64 hex digits, zero-padded.
+#[inline]
+fn push_amount_word(buf: &mut String, v: u128) {
+    let mut digits = [b'0'; 64];
+    let (mut x, mut i) = (v, 64);
+    while x > 0 {
+        i -= 1;
+        digits[i] = HEX[(x & 15) as usize];
+        x >>= 4;
+    }
+    // SAFETY: every byte is '0' or comes from HEX, so the digits are ASCII.
+    buf.push_str(unsafe { std::str::from_utf8_unchecked(&digits) });
+}
+
+/// A token amount: log-uniform from 1e6 to 1e30 base units.
+#[inline]
+fn token_amount(rng: &mut Rng) -> i128 {
+    10f64.powf(6.0 + 24.0 * rng.unit()) as i128 + rng.below(1000) as i128
+}
+
 fn address(buf: &mut String, kind: u64, id: u64, seed: u64) {
     buf.clear();
     push_hex(buf, mix(seed ^ kind.rotate_left(32) ^ id), 3);
@@ -260,7 +287,10 @@ impl Events {
         self.ts.append_value(ts);
         self.block.append_value(block);
         self.block_hash.append_value(block_hash);
-        self.data.append_value(format!("0x{:064x}", value));
+        let mut data = String::with_capacity(66);
+        data.push_str("0x");
+        push_amount_word(&mut data, value as u128);
+        self.data.append_value(&data);
         self.topics.values().append_value(TRANSFER_TOPIC);
         self.topics.values().append_value(padded_topic(from));
         self.topics.values().append_value(padded_topic(to));
@@ -369,7 +399,11 @@ pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usi
     let mut to_buf = String::with_capacity(42);
     let mut block_buf = String::with_capacity(66);
     let mut buf = String::with_capacity(330);
+    let mut recipient_buf = String::with_capacity(42);
+    let mut arg_buf = String::with_capacity(42);
+    let mut amount = 0i128;
     let mut cum_block = -1i64;
+    let mut hashed_block = i64::MIN;
     let mut cum = 0i64;
     for row in first..first + n as u64 {
         let block_in_day = row * blocks / day_rows.max(1);
@@ -408,11 +442,13 @@ pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usi
         };
         value.append_value(v);
 
+        // Calldata is ABI-encoded like mainnet's: a method id, then 32-byte
+        // words holding zero-padded addresses and amounts. Token calls name
+        // the recipient and amount their Transfer event reports.
         buf.clear();
-        let mut method = "";
-        if plain_transfer {
-            buf.push_str("0x");
-        } else {
+        buf.push_str("0x");
+        let mut token_transfer = false;
+        if !plain_transfer {
             let mut pick = rng.below(1000);
             let mut id = METHODS[0].0;
             for (m, share) in METHODS {
@@ -425,11 +461,53 @@ pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usi
             if creation {
                 id = "60806040";
             }
-            method = id;
-            buf.push_str("0x");
             buf.push_str(id);
-            let words = 1 + rng.below(4) as usize;
-            push_hex_digits(&mut buf, rng.next(), words * 4);
+            match id {
+                "60806040" => {
+                    let words = 1 + rng.below(4) as usize;
+                    push_hex_digits(&mut buf, rng.next(), words * 4);
+                }
+                "a9059cbb" | "23b872dd" => {
+                    token_transfer = true;
+                    if id == "23b872dd" {
+                        push_address_word(&mut buf, &from_buf);
+                    }
+                    address(&mut recipient_buf, 1, rng.below(senders * 4), seed);
+                    push_address_word(&mut buf, &recipient_buf);
+                    amount = token_amount(&mut rng);
+                    push_amount_word(&mut buf, amount as u128);
+                }
+                "095ea7b3" => {
+                    address(&mut arg_buf, 2, zipf(rng.unit(), contracts, 1.2), seed);
+                    push_address_word(&mut buf, &arg_buf);
+                    // Half of all approvals are unlimited.
+                    let allowance = if rng.below(2) == 0 {
+                        u128::MAX
+                    } else {
+                        token_amount(&mut rng) as u128
+                    };
+                    push_amount_word(&mut buf, allowance);
+                }
+                _ => {
+                    for _ in 0..1 + rng.below(4) {
+                        match rng.below(8) {
+                            0..=2 => {
+                                address(&mut arg_buf, 2, zipf(rng.unit(), contracts, 1.2), seed);
+                                push_address_word(&mut buf, &arg_buf);
+                            }
+                            3 | 4 => push_amount_word(&mut buf, token_amount(&mut rng) as u128),
+                            // A deadline a few minutes after the block.
+                            5 => push_amount_word(
+                                &mut buf,
+                                (block_timestamp(block) as u64 + rng.below(1800)) as u128,
+                            ),
+                            // An offset into the dynamic part.
+                            6 => push_amount_word(&mut buf, 32 * (1 + rng.below(8)) as u128),
+                            _ => push_hex_digits(&mut buf, rng.next(), 4),
+                        }
+                    }
+                }
+            }
         }
         input.append_value(&buf);
 
@@ -479,16 +557,18 @@ pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usi
         status.append_value(i64::from(ok));
         ts.append_value(block_timestamp(block));
         block_number.append_value(block);
-        block_hash(&mut block_buf, seed, block);
+        // Rows of a block are consecutive: hash each block once.
+        if block != hashed_block {
+            block_hash(&mut block_buf, seed, block);
+            hashed_block = block;
+        }
         bhash.append_value(&block_buf);
         // Successful token transfers emit a Transfer event: a log and a transfer row.
-        if ok && (method == "a9059cbb" || method == "23b872dd") {
-            address(&mut buf, 1, rng.below(senders * 4), seed);
-            let amount = 10f64.powf(6.0 + 24.0 * rng.unit()) as i128 + rng.below(1000) as i128;
+        if ok && token_transfer {
             events.push(
                 &to_buf,
                 &from_buf,
-                &buf,
+                &recipient_buf,
                 amount,
                 &tx_buf,
                 index as i64,

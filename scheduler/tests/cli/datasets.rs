@@ -200,6 +200,7 @@ fn generated_data_looks_like_mainnet() {
     let mut calls = 0u64;
     let mut per_block: HashMap<i64, (u64, String)> = HashMap::new();
     let mut ok_hashes: HashMap<String, i64> = HashMap::new();
+    let mut token_calls: HashMap<String, String> = HashMap::new();
     for b in &tx {
         let from = b.column_by_name("from_address").unwrap().as_string::<i32>();
         let ts = epoch_seconds(b.column_by_name("block_timestamp").unwrap());
@@ -240,6 +241,8 @@ fn generated_data_looks_like_mainnet() {
             if input.value(i).len() >= 10 {
                 calls += 1;
                 *methods.entry(input.value(i)[..10].to_string()).or_default() += 1;
+                // ABI-encoded: a 4-byte method id, then 32-byte words.
+                assert_eq!((input.value(i).len() - 10) % 64, 0, "{}", input.value(i));
             }
             let e = per_block
                 .entry(block.value(i))
@@ -248,6 +251,11 @@ fn generated_data_looks_like_mainnet() {
             assert_eq!(e.1, bhash.value(i), "one hash per block");
             if status.value(i) == 1 {
                 ok_hashes.insert(hash.value(i).to_string(), block.value(i));
+                if ["0xa9059cbb", "0x23b872dd"]
+                    .contains(&&input.value(i)[..input.value(i).len().min(10)])
+                {
+                    token_calls.insert(hash.value(i).to_string(), input.value(i).to_string());
+                }
             }
         }
     }
@@ -344,6 +352,27 @@ fn generated_data_looks_like_mainnet() {
             }
         }
         assert!(total > n / 20, "{table}: {total} rows");
+    }
+
+    // A transfer's recipient and amount are the last two words of its calldata.
+    for b in &read_table(&dir.path().join("token_transfers")) {
+        let h = b
+            .column_by_name("transaction_hash")
+            .unwrap()
+            .as_string::<i32>();
+        let to = b.column_by_name("to_address").unwrap().as_string::<i32>();
+        let value = b
+            .column_by_name("value")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Decimal256Type>();
+        for i in 0..b.num_rows() {
+            let input = &token_calls[h.value(i)];
+            let words = &input[input.len() - 128..];
+            assert_eq!(&words[..24], "0".repeat(24), "{input}");
+            assert_eq!(&words[24..64], &to.value(i)[2..], "{input}");
+            let amount = u128::from_str_radix(&words[64..], 16).unwrap();
+            assert_eq!(amount as i128, value.value(i).as_i128(), "{input}");
+        }
     }
 }
 
