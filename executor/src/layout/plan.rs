@@ -145,6 +145,7 @@ pub async fn table_write_plan(
     let field = "output.layout";
     let memory_limit = df.task_ctx().memory_pool().memory_limit();
     let (df, data_columns) = with_key_columns(df, layout, field)?;
+    let logical = df.clone();
     let mut plan = df
         .create_physical_plan()
         .await
@@ -197,7 +198,7 @@ pub async fn table_write_plan(
         vec![]
     };
     let input_sorted = !sort_keys.is_empty() && stream_order.is_empty();
-    let partitions = plan.output_partitioning().partition_count();
+    let mut partitions = plan.output_partitioning().partition_count();
     // Sorting workers each need a share of the pool big enough to sort and
     // merge; streaming workers need no more than their writers.
     let workers = if input_sorted {
@@ -205,6 +206,17 @@ pub async fn table_write_plan(
     } else {
         parallelism
     };
+    if input_sorted && workers < partitions {
+        // Fewer sorters than scan partitions: scan with as many partitions
+        // as sorters rather than buffer a faster scan in a repartition.
+        let (mut state, lp) = logical.into_parts();
+        state.config_mut().options_mut().execution.target_partitions = workers;
+        plan = DataFrame::new(state, lp)
+            .create_physical_plan()
+            .await
+            .map_err(|e| TaskError::from_datafusion("sql", e))?;
+        partitions = plan.output_partitioning().partition_count();
+    }
     if !key_exprs.is_empty() && stream_order.is_empty() && (workers > 1 || partitions > 1) {
         // Each key goes to exactly one worker, so a partition's files come
         // from one writer.

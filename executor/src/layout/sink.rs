@@ -229,6 +229,11 @@ impl ExecutionPlan for LayoutSinkExec {
     }
 }
 
+/// The most a column chunk's dictionary grows before it falls back to plain
+/// encoding (Parquet's default is 1 MiB); columns with mostly distinct values
+/// skip the dictionary altogether (see `layout::dictionary`).
+const DICTIONARY_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Parquet writer settings from the layout.
 pub fn writer_properties(layout: &Layout, schema: &Schema) -> Result<WriterProperties> {
     let compression = layout
@@ -241,6 +246,9 @@ pub fn writer_properties(layout: &Layout, schema: &Schema) -> Result<WriterPrope
         .set_dictionary_enabled(layout.dictionary != Dictionary::Off)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!("chainbatch {}", env!("CARGO_PKG_VERSION")))
+        // About 180k distinct addresses: the dictionary of an address column
+        // then usually covers its whole row group instead of falling back.
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
         .set_sorting_columns(sorting_columns(layout, schema)?);
     for (name, opts) in &layout.columns {
         if schema.field_with_name(name).is_err() {
