@@ -256,3 +256,28 @@ async fn one_large_sorted_file_is_split_between_workers_by_row_groups() {
         totals(&dir.path().join("in"), &[]).await
     );
 }
+
+#[tokio::test]
+async fn a_small_pool_sorts_on_one_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = sorted_inputs(&dir.path().join("in"), 2, 20_000);
+    let stage = dir.path().join("stage");
+    let mut spec = table_spec(
+        vec![parquet_input("tx", &inputs)],
+        "SELECT * FROM tx",
+        date_layout("block_number desc"),
+        &stage,
+    );
+    // Below 256 MiB a second sorter could not count on room to merge.
+    spec.resources.parallelism = 2;
+    spec.resources.memory_bytes = 128 * 1024 * 1024;
+    let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
+    assert_eq!(m.sort, Some(SortMethod::Sorted));
+    assert_eq!(m.rows, 40_000);
+    for f in files_below(&attempt(&stage), ".parquet") {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        assert!(name.starts_with("part-0-0-0"), "worker 0 wrote {name}");
+        let (blocks, _) = read_file(&f);
+        assert!(blocks.windows(2).all(|w| w[0] >= w[1]), "{name}");
+    }
+}
