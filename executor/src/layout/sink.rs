@@ -282,7 +282,8 @@ pub fn writer_properties(layout: &Layout, schema: &Schema) -> Result<WriterPrope
 }
 
 /// `props` without dictionaries for the columns of `sample` that are mostly
-/// distinct, except those the layout sets explicitly.
+/// distinct, except those the layout sets explicitly; such integer columns
+/// are written DELTA_BINARY_PACKED.
 fn skip_unique_dictionaries(
     props: &WriterProperties,
     layout: &Layout,
@@ -296,7 +297,19 @@ fn skip_unique_dictionaries(
             .and_then(|c| c.dictionary)
             .is_none()
         {
-            b = b.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false);
+            let path = ColumnPath::from(name.as_str());
+            b = b.set_column_dictionary_enabled(path.clone(), false);
+            // Integers without a dictionary (gas, prices, counters) delta-pack
+            // to a few bytes a value, so compression has less to chew on.
+            if matches!(
+                sample
+                    .schema()
+                    .field_with_name(&name)
+                    .map(|f| f.data_type().clone()),
+                Ok(DataType::Int64 | DataType::Int32)
+            ) {
+                b = b.set_column_encoding(path, parquet::basic::Encoding::DELTA_BINARY_PACKED);
+            }
         }
     }
     b.build()
