@@ -76,6 +76,20 @@ fn read_file(p: &Path) -> (Vec<i64>, Option<Vec<SortingColumn>>) {
     (blocks, declared)
 }
 
+/// Asserts the file's block numbers are in order (descending or not).
+fn assert_sorted(f: &Path, descending: bool) {
+    let (blocks, _) = read_file(f);
+    assert!(
+        blocks.windows(2).all(|w| if descending {
+            w[0] >= w[1]
+        } else {
+            w[0] <= w[1]
+        }),
+        "{} is not sorted",
+        f.display()
+    );
+}
+
 fn attempt(dir: &Path) -> PathBuf {
     dir.join("run-1/0/0/attempt-1")
 }
@@ -136,8 +150,7 @@ async fn sorted_inputs_are_written_in_input_order_without_a_sort() {
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     assert_eq!(m.sort, Some(SortMethod::Sorted));
     for f in files_below(&attempt(&stage), ".parquet") {
-        let (blocks, _) = read_file(&f);
-        assert!(blocks.windows(2).all(|w| w[0] >= w[1]));
+        assert_sorted(&f, true);
     }
 }
 
@@ -161,12 +174,7 @@ async fn files_that_misdeclare_their_order_still_give_sorted_files() {
     // Each break in the order starts a new file, so every file is sorted.
     assert!(files.len() > m.partitions.len());
     for f in &files {
-        let (blocks, _) = read_file(f);
-        assert!(
-            blocks.windows(2).all(|w| w[0] <= w[1]),
-            "{} is not sorted",
-            f.display()
-        );
+        assert_sorted(f, false);
     }
     assert_eq!(
         totals(&attempt(&stage), &[("date", DataType::Date32)]).await,
@@ -248,8 +256,7 @@ async fn one_large_sorted_file_is_split_between_workers_by_row_groups() {
         .collect();
     assert_eq!(workers.len(), 2, "files: {files:?}");
     for f in &files {
-        let (blocks, _) = read_file(f);
-        assert!(blocks.windows(2).all(|w| w[0] <= w[1]), "{}", f.display());
+        assert_sorted(f, false);
     }
     assert_eq!(
         totals(&attempt(&stage), &[("date", DataType::Date32)]).await,
@@ -277,7 +284,6 @@ async fn a_small_pool_sorts_on_one_worker() {
     for f in files_below(&attempt(&stage), ".parquet") {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         assert!(name.starts_with("part-0-0-0"), "worker 0 wrote {name}");
-        let (blocks, _) = read_file(&f);
-        assert!(blocks.windows(2).all(|w| w[0] >= w[1]), "{name}");
+        assert_sorted(&f, true);
     }
 }

@@ -181,8 +181,7 @@ impl TaskFilesTable {
         let order = common_keys(orders.iter().map(|o| o.as_ref()));
         for groups in row_group_orders.iter_mut() {
             for g in groups.iter_mut() {
-                g.order.keys.truncate(order.len());
-                g.order.ranges.truncate(order.len());
+                g.order.truncate(order.len());
             }
             // Splitting needs every row group to hold the common order.
             if groups.iter().any(|g| g.order.keys.len() < order.len()) {
@@ -197,8 +196,7 @@ impl TaskFilesTable {
                 .zip(orders)
                 .map(|(pf, o)| {
                     let mut o = o.expect("every file declares the common order");
-                    o.keys.truncate(order.len());
-                    o.ranges.truncate(order.len());
+                    o.truncate(order.len());
                     pf.statistics = Some(Arc::new(o.statistics(&file_schema)));
                     o
                 })
@@ -244,14 +242,13 @@ impl TaskFilesTable {
     /// each scan partition reads its files one after the other, so it
     /// streams in the declared order when the files do not overlap.
     fn ordered_groups(&self, parts: usize) -> Vec<FileGroup> {
-        let total: u64 = self.total_bytes().max(1);
-        let per_part = total.div_ceil(parts as u64);
+        let share = self.total_bytes().max(1).div_ceil(parts as u64);
         // A file larger than a partition's share is split by row groups, so
         // that one big file (or a few uneven ones) still keeps every core busy.
         let mut pieces: Vec<Piece> = vec![];
         for (i, f) in self.files.iter().enumerate() {
             let groups = &self.row_group_orders[i];
-            if f.object_meta.size > per_part && groups.len() > 1 {
+            if f.object_meta.size > share && groups.len() > 1 {
                 pieces.extend(groups.iter().map(|g| Piece {
                     file: i,
                     row_groups: Some(vec![g.index]),
@@ -284,14 +281,15 @@ impl TaskFilesTable {
             let group = groups.last_mut().expect("one group");
             // Consecutive row groups of one file are read as one file.
             match group.last_mut() {
-                Some(last) if last.file == piece.file && last.row_groups.is_some() => {
-                    let (Some(rgs), Some(more)) = (last.row_groups.as_mut(), piece.row_groups)
-                    else {
-                        unreachable!("both are row group runs")
-                    };
-                    rgs.extend(more);
-                    last.bytes += piece.bytes;
-                    last.order.extend(&piece.order);
+                Some(Piece {
+                    file,
+                    row_groups: Some(run),
+                    bytes: run_bytes,
+                    order: run_order,
+                }) if *file == piece.file => {
+                    run.extend(piece.row_groups.into_iter().flatten());
+                    *run_bytes += piece.bytes;
+                    run_order.extend(&piece.order);
                 }
                 _ => group.push(piece),
             }

@@ -94,6 +94,12 @@ impl FileOrder {
         stats
     }
 
+    /// Keeps the first `n` keys (the order common to all files).
+    pub fn truncate(&mut self, n: usize) {
+        self.keys.truncate(n);
+        self.ranges.truncate(n);
+    }
+
     /// Widens the ranges to cover `other`'s too (same keys).
     pub fn extend(&mut self, other: &FileOrder) {
         for ((lo, hi), (olo, ohi)) in self.ranges.iter_mut().zip(&other.ranges) {

@@ -8,7 +8,7 @@
 //! distinct is written without a dictionary.
 
 use arrow::array::Array;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, FieldRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use serde::{Deserialize, Serialize};
@@ -66,7 +66,7 @@ const MIN_SAMPLE: usize = 256;
 const DISTINCT_SHARE: f64 = 0.5;
 
 /// The flat columns of `batch` whose non-null values are mostly distinct.
-pub fn mostly_distinct_columns(batch: &RecordBatch) -> Vec<String> {
+pub fn mostly_distinct_columns(batch: &RecordBatch) -> Vec<FieldRef> {
     let state = RandomState::with_seed(0x6469_6374);
     let mut out = vec![];
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
@@ -88,7 +88,7 @@ pub fn mostly_distinct_columns(batch: &RecordBatch) -> Vec<String> {
             .map(|(_, h)| *h)
             .collect();
         if distinct.len() as f64 >= DISTINCT_SHARE * values as f64 {
-            out.push(field.name().clone());
+            out.push(field.clone());
         }
     }
     out
@@ -119,7 +119,11 @@ mod tests {
             ),
         ])
         .unwrap();
-        assert_eq!(mostly_distinct_columns(&batch), vec!["hash".to_string()]);
+        let names: Vec<String> = mostly_distinct_columns(&batch)
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, vec!["hash"]);
     }
 
     #[test]

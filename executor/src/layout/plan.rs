@@ -145,9 +145,9 @@ pub async fn table_write_plan(
     let field = "output.layout";
     let memory_limit = df.task_ctx().memory_pool().memory_limit();
     let (df, data_columns) = with_key_columns(df, layout, field)?;
-    let logical = df.clone();
-    let mut plan = df
-        .create_physical_plan()
+    let (state, logical) = df.into_parts();
+    let mut plan = state
+        .create_physical_plan(&logical)
         .await
         .map_err(|e| TaskError::from_datafusion("sql", e))?;
     let mut key_names: Vec<String> = (0..layout.partition_by.len())
@@ -209,10 +209,10 @@ pub async fn table_write_plan(
     if input_sorted && workers < partitions {
         // Fewer sorters than scan partitions: scan with as many partitions
         // as sorters rather than buffer a faster scan in a repartition.
-        let (mut state, lp) = logical.into_parts();
+        let mut state = state.clone();
         state.config_mut().options_mut().execution.target_partitions = workers;
-        plan = DataFrame::new(state, lp)
-            .create_physical_plan()
+        plan = state
+            .create_physical_plan(&logical)
             .await
             .map_err(|e| TaskError::from_datafusion("sql", e))?;
         partitions = plan.output_partitioning().partition_count();

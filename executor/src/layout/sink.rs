@@ -290,26 +290,17 @@ fn skip_unique_dictionaries(
     sample: &RecordBatch,
 ) -> WriterProperties {
     let mut b = props.clone().into_builder();
-    for name in mostly_distinct_columns(sample) {
-        if layout
-            .columns
-            .get(&name)
-            .and_then(|c| c.dictionary)
-            .is_none()
-        {
-            let path = ColumnPath::from(name.as_str());
-            b = b.set_column_dictionary_enabled(path.clone(), false);
-            // Integers without a dictionary (gas, prices, counters) delta-pack
-            // to a few bytes a value, so compression has less to chew on.
-            if matches!(
-                sample
-                    .schema()
-                    .field_with_name(&name)
-                    .map(|f| f.data_type().clone()),
-                Ok(DataType::Int64 | DataType::Int32)
-            ) {
-                b = b.set_column_encoding(path, parquet::basic::Encoding::DELTA_BINARY_PACKED);
-            }
+    for field in mostly_distinct_columns(sample) {
+        let explicit = layout.columns.get(field.name()).and_then(|c| c.dictionary);
+        if explicit.is_some() {
+            continue;
+        }
+        let path = ColumnPath::from(field.name().as_str());
+        b = b.set_column_dictionary_enabled(path.clone(), false);
+        // Integers without a dictionary (gas, prices, counters) delta-pack
+        // to a few bytes a value, so compression has less to chew on.
+        if matches!(field.data_type(), DataType::Int64 | DataType::Int32) {
+            b = b.set_column_encoding(path, parquet::basic::Encoding::DELTA_BINARY_PACKED);
         }
     }
     b.build()
@@ -431,8 +422,9 @@ impl Writers {
     }
 
     /// Keeps the writers' buffered bytes (checked once a batch) within the
-    /// worker's share of the task memory pool: while the pool refuses them, the largest row group
-    /// in progress is flushed early (a smaller row group, never more memory).
+    /// worker's share of the task memory pool: while the pool refuses them,
+    /// the largest row group in progress is flushed early (a smaller row
+    /// group, never more memory).
     async fn fit(
         &mut self,
         reservation: &mut MemoryReservation,

@@ -24,8 +24,10 @@ pub async fn run_stage(
     run_tasks(stage, concurrent, |_, spec| {
         let mut spec = spec.clone();
         async move {
-            // Tasks that run at once share this process: its cores, and its
-            // memory, so that the process stays within one task's budget.
+            // Tasks that run at once share this process. Each may stream on
+            // every core (the runtime's workers are shared, so the last task
+            // of a stage keeps them busy); memory is divided, so that the
+            // process stays within one task's budget.
             spec.resources.parallelism = cores;
             spec.resources.memory_bytes =
                 (spec.resources.memory_bytes / concurrent as u64).max(MIN_TASK_MEMORY);
