@@ -34,7 +34,7 @@ fn main() {
         let mut row = 0;
         while row < *day_rows {
             let n = 8192.min(day_rows - row) as usize;
-            let b = generate_batch(&cfg, d as u32, *day_rows, row, n);
+            let b = generate_batch(&cfg, d as u32, *day_rows, row, n, true);
             produced += b.transactions.num_rows() as u64;
             row += n as u64;
         }

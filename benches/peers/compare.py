@@ -12,8 +12,8 @@ declare their order (Parquet sorting_columns) so chainbatch streams them in
 order, and as `chainbatch-sorting` on a copy that declares nothing, where
 it sorts like every peer.
 
-Each engine runs in its own process; wall time and peak RSS come from
-os.wait4 on that process alone. Afterwards DuckDB reads every output back
+Each engine runs in its own process; wall time, CPU time and peak RSS come
+from os.wait4 on that process (and, for RSS, its process tree). Afterwards DuckDB reads every output back
 and checks that all agree on the row count and the exact sum of fee_wei.
 
 Usage: compare.py --chainbatch BIN --conf DIR --rows N [--days D]
@@ -110,34 +110,43 @@ ENGINES = {
 }
 
 
-def tree_rss(pid):
-    """Resident bytes of a process and all its descendants, from /proc."""
-    total, stack = 0, [pid]
+def tree_usage(pid):
+    """Resident bytes and CPU seconds (its own and its waited-for
+    children's) of a process and all its descendants, from /proc."""
+    rss, cpu, stack = 0, 0.0, [pid]
+    ticks = os.sysconf("SC_CLK_TCK")
     while stack:
         p = stack.pop()
         try:
             with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                rss += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/stat") as f:
+                # Fields after the parenthesised command: utime is the 14th
+                # field of the line, then stime, cutime, cstime.
+                fields = f.read().rsplit(")", 1)[1].split()
+                cpu += sum(int(x) for x in fields[11:15]) / ticks
             for tid in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{tid}/children") as f:
                     stack.extend(int(c) for c in f.read().split())
         except (OSError, ValueError):
             continue
-    return total
+    return rss, cpu
 
 
 def run_measured(cmd, env=None):
-    """Runs cmd; returns (seconds, peak RSS bytes, exit code, stderr tail).
-    Peak RSS is the larger of the child's own (wait4) and its whole process
-    tree's sampled every 50 ms, so that PySpark's JVM counts too."""
+    """Runs cmd; returns (seconds, CPU seconds, peak RSS bytes, exit code,
+    stderr tail). CPU seconds are user plus system time. Peak RSS and CPU are the larger of the child's own (wait4) and its
+    whole process tree's sampled every 50 ms, so that PySpark's JVM counts."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = [0]
+    peak, tree_cpu = [0], [0.0]
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], tree_rss(proc.pid))
+            rss, cpu = tree_usage(proc.pid)
+            peak[0] = max(peak[0], rss)
+            tree_cpu[0] = max(tree_cpu[0], cpu)
             done.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -150,7 +159,16 @@ def run_measured(cmd, env=None):
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     rss = max(usage.ru_maxrss * 1024, peak[0])
-    return seconds, rss, proc.returncode, err.decode(errors="replace")[-2000:]
+    # wait4 misses what a child never waited for (PySpark's JVM); the
+    # sampled tree sees it, up to the last 50 ms.
+    cpu = max(usage.ru_utime + usage.ru_stime, tree_cpu[0])
+    return seconds, cpu, rss, proc.returncode, err.decode(errors="replace")[-2000:]
+
+
+def tree_bytes(path):
+    """Bytes of the Parquet files below path."""
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, files in os.walk(path) for f in files if f.endswith(".parquet"))
 
 
 def check_output(out):
@@ -230,13 +248,14 @@ def main():
         else:
             sys.exit(f"unknown engine {name}; engines: chainbatch, {', '.join(ENGINES)}")
         print(f"running {name} ...", flush=True)
-        seconds, rss, code, err = run_measured(cmd)
+        seconds, cpu, rss, code, err = run_measured(cmd)
         if code != 0:
             print(f"  {name} failed (exit {code}):\n{err}", flush=True)
             results.append({"engine": name, "failed": err})
             continue
         rows, fees, dates = check_output(table)
-        results.append({"engine": name, "seconds": seconds, "peak_rss_bytes": rss,
+        results.append({"engine": name, "seconds": seconds, "cpu_seconds": cpu,
+                        "peak_rss_bytes": rss, "output_bytes": tree_bytes(table),
                         "rows": rows, "fee_wei_sum": fees, "partitions": dates,
                         "rows_per_second": rows / seconds})
     ok = [r for r in results if "failed" not in r]
@@ -244,15 +263,16 @@ def main():
     base = next((r for r in ok if r["engine"] == "chainbatch"), None)
     print(f"\n{args.rows} rows, {args.days} days, {threads} cores")
     # "chainbatch vs": the engine's time over chainbatch's; above 1, chainbatch is faster.
-    print(f"{'engine':<19} {'seconds':>8} {'rows/s':>11} {'peak RSS':>10} "
-          f"{'chainbatch vs':>17}  rows, fee_wei sum")
+    print(f"{'engine':<19} {'seconds':>8} {'CPU s':>6} {'rows/s':>11} {'peak RSS':>10} "
+          f"{'output':>9} {'chainbatch vs':>14}  rows, fee_wei sum")
     for r in results:
         if "failed" in r:
             print(f"{r['engine']:<19} failed")
             continue
         ratio = (r["seconds"] / base["seconds"]) if base else float("nan")
-        print(f"{r['engine']:<19} {r['seconds']:>8.2f} {r['rows_per_second']:>11,.0f} "
-              f"{r['peak_rss_bytes'] / 2**20:>8.0f} MiB {ratio:>16.2f}x  "
+        print(f"{r['engine']:<19} {r['seconds']:>8.2f} {r['cpu_seconds']:>6.1f} "
+              f"{r['rows_per_second']:>11,.0f} {r['peak_rss_bytes'] / 2**20:>6.0f} MiB "
+              f"{r['output_bytes'] / 2**20:>5.0f} MiB {ratio:>13.2f}x  "
               f"{r['rows']}, {r['fee_wei_sum']}")
     print("outputs agree on rows, fee_wei sum and partitions" if agree
           else "OUTPUTS DISAGREE")

@@ -256,7 +256,7 @@ struct GenArgs {
 }
 
 fn main() -> ExitCode {
-    chainbatch_executor::allocator::limit_arenas();
+    chainbatch_executor::allocator::configure_malloc();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -50,7 +50,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    chainbatch_executor::allocator::limit_arenas();
+    chainbatch_executor::allocator::configure_malloc();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -76,16 +76,44 @@ impl Rng {
     }
 }
 
-/// Zipf-like rank in `0..n` with exponent `s` (> 1), by inverting the
+/// Zipf-like ranks in `0..n` with exponent `s` (> 1), by inverting the
 /// continuous power law: rank 0 is the most frequent.
-#[inline]
-fn zipf(u: f64, n: u64, s: f64) -> u64 {
-    let a = 1.0 - s;
-    let x = (((n as f64).powf(a) - 1.0) * u + 1.0).powf(1.0 / a);
-    (x as u64).saturating_sub(1).min(n - 1)
+struct Zipf {
+    n: u64,
+    /// `n^(1-s) - 1`, the same for every draw.
+    span: f64,
+    inverse: f64,
+}
+
+impl Zipf {
+    fn new(n: u64, s: f64) -> Self {
+        let a = 1.0 - s;
+        Self {
+            n,
+            span: (n as f64).powf(a) - 1.0,
+            inverse: 1.0 / a,
+        }
+    }
+
+    #[inline]
+    fn rank(&self, u: f64) -> u64 {
+        let x = (self.span * u + 1.0).powf(self.inverse);
+        (x as u64).saturating_sub(1).min(self.n - 1)
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The two hex digits of every byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    t
+};
 
 /// Appends `0x` and the hex of `words` 64-bit values derived from `key`.
 #[inline]
@@ -99,11 +127,10 @@ fn push_hex_digits(buf: &mut String, key: u64, words: usize) {
     let mut k = key;
     for _ in 0..words {
         k = mix(k);
-        // Sixteen digits at once: far cheaper than pushing chars one by one.
+        // Sixteen digits at once, two per table lookup.
         let mut digits = [0u8; 16];
-        for (i, b) in k.to_be_bytes().into_iter().enumerate() {
-            digits[2 * i] = HEX[(b >> 4) as usize];
-            digits[2 * i + 1] = HEX[(b & 15) as usize];
+        for (pair, b) in digits.chunks_exact_mut(2).zip(k.to_be_bytes()) {
+            pair.copy_from_slice(&HEX_PAIRS[b as usize]);
         }
         // SAFETY: every byte comes from HEX, so the digits are ASCII.
         buf.push_str(unsafe { std::str::from_utf8_unchecked(&digits) });
@@ -349,25 +376,24 @@ pub fn table_schema(name: &str) -> SchemaRef {
     to_schema(&cols, name).expect("built-in schema parses")
 }
 
-/// Transactions only.
-pub fn transactions_batch(
+/// Rows `first..first+n` of day `d`, and, with `events`, the token
+/// transfers and logs they emit (else those batches are empty).
+pub fn generate_batch(
     cfg: &GenConfig,
     d: u32,
     day_rows: u64,
     first: u64,
     n: usize,
-) -> RecordBatch {
-    generate_batch(cfg, d, day_rows, first, n).transactions
-}
-
-/// Rows `first..first+n` of day `d` and the events they emit.
-pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usize) -> TxBatches {
+    events: bool,
+) -> TxBatches {
     let seed = cfg.seed;
     let day_start = cfg.day_start(d);
     let first_block = block_number_at(day_start + SECONDS_PER_BLOCK - 1);
     let blocks = BLOCKS_PER_DAY as u64;
     let senders = cfg.senders();
     let contracts = (senders / 20).max(100);
+    let sender_rank = Zipf::new(senders, 1.07);
+    let contract_rank = Zipf::new(contracts, 1.2);
     // Base fee drifts by day between 8 and 60 gwei.
     let base_fee = 8_000_000_000 + (mix(seed ^ 0xbf ^ d as u64) % 52_000_000_000) as i64;
 
@@ -393,7 +419,8 @@ pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usi
     let mut tx_type = Int64Builder::with_capacity(n);
     let mut effective = Int64Builder::with_capacity(n);
 
-    let mut events = Events::new(n / 4);
+    let emit = events;
+    let mut events = Events::new(if emit { n / 4 } else { 0 });
     let mut tx_buf = String::with_capacity(66);
     let mut from_buf = String::with_capacity(42);
     let mut to_buf = String::with_capacity(42);
@@ -415,7 +442,7 @@ pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usi
 
         tx_hash(&mut tx_buf, seed, block, index);
         hash.append_value(&tx_buf);
-        let sender = zipf(rng.unit(), senders, 1.07);
+        let sender = sender_rank.rank(rng.unit());
         address(&mut from_buf, 1, sender, seed);
         from.append_value(&from_buf);
         nonce.append_value((mix(sender ^ block as u64) % 50_000) as i64);
@@ -430,7 +457,7 @@ pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usi
             address(&mut to_buf, 1, rng.below(senders * 4), seed);
             to.append_value(&to_buf);
         } else {
-            address(&mut to_buf, 2, zipf(rng.unit(), contracts, 1.2), seed);
+            address(&mut to_buf, 2, contract_rank.rank(rng.unit()), seed);
             to.append_value(&to_buf);
         }
         // Heavy-tailed value: zero for most calls, else log-uniform 1e12..1e22 wei.
@@ -478,7 +505,7 @@ pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usi
                     push_amount_word(&mut buf, amount as u128);
                 }
                 "095ea7b3" => {
-                    address(&mut arg_buf, 2, zipf(rng.unit(), contracts, 1.2), seed);
+                    address(&mut arg_buf, 2, contract_rank.rank(rng.unit()), seed);
                     push_address_word(&mut buf, &arg_buf);
                     // Half of all approvals are unlimited.
                     let allowance = if rng.below(2) == 0 {
@@ -492,7 +519,7 @@ pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usi
                     for _ in 0..1 + rng.below(4) {
                         match rng.below(8) {
                             0..=2 => {
-                                address(&mut arg_buf, 2, zipf(rng.unit(), contracts, 1.2), seed);
+                                address(&mut arg_buf, 2, contract_rank.rank(rng.unit()), seed);
                                 push_address_word(&mut buf, &arg_buf);
                             }
                             3 | 4 => push_amount_word(&mut buf, token_amount(&mut rng) as u128),
@@ -564,7 +591,7 @@ pub fn generate_batch(cfg: &GenConfig, d: u32, day_rows: u64, first: u64, n: usi
         }
         bhash.append_value(&block_buf);
         // Successful token transfers emit a Transfer event: a log and a transfer row.
-        if ok && token_transfer {
+        if emit && ok && token_transfer {
             events.push(
                 &to_buf,
                 &from_buf,
