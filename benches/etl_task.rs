@@ -92,6 +92,11 @@ fn datafusion_copy(input: &Path, out: &Path) -> serde_json::Value {
 
 fn main() {
     if let Ok(which) = std::env::var("ETL_CHILD") {
+        // chainbatch's binaries set the allocator up like this; COPY runs
+        // with glibc's defaults, as a DataFusion program would.
+        if which != "datafusion_copy" {
+            chainbatch_executor::allocator::configure_malloc();
+        }
         let input = Path::new(&std::env::var("ETL_INPUT").unwrap()).to_path_buf();
         let out = Path::new(&std::env::var("ETL_OUT").unwrap()).to_path_buf();
         let _ = std::fs::remove_dir_all(&out);

@@ -104,6 +104,13 @@ fn writer_props(schema: &arrow::datatypes::Schema, table: &str) -> WriterPropert
         "base_fee_per_gas",
         "gas_used",
     ] {
+        // Only where the column is an integer: blocks' `nonce` is hex text.
+        let is_integer = schema
+            .field_with_name(col)
+            .is_ok_and(|f| f.data_type().is_integer());
+        if !is_integer {
+            continue;
+        }
         let col = ColumnPath::from(col);
         b = b
             .set_column_dictionary_enabled(col.clone(), false)
