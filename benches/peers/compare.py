@@ -13,8 +13,9 @@ order, and as `chainbatch-sorting` on a copy that declares nothing, where
 it sorts like every peer.
 
 Each engine runs in its own process; wall time, CPU time and peak RSS come
-from os.wait4 on that process (and, for RSS, its process tree). Afterwards DuckDB reads every output back
-and checks that all agree on the row count and the exact sum of fee_wei.
+from os.wait4 on that process and from sampling its process tree.
+Afterwards DuckDB reads every output back and checks that all agree on the
+row count and the exact sum of fee_wei.
 
 Usage: compare.py --chainbatch BIN --conf DIR --rows N [--days D]
                   [--engines chainbatch,chainbatch-sorting,duckdb,polars,pyspark,datafusion]
@@ -135,8 +136,9 @@ def tree_usage(pid):
 
 def run_measured(cmd, env=None):
     """Runs cmd; returns (seconds, CPU seconds, peak RSS bytes, exit code,
-    stderr tail). CPU seconds are user plus system time. Peak RSS and CPU are the larger of the child's own (wait4) and its
-    whole process tree's sampled every 50 ms, so that PySpark's JVM counts."""
+    stderr tail). CPU seconds are user plus system time. Peak RSS and CPU
+    are the larger of the child's own (wait4) and its whole process tree's
+    sampled every 50 ms, so that PySpark's JVM counts."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak, tree_cpu = [0], [0.0]

@@ -7,6 +7,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 use chainbatch_executor::layout::{Layout, PartitionColumn};
 use chainbatch_executor::manifest::SortMethod;
+use chainbatch_executor::spec::TaskSpec;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::SortingColumn;
@@ -94,6 +95,24 @@ fn attempt(dir: &Path) -> PathBuf {
     dir.join("run-1/0/0/attempt-1")
 }
 
+/// `SELECT * FROM tx` over `inputs`, written by date and sorted by `sort_by`.
+fn select_all(inputs: &[PathBuf], sort_by: &str, stage: &Path) -> TaskSpec {
+    table_spec(
+        vec![parquet_input("tx", inputs)],
+        "SELECT * FROM tx",
+        date_layout(sort_by),
+        stage,
+    )
+}
+
+/// Asserts the task's date-partitioned output holds exactly the input rows.
+async fn assert_same_rows(stage: &Path, input: &Path) {
+    assert_eq!(
+        totals(&attempt(stage), &[("date", DataType::Date32)]).await,
+        totals(input, &[]).await
+    );
+}
+
 const TOTALS: &str = "SELECT count(*), CAST(sum(value) AS VARCHAR), count(DISTINCT hash) FROM out";
 
 async fn totals(dir: &Path, parts: &[(&str, DataType)]) -> Vec<String> {
@@ -123,30 +142,17 @@ async fn sorted_inputs_are_written_in_input_order_without_a_sort() {
     let files = files_below(&attempt(&stage), ".parquet");
     assert!(!files.is_empty());
     for f in &files {
-        let (blocks, declared) = read_file(f);
-        assert!(
-            blocks.windows(2).all(|w| w[0] <= w[1]),
-            "{} is not sorted",
-            f.display()
-        );
+        assert_sorted(f, false);
         // The output declares its order too, for the next task to use.
-        let declared = declared.expect("sorting_columns written");
+        let declared = read_file(f).1.expect("sorting_columns written");
         assert_eq!(declared.len(), 1);
         assert!(!declared[0].descending);
     }
-    assert_eq!(
-        totals(&attempt(&stage), &[("date", DataType::Date32)]).await,
-        totals(&dir.path().join("in"), &[]).await
-    );
+    assert_same_rows(&stage, &dir.path().join("in")).await;
 
     // A query that breaks the order (or another sort order) sorts instead.
     let stage = dir.path().join("desc");
-    let spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        date_layout("block_number desc"),
-        &stage,
-    );
+    let spec = select_all(&inputs, "block_number desc", &stage);
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     assert_eq!(m.sort, Some(SortMethod::Sorted));
     for f in files_below(&attempt(&stage), ".parquet") {
@@ -161,12 +167,7 @@ async fn files_that_misdeclare_their_order_still_give_sorted_files() {
     let lying = dir.path().join("in/lying.parquet");
     write_declared_sorted(&lying, &[batch(0, 20_000, 6), batch(20_000, 20_000, 6)]);
     let stage = dir.path().join("stage");
-    let spec = table_spec(
-        vec![parquet_input("tx", &[lying])],
-        "SELECT * FROM tx",
-        date_layout("block_number"),
-        &stage,
-    );
+    let spec = select_all(&[lying], "block_number", &stage);
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     assert_eq!(m.sort, Some(SortMethod::InputOrder));
     let files = files_below(&attempt(&stage), ".parquet");
@@ -176,10 +177,7 @@ async fn files_that_misdeclare_their_order_still_give_sorted_files() {
     for f in &files {
         assert_sorted(f, false);
     }
-    assert_eq!(
-        totals(&attempt(&stage), &[("date", DataType::Date32)]).await,
-        totals(&dir.path().join("in"), &[]).await
-    );
+    assert_same_rows(&stage, &dir.path().join("in")).await;
 }
 
 #[tokio::test]
@@ -238,12 +236,7 @@ async fn one_large_sorted_file_is_split_between_workers_by_row_groups() {
     // One file of eight 4,096-row row groups.
     let inputs = sorted_inputs(&dir.path().join("in"), 1, 32_768);
     let stage = dir.path().join("stage");
-    let mut spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        date_layout("block_number"),
-        &stage,
-    );
+    let mut spec = select_all(&inputs, "block_number", &stage);
     spec.resources.parallelism = 2;
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     assert_eq!(m.sort, Some(SortMethod::InputOrder));
@@ -258,10 +251,7 @@ async fn one_large_sorted_file_is_split_between_workers_by_row_groups() {
     for f in &files {
         assert_sorted(f, false);
     }
-    assert_eq!(
-        totals(&attempt(&stage), &[("date", DataType::Date32)]).await,
-        totals(&dir.path().join("in"), &[]).await
-    );
+    assert_same_rows(&stage, &dir.path().join("in")).await;
 }
 
 #[tokio::test]
@@ -269,12 +259,7 @@ async fn a_small_pool_sorts_on_one_worker() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = sorted_inputs(&dir.path().join("in"), 2, 20_000);
     let stage = dir.path().join("stage");
-    let mut spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        date_layout("block_number desc"),
-        &stage,
-    );
+    let mut spec = select_all(&inputs, "block_number desc", &stage);
     // Below 256 MiB a second sorter could not count on room to merge.
     spec.resources.parallelism = 2;
     spec.resources.memory_bytes = 128 * 1024 * 1024;

@@ -253,10 +253,6 @@ pub struct TxBatches {
 pub const TRANSFER_TOPIC: &str =
     "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
 
-fn padded_topic(address: &str) -> String {
-    format!("0x000000000000000000000000{}", &address[2..])
-}
-
 /// Collects the events of a batch.
 struct Events {
     token: StringBuilder,
@@ -271,6 +267,8 @@ struct Events {
     block_hash: StringBuilder,
     data: StringBuilder,
     topics: ListBuilder<StringBuilder>,
+    /// Reused for each event's data and topics.
+    word: String,
 }
 
 impl Events {
@@ -288,6 +286,7 @@ impl Events {
             block_hash: StringBuilder::with_capacity(n, n * 66),
             data: StringBuilder::with_capacity(n, n * 66),
             topics: ListBuilder::new(StringBuilder::new()),
+            word: String::with_capacity(66),
         }
     }
 
@@ -314,13 +313,17 @@ impl Events {
         self.ts.append_value(ts);
         self.block.append_value(block);
         self.block_hash.append_value(block_hash);
-        let mut data = String::with_capacity(66);
-        data.push_str("0x");
-        push_amount_word(&mut data, value as u128);
-        self.data.append_value(&data);
+        self.word.clear();
+        self.word.push_str("0x");
+        push_amount_word(&mut self.word, value as u128);
+        self.data.append_value(&self.word);
         self.topics.values().append_value(TRANSFER_TOPIC);
-        self.topics.values().append_value(padded_topic(from));
-        self.topics.values().append_value(padded_topic(to));
+        // The indexed addresses, each as one ABI word.
+        for address in [from, to] {
+            self.word.truncate(2);
+            push_address_word(&mut self.word, address);
+            self.topics.values().append_value(&self.word);
+        }
         self.topics.append(true);
     }
 
@@ -384,7 +387,7 @@ pub fn generate_batch(
     day_rows: u64,
     first: u64,
     n: usize,
-    events: bool,
+    with_events: bool,
 ) -> TxBatches {
     let seed = cfg.seed;
     let day_start = cfg.day_start(d);
@@ -419,8 +422,7 @@ pub fn generate_batch(
     let mut tx_type = Int64Builder::with_capacity(n);
     let mut effective = Int64Builder::with_capacity(n);
 
-    let emit = events;
-    let mut events = Events::new(if emit { n / 4 } else { 0 });
+    let mut events = Events::new(if with_events { n / 4 } else { 0 });
     let mut tx_buf = String::with_capacity(66);
     let mut from_buf = String::with_capacity(42);
     let mut to_buf = String::with_capacity(42);
@@ -591,7 +593,7 @@ pub fn generate_batch(
         }
         bhash.append_value(&block_buf);
         // Successful token transfers emit a Transfer event: a log and a transfer row.
-        if emit && ok && token_transfer {
+        if with_events && ok && token_transfer {
             events.push(
                 &to_buf,
                 &from_buf,
