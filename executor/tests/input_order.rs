@@ -213,11 +213,14 @@ async fn writers_cut_row_groups_to_stay_within_task_memory() {
         m.files.iter().map(|f| f.row_groups).sum()
     };
     assert_eq!(groups(&roomy), roomy.files.len() as u32);
+    // Row groups are flushed early, and files finished early once their
+    // upload buffers alone overflow the budget.
     assert!(
-        groups(&tight) > 4 * tight.files.len() as u32,
-        "a 2 MiB budget cuts each file into many row groups: {} groups in {} files",
+        groups(&tight) > 3 * groups(&roomy),
+        "a 2 MiB budget cuts the data into many row groups: {} groups in {} files, {} unbounded",
         groups(&tight),
-        tight.files.len()
+        tight.files.len(),
+        groups(&roomy)
     );
     assert_eq!(roomy.rows, tight.rows);
     assert_eq!(

@@ -357,6 +357,50 @@ async fn two_thousand_partitions_with_64_open_writers() {
     );
 }
 
+/// Open files whose buffers no longer fit the pool are finished early; a key
+/// coming back after that shows the input is not grouped by key, and the
+/// rest is sorted. Every partition then has at most two files.
+#[tokio::test]
+async fn open_files_beyond_the_pool_are_finished_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = input_files(&dir.path().join("in"), 2, 250_000, 1);
+    let layout = Layout {
+        partition_by: vec![PartitionColumn::Derived {
+            name: "k".into(),
+            expr: "block_number % 64".into(),
+        }],
+        max_open_writers: 10_000,
+        ..Layout::default()
+    };
+    let mut spec = table_spec(
+        vec![parquet_input("tx", &inputs)],
+        "SELECT * FROM tx",
+        layout,
+        &dir.path().join("stage"),
+    );
+    // Room for the sort's 10 MiB merge reserve, not for every open file's
+    // upload buffer (the output is about 29 MB).
+    spec.resources.memory_bytes = 20 * 1024 * 1024;
+    spec.resources.parallelism = 1;
+    let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
+    assert_eq!(m.partitions.len(), 64);
+    let mut files_per_partition: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &m.files {
+        *files_per_partition
+            .entry(f.path.split('/').next().unwrap())
+            .or_default() += 1;
+    }
+    let most = files_per_partition.values().max().copied().unwrap();
+    assert_eq!(
+        most, 2,
+        "{} bytes written; files per partition: {files_per_partition:?}",
+        m.bytes
+    );
+    let out = attempt(&dir.path().join("stage"));
+    let input_fp = fingerprint(&dir.path().join("in"), &[]).await;
+    assert_eq!(input_fp, fingerprint(&out, &[("k", DataType::Int64)]).await);
+}
+
 #[tokio::test]
 async fn hostile_partition_values_stay_inside_the_table() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,9 +3,10 @@
 //! Each input partition is one worker that writes its own files. The input
 //! carries the data columns followed by the key columns the planner derived
 //! (partition values, then the bucket id). Rows are routed to one writer per
-//! partition and bucket; with more distinct keys than `max_open_writers`, the
-//! worker closes its writers and sorts the rest of its input by key (spilling
-//! to disk within the task's memory pool), then writes one key at a time.
+//! partition and bucket; with more distinct keys than `max_open_writers`, or
+//! when a key returns after its file was finished to free memory, the worker
+//! closes its writers and sorts the rest of its input by key (spilling to
+//! disk within the task's memory pool), then writes one key at a time.
 //! When the planner already sorted the input (for `sort_by`), the worker
 //! writes one key at a time from the start. Output: one row per written file,
 //! the file's manifest entry as JSON.
@@ -41,7 +42,7 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -410,6 +411,9 @@ fn group_rows(batch: &RecordBatch, cfg: &LayoutSinkConfig, sorted: bool) -> Resu
 struct Writers {
     open: HashMap<String, PartitionWriter>,
     finished: Vec<WrittenFile>,
+    /// Keys whose file was finished early to free memory. One of them
+    /// coming back means the input is not grouped by key.
+    closed_for_memory: HashSet<String>,
 }
 
 impl Writers {
@@ -424,7 +428,9 @@ impl Writers {
     /// Keeps the writers' buffered bytes (checked once a batch) within the
     /// worker's share of the task memory pool: while the pool refuses them,
     /// the largest row group in progress is flushed early (a smaller row
-    /// group, never more memory).
+    /// group, never more memory). When only upload buffers are left, the
+    /// file holding the most is finished: many open files each hold a
+    /// flushed row group that no pool would otherwise see freed.
     async fn fit(
         &mut self,
         reservation: &mut MemoryReservation,
@@ -440,14 +446,23 @@ impl Writers {
                 .values_mut()
                 .filter(|w| w.flushable_bytes() > 0)
                 .max_by_key(|w| w.flushable_bytes());
-            match largest {
-                Some(w) => w.flush_group(ctx).await?,
-                None => {
-                    // Only upload buffers are left: they drain as files close.
-                    reservation.resize(used);
-                    return Ok(());
-                }
+            if let Some(w) = largest {
+                w.flush_group(ctx).await?;
+                continue;
             }
+            if self.open.len() <= 1 {
+                // One file's upload buffer: bounded by the part size.
+                reservation.resize(used);
+                return Ok(());
+            }
+            let key = self
+                .open
+                .iter()
+                .max_by_key(|(_, w)| w.buffered_bytes())
+                .map(|(k, _)| k.clone())
+                .expect("writers are open");
+            self.close(&key, ctx).await?;
+            self.closed_for_memory.insert(key);
         }
     }
 
@@ -485,6 +500,7 @@ async fn write_worker(
     let mut writers = Writers {
         open: HashMap::new(),
         finished: vec![],
+        closed_for_memory: HashSet::new(),
     };
     let mut sorted = cfg.input_sorted;
     let mut stream = input;
@@ -511,7 +527,9 @@ async fn write_worker(
                 if sorted {
                     // Sorted input: a new key means every open key is done.
                     writers.close_all(&ctx).await?;
-                } else if writers.open.len() >= cfg.layout.max_open_writers {
+                } else if writers.open.len() >= cfg.layout.max_open_writers
+                    || writers.closed_for_memory.contains(&group.key)
+                {
                     writers.close_all(&ctx).await?;
                     reservation.free();
                     let leftover: Vec<RecordBatch> = std::iter::once(group.rows)

@@ -15,7 +15,8 @@ use arrow::array::{
 use arrow::datatypes::SchemaRef;
 use arrow::datatypes::i256;
 use chainbatch_executor::schema::to_schema;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub const SECONDS_PER_BLOCK: i64 = 12;
 pub const BLOCKS_PER_DAY: i64 = 86_400 / SECONDS_PER_BLOCK;
@@ -78,26 +79,52 @@ impl Rng {
 
 /// Zipf-like ranks in `0..n` with exponent `s` (> 1), by inverting the
 /// continuous power law: rank 0 is the most frequent.
+///
+/// The inverse is tabulated at `ZIPF_STEPS` even steps of `u` and
+/// interpolated between them: a draw costs a multiply and a lookup, not a
+/// `powf`. Cells are so narrow that ranks are exact at the head, where the
+/// probability mass is; in the tail a cell spans a few hundred rare ranks
+/// and draws spread evenly over them.
 struct Zipf {
     n: u64,
-    /// `n^(1-s) - 1`, the same for every draw.
-    span: f64,
-    inverse: f64,
+    /// `x(u) = (n^(1-s) - 1) u + 1)^(1/(1-s))` at `u = i / ZIPF_STEPS`.
+    inverse: Vec<f64>,
 }
+
+const ZIPF_STEPS: usize = 4096;
 
 impl Zipf {
     fn new(n: u64, s: f64) -> Self {
         let a = 1.0 - s;
-        Self {
-            n,
-            span: (n as f64).powf(a) - 1.0,
-            inverse: 1.0 / a,
-        }
+        let span = (n as f64).powf(a) - 1.0;
+        let inverse = (0..=ZIPF_STEPS)
+            .map(|i| (span * (i as f64 / ZIPF_STEPS as f64) + 1.0).powf(1.0 / a))
+            .collect();
+        Self { n, inverse }
+    }
+
+    /// The table for `(n, s)`, built once per process: every batch of a
+    /// run draws from the same distributions.
+    fn shared(n: u64, s: f64) -> Arc<Zipf> {
+        /// By `(n, s)` as bits.
+        type Tables = Mutex<HashMap<(u64, u64), Arc<Zipf>>>;
+        static TABLES: OnceLock<Tables> = OnceLock::new();
+        let mut tables = TABLES
+            .get_or_init(Default::default)
+            .lock()
+            .expect("Zipf table cache lock");
+        tables
+            .entry((n, s.to_bits()))
+            .or_insert_with(|| Arc::new(Zipf::new(n, s)))
+            .clone()
     }
 
     #[inline]
     fn rank(&self, u: f64) -> u64 {
-        let x = (self.span * u + 1.0).powf(self.inverse);
+        let t = u * ZIPF_STEPS as f64;
+        let i = (t as usize).min(ZIPF_STEPS - 1);
+        let (lo, hi) = (self.inverse[i], self.inverse[i + 1]);
+        let x = lo + (hi - lo) * (t - i as f64);
         (x as u64).saturating_sub(1).min(self.n - 1)
     }
 }
@@ -156,6 +183,16 @@ fn push_amount_word(buf: &mut String, v: u128) {
     }
     // SAFETY: every byte is '0' or comes from HEX, so the digits are ASCII.
     buf.push_str(unsafe { std::str::from_utf8_unchecked(&digits) });
+}
+
+/// `10^(12 + 10u)` wei, log-uniform from 1e12 to 1e22: a power of ten from
+/// a table times one `exp` of the fraction, cheaper than `powf`.
+#[inline]
+fn log_uniform_wei(u: f64) -> i128 {
+    const POW10: [f64; 10] = [1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21];
+    let t = 10.0 * u;
+    let whole = (t as usize).min(9);
+    (POW10[whole] * ((t - whole as f64) * std::f64::consts::LN_10).exp()) as i128
 }
 
 /// A token amount: log-uniform from 1e6 to 1e30 base units.
@@ -395,8 +432,8 @@ pub fn generate_batch(
     let blocks = BLOCKS_PER_DAY as u64;
     let senders = cfg.senders();
     let contracts = (senders / 20).max(100);
-    let sender_rank = Zipf::new(senders, 1.07);
-    let contract_rank = Zipf::new(contracts, 1.2);
+    let sender_rank = Zipf::shared(senders, 1.07);
+    let contract_rank = Zipf::shared(contracts, 1.2);
     // Base fee drifts by day between 8 and 60 gwei.
     let base_fee = 8_000_000_000 + (mix(seed ^ 0xbf ^ d as u64) % 52_000_000_000) as i64;
 
@@ -466,8 +503,7 @@ pub fn generate_batch(
         let v: i128 = if !plain_transfer && rng.below(10) < 8 {
             0
         } else {
-            let exp = 12.0 + 10.0 * rng.unit();
-            10f64.powf(exp) as i128 + rng.below(1_000_000) as i128
+            log_uniform_wei(rng.unit()) + rng.below(1_000_000) as i128
         };
         value.append_value(v);
 
@@ -740,4 +776,58 @@ pub fn blocks_batch(cfg: &GenConfig, d: u32, day_rows: u64) -> RecordBatch {
         n
     ])));
     RecordBatch::try_new(table_schema("eth.blocks.exact"), cols).expect("blocks match their schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rank the continuous inverse gives without the table.
+    fn exact_rank(n: u64, s: f64, u: f64) -> u64 {
+        let a = 1.0 - s;
+        let x = (((n as f64).powf(a) - 1.0) * u + 1.0).powf(1.0 / a);
+        (x as u64).saturating_sub(1).min(n - 1)
+    }
+
+    #[test]
+    fn tabulated_zipf_matches_the_power_law() {
+        let (n, s) = (100_000, 1.07);
+        let zipf = Zipf::new(n, s);
+        let mut rng = Rng(7);
+        let mut head_draws = 0;
+        for _ in 0..200_000 {
+            let u = rng.unit();
+            let (got, want) = (zipf.rank(u), exact_rank(n, s, u));
+            assert!(got < n);
+            if want < 1_000 {
+                // The head, where the mass is: at most one rank off, at a
+                // cell boundary.
+                head_draws += 1;
+                assert!(got.abs_diff(want) <= 1, "u={u}: rank {got}, exact {want}");
+            } else {
+                assert!(
+                    got.abs_diff(want) <= want / 100 + 300,
+                    "u={u}: {got} vs {want}"
+                );
+            }
+        }
+        assert!(head_draws > 100_000, "most draws fall in the head");
+        assert_eq!(zipf.rank(0.0), 0);
+        assert!(
+            zipf.rank(1.0 - f64::EPSILON) >= n - 2,
+            "the last cell reaches rank n"
+        );
+    }
+
+    #[test]
+    fn log_uniform_wei_spans_1e12_to_1e22() {
+        assert_eq!(log_uniform_wei(0.0), 1_000_000_000_000);
+        assert!(log_uniform_wei(0.999_999) > 99 * 10i128.pow(20));
+        assert!(log_uniform_wei(0.999_999) < 10i128.pow(22));
+        let mid = log_uniform_wei(0.55);
+        assert!(
+            (10i128.pow(17) * 3..10i128.pow(17) * 4).contains(&mid),
+            "{mid}"
+        );
+    }
 }

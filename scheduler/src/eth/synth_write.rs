@@ -12,7 +12,7 @@ use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, Encoding};
 use parquet::file::metadata::SortingColumn;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,6 +143,28 @@ fn writer_props(schema: &arrow::datatypes::Schema, table: &str) -> WriterPropert
         "address",
     ] {
         b = b.set_column_compression(ColumnPath::from(col), Compression::UNCOMPRESSED);
+    }
+    // Min/max of random hex prunes nothing (every row group spans nearly
+    // the whole range) and comparing every value was a tenth of the work.
+    // Ordered columns (blocks, timestamps) keep their statistics.
+    for col in [
+        "hash",
+        "input",
+        "from_address",
+        "to_address",
+        "receipt_contract_address",
+        "block_hash",
+        "transaction_hash",
+        "address",
+        "token_address",
+        "data",
+        "logs_bloom",
+        "transactions_root",
+        "state_root",
+        "receipts_root",
+        "parent_hash",
+    ] {
+        b = b.set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::None);
     }
     b.build()
 }
