@@ -3,8 +3,9 @@
 //! Each input partition is one worker that writes its own files. The input
 //! carries the data columns followed by the key columns the planner derived
 //! (partition values, then the bucket id). Rows are routed to one writer per
-//! partition and bucket; with more distinct keys than `max_open_writers`, or
-//! when a key returns after its file was finished to free memory, the worker
+//! partition and bucket. When the pool cannot hold the open files' buffers,
+//! the file written to least recently is finished. With more distinct keys
+//! than `max_open_writers`, or when a finished key comes back, the worker
 //! closes its writers and sorts the rest of its input by key (spilling to
 //! disk within the task's memory pool), then writes one key at a time.
 //! When the planner already sorted the input (for `sort_by`), the worker
@@ -413,11 +414,25 @@ struct Writers {
     finished: Vec<WrittenFile>,
     /// Keys whose file was finished early to free memory. One of them
     /// coming back means the input is not grouped by key.
-    closed_for_memory: HashSet<String>,
+    closed_early: HashSet<String>,
+    /// When each open key was last written to (a counter of batches).
+    last_written: HashMap<String, u64>,
+    clock: u64,
 }
 
 impl Writers {
+    fn touch(&mut self, key: &str) {
+        self.clock += 1;
+        match self.last_written.get_mut(key) {
+            Some(t) => *t = self.clock,
+            None => {
+                self.last_written.insert(key.to_string(), self.clock);
+            }
+        }
+    }
+
     async fn close(&mut self, key: &str, ctx: &WriterContext) -> Result<()> {
+        self.last_written.remove(key);
         if let Some(mut w) = self.open.remove(key) {
             w.close(ctx).await?;
             self.finished.append(&mut w.finished);
@@ -429,8 +444,9 @@ impl Writers {
     /// worker's share of the task memory pool: while the pool refuses them,
     /// the largest row group in progress is flushed early (a smaller row
     /// group, never more memory). When only upload buffers are left, the
-    /// file holding the most is finished: many open files each hold a
-    /// flushed row group that no pool would otherwise see freed.
+    /// file written to least recently is finished: many open files each
+    /// hold a flushed row group that no pool would otherwise see freed, and
+    /// with input grouped by key the oldest key is the one that is done.
     async fn fit(
         &mut self,
         reservation: &mut MemoryReservation,
@@ -451,19 +467,27 @@ impl Writers {
                 continue;
             }
             if self.open.len() <= 1 {
-                // One file's upload buffer: bounded by the part size.
-                reservation.resize(used);
+                // One file's upload buffer, bounded by the part size. Taking
+                // it from the pool beyond this worker's share would starve
+                // the other workers' sorts, so the reservation stays.
                 return Ok(());
             }
-            let key = self
-                .open
-                .iter()
-                .max_by_key(|(_, w)| w.buffered_bytes())
-                .map(|(k, _)| k.clone())
-                .expect("writers are open");
-            self.close(&key, ctx).await?;
-            self.closed_for_memory.insert(key);
+            self.close_least_recent(ctx).await?;
         }
+    }
+
+    /// Finishes the file written to least recently: with input grouped by
+    /// key, the key that is done.
+    async fn close_least_recent(&mut self, ctx: &WriterContext) -> Result<()> {
+        let key = self
+            .open
+            .keys()
+            .min_by_key(|k| self.last_written.get(*k).copied().unwrap_or(0))
+            .cloned()
+            .expect("writers are open");
+        self.close(&key, ctx).await?;
+        self.closed_early.insert(key);
+        Ok(())
     }
 
     async fn close_all(&mut self, ctx: &WriterContext) -> Result<()> {
@@ -500,7 +524,9 @@ async fn write_worker(
     let mut writers = Writers {
         open: HashMap::new(),
         finished: vec![],
-        closed_for_memory: HashSet::new(),
+        closed_early: HashSet::new(),
+        last_written: HashMap::new(),
+        clock: 0,
     };
     let mut sorted = cfg.input_sorted;
     let mut stream = input;
@@ -528,7 +554,7 @@ async fn write_worker(
                     // Sorted input: a new key means every open key is done.
                     writers.close_all(&ctx).await?;
                 } else if writers.open.len() >= cfg.layout.max_open_writers
-                    || writers.closed_for_memory.contains(&group.key)
+                    || writers.closed_early.contains(&group.key)
                 {
                     writers.close_all(&ctx).await?;
                     reservation.free();
@@ -545,6 +571,7 @@ async fn write_worker(
                     order.forget(&group.key);
                 }
             }
+            writers.touch(&group.key);
             let writer = writers.open.get_mut(&group.key).expect("writer is open");
             let data = group.rows.project(&data_idx)?;
             match order.as_mut().filter(|_| !sorted) {
