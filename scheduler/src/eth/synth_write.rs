@@ -67,6 +67,30 @@ fn sorting_columns(schema: &arrow::datatypes::Schema, table: &str) -> Vec<Sortin
     declared
 }
 
+/// Hashes of every table: random hex, unique per row.
+const HASHES: [&str; 7] = [
+    "hash",
+    "transaction_hash",
+    "logs_bloom",
+    "transactions_root",
+    "state_root",
+    "receipts_root",
+    "parent_hash",
+];
+
+/// Calldata and log data: hex, (nearly) unique per row.
+const CALLDATA: [&str; 2] = ["input", "data"];
+
+/// Addresses and block hashes: random hex that repeats across rows.
+const ADDRESSES: [&str; 6] = [
+    "from_address",
+    "to_address",
+    "receipt_contract_address",
+    "block_hash",
+    "token_address",
+    "address",
+];
+
 fn writer_props(schema: &arrow::datatypes::Schema, table: &str) -> WriterProperties {
     // Like the public dataset: snappy, row groups of 128k rows.
     // Hashes, calldata and amounts are (nearly) unique per row: dictionary
@@ -75,19 +99,8 @@ fn writer_props(schema: &arrow::datatypes::Schema, table: &str) -> WriterPropert
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_sorting_columns(Some(sorting_columns(schema, table)));
-    for col in [
-        "hash",
-        "input",
-        "transaction_hash",
-        "data",
-        "logs_bloom",
-        "transactions_root",
-        "state_root",
-        "receipts_root",
-        "parent_hash",
-        "value",
-    ] {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(col), false);
+    for col in HASHES.iter().chain(&CALLDATA).chain(&["value"]) {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*col), false);
     }
     // Prices and gas are random integers of 17 to 36 bits: delta packing
     // stores them in about that many bits, smaller than snappy makes their
@@ -119,52 +132,21 @@ fn writer_props(schema: &arrow::datatypes::Schema, table: &str) -> WriterPropert
     }
     // Hashes are random hex: snappy finds only short, scattered matches in
     // them, spent a fifth of the generator's time and saved under 10%.
-    for col in [
-        "hash",
-        "transaction_hash",
-        "logs_bloom",
-        "transactions_root",
-        "state_root",
-        "receipts_root",
-        "parent_hash",
-    ] {
+    for col in HASHES {
         b = b.set_column_compression(ColumnPath::from(col), Compression::UNCOMPRESSED);
     }
     // Addresses keep their dictionary for a whole row group (recipients
     // overflow 1 MiB and fell back to plain), and skip snappy: the
     // dictionary is random hex and the indices are bit-packed already.
     b = b.set_dictionary_page_size_limit(8 << 20);
-    for col in [
-        "from_address",
-        "to_address",
-        "receipt_contract_address",
-        "block_hash",
-        "token_address",
-        "address",
-    ] {
+    for col in ADDRESSES {
         b = b.set_column_compression(ColumnPath::from(col), Compression::UNCOMPRESSED);
     }
     // Min/max of random hex prunes nothing (every row group spans nearly
     // the whole range) and comparing every value was a tenth of the work.
     // Ordered columns (blocks, timestamps) keep their statistics.
-    for col in [
-        "hash",
-        "input",
-        "from_address",
-        "to_address",
-        "receipt_contract_address",
-        "block_hash",
-        "transaction_hash",
-        "address",
-        "token_address",
-        "data",
-        "logs_bloom",
-        "transactions_root",
-        "state_root",
-        "receipts_root",
-        "parent_hash",
-    ] {
-        b = b.set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::None);
+    for col in HASHES.iter().chain(&CALLDATA).chain(&ADDRESSES) {
+        b = b.set_column_statistics_enabled(ColumnPath::from(*col), EnabledStatistics::None);
     }
     b.build()
 }
