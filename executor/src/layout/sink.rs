@@ -421,6 +421,7 @@ struct Writers {
 }
 
 impl Writers {
+    /// Marks `key` as just written to, for `close_least_recent`.
     fn touch(&mut self, key: &str) {
         self.clock += 1;
         match self.last_written.get_mut(key) {

@@ -87,7 +87,7 @@ impl Rng {
 /// and draws spread evenly over them.
 struct Zipf {
     n: u64,
-    /// `x(u) = (n^(1-s) - 1) u + 1)^(1/(1-s))` at `u = i / ZIPF_STEPS`.
+    /// `x(u) = ((n^(1-s) - 1) u + 1)^(1/(1-s))` at `u = i / ZIPF_STEPS`.
     inverse: Vec<f64>,
 }
 
