@@ -6,8 +6,9 @@
 //! `cargo bench -p chainbatch-benches --bench gen_speed` (rows: `GEN_ROWS`,
 //! default 2,000,000).
 
+use chainbatch::bench::measure::Meter;
 use chainbatch::eth::synth::{GenConfig, generate_batch};
-use chainbatch_benches::{bench_dir, process_cpu_seconds};
+use chainbatch_benches::bench_dir;
 use std::time::Instant;
 
 fn main() {
@@ -56,8 +57,7 @@ fn main() {
             .collect(),
     ] {
         let _ = std::fs::remove_dir_all(&dir);
-        let start = Instant::now();
-        let cpu_start = process_cpu_seconds();
+        let meter = Meter::start();
         rt.block_on(chainbatch::eth::synth_write::write_tables(
             &cfg,
             &dir.display().to_string(),
@@ -66,10 +66,11 @@ fn main() {
             std::sync::Arc::new(|_: &str, _: u64| {}),
         ))
         .unwrap();
+        let usage = meter.stop();
         write_rates.push((
             tables.len(),
-            rows as f64 / start.elapsed().as_secs_f64(),
-            rows as f64 / (process_cpu_seconds() - cpu_start),
+            rows as f64 / usage.seconds,
+            rows as f64 / usage.cpu_seconds,
         ));
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -103,17 +103,3 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
-
-/// CPU seconds (user and system) this process has used so far, from
-/// `/proc/self/stat`: per-core rates from CPU time hold on a shared,
-/// noisy machine where wall time does not.
-pub fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat is readable");
-    // Fields after the command name, which is in parentheses.
-    let rest = &stat[stat.rfind(')').expect("stat has a command") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // Linux reports them in USER_HZ, which is 100 on every supported arch.
-    ticks as f64 / 100.0
-}

@@ -36,12 +36,7 @@ fn run_bad(dir: &Path, spec: TaskSpec, expect_field: &str, expect_text: &str) {
 
 fn good(dir: &Path) -> TaskSpec {
     let inputs = input_files(&dir.join("in"), 1, 100, 1);
-    table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        Layout::default(),
-        &dir.join("stage"),
-    )
+    select_all(&inputs, Layout::default(), &dir.join("stage"))
 }
 
 #[test]

@@ -82,12 +82,7 @@ fn kill_mid_write_then_rerun_same_or_next_attempt() {
         ..Layout::default()
     };
     let stage = dir.path().join("stage");
-    let spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        layout,
-        &stage,
-    );
+    let spec = select_all(&inputs, layout, &stage);
     let spec_path = dir.path().join("stage.json");
     write_spec(&spec_path, &[spec]);
     let attempt_dir = |n: u32| stage.join(format!("run-1/0/0/attempt-{n}"));

@@ -96,13 +96,8 @@ fn attempt(dir: &Path) -> PathBuf {
 }
 
 /// `SELECT * FROM tx` over `inputs`, written by date and sorted by `sort_by`.
-fn select_all(inputs: &[PathBuf], sort_by: &str, stage: &Path) -> TaskSpec {
-    table_spec(
-        vec![parquet_input("tx", inputs)],
-        "SELECT * FROM tx",
-        date_layout(sort_by),
-        stage,
-    )
+fn select_all_by_date(inputs: &[PathBuf], sort_by: &str, stage: &Path) -> TaskSpec {
+    select_all(inputs, date_layout(sort_by), stage)
 }
 
 /// Asserts the task's date-partitioned output holds exactly the input rows.
@@ -152,7 +147,7 @@ async fn sorted_inputs_are_written_in_input_order_without_a_sort() {
 
     // A query that breaks the order (or another sort order) sorts instead.
     let stage = dir.path().join("desc");
-    let spec = select_all(&inputs, "block_number desc", &stage);
+    let spec = select_all_by_date(&inputs, "block_number desc", &stage);
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     assert_eq!(m.sort, Some(SortMethod::Sorted));
     for f in files_below(&attempt(&stage), ".parquet") {
@@ -167,7 +162,7 @@ async fn files_that_misdeclare_their_order_still_give_sorted_files() {
     let lying = dir.path().join("in/lying.parquet");
     write_declared_sorted(&lying, &[batch(0, 20_000, 6), batch(20_000, 20_000, 6)]);
     let stage = dir.path().join("stage");
-    let spec = select_all(&[lying], "block_number", &stage);
+    let spec = select_all_by_date(&[lying], "block_number", &stage);
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     assert_eq!(m.sort, Some(SortMethod::InputOrder));
     let files = files_below(&attempt(&stage), ".parquet");
@@ -193,12 +188,7 @@ async fn writers_cut_row_groups_to_stay_within_task_memory() {
         ..date_layout("block_number")
     };
     let run = |name: &str, memory: u64| {
-        let mut spec = table_spec(
-            vec![parquet_input("tx", &inputs)],
-            "SELECT * FROM tx",
-            layout.clone(),
-            &dir.path().join(name),
-        );
+        let mut spec = select_all(&inputs, layout.clone(), &dir.path().join(name));
         spec.resources.memory_bytes = memory;
         spec.resources.parallelism = 1;
         spec
@@ -239,7 +229,7 @@ async fn one_large_sorted_file_is_split_between_workers_by_row_groups() {
     // One file of eight 4,096-row row groups.
     let inputs = sorted_inputs(&dir.path().join("in"), 1, 32_768);
     let stage = dir.path().join("stage");
-    let mut spec = select_all(&inputs, "block_number", &stage);
+    let mut spec = select_all_by_date(&inputs, "block_number", &stage);
     spec.resources.parallelism = 2;
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     assert_eq!(m.sort, Some(SortMethod::InputOrder));
@@ -262,7 +252,7 @@ async fn a_small_pool_sorts_on_one_worker() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = sorted_inputs(&dir.path().join("in"), 2, 20_000);
     let stage = dir.path().join("stage");
-    let mut spec = select_all(&inputs, "block_number desc", &stage);
+    let mut spec = select_all_by_date(&inputs, "block_number desc", &stage);
     // Below 256 MiB a second sorter could not count on room to merge.
     spec.resources.parallelism = 2;
     spec.resources.memory_bytes = 128 * 1024 * 1024;

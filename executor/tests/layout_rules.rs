@@ -71,12 +71,7 @@ async fn partition_by_date_reads_back_exactly() {
         partition_by: vec![date_partition()],
         ..Layout::default()
     };
-    let spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        layout,
-        &dir.path().join("stage"),
-    );
+    let spec = select_all(&inputs, layout, &dir.path().join("stage"));
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     // 90,000 rows 4 s apart span 4.2 days from midnight: 5 dates.
     assert_eq!(m.partitions.len(), 5);
@@ -111,12 +106,7 @@ async fn files_roll_near_target_bytes() {
         target_file_bytes: Some(target),
         ..Layout::default()
     };
-    let mut spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        layout,
-        &dir.path().join("stage"),
-    );
+    let mut spec = select_all(&inputs, layout, &dir.path().join("stage"));
     spec.resources.parallelism = 1;
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     let mut sizes: Vec<u64> = m.files.iter().map(|f| f.bytes).collect();
@@ -150,12 +140,7 @@ async fn max_rows_per_file_rolls_files() {
         row_group_rows: 4_000,
         ..Layout::default()
     };
-    let mut spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        layout,
-        &dir.path().join("stage"),
-    );
+    let mut spec = select_all(&inputs, layout, &dir.path().join("stage"));
     spec.resources.parallelism = 1;
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     let rows: Vec<u64> = m.files.iter().map(|f| f.rows).collect();
@@ -175,12 +160,7 @@ async fn rows_are_sorted_within_each_file() {
         max_rows_per_file: Some(7_000),
         ..Layout::default()
     };
-    let spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        layout,
-        &dir.path().join("stage"),
-    );
+    let spec = select_all(&inputs, layout, &dir.path().join("stage"));
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     let files = files_below(&attempt(&dir.path().join("stage")), ".parquet");
     assert_eq!(files.len(), m.files.len());
@@ -209,12 +189,7 @@ async fn rows_are_sorted_within_each_file() {
         sort_by: vec!["block_number desc".into()],
         ..Layout::default()
     };
-    let spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        layout,
-        &dir.path().join("desc"),
-    );
+    let spec = select_all(&inputs, layout, &dir.path().join("desc"));
     chainbatch_executor::run_task(&spec, 1).await.unwrap();
     for f in files_below(&attempt(&dir.path().join("desc")), ".parquet") {
         let blocks = column_i64(&read_file(&f), "block_number");
@@ -239,12 +214,7 @@ async fn bucket_map(
         }),
         ..Layout::default()
     };
-    let mut spec = table_spec(
-        vec![parquet_input("tx", inputs)],
-        "SELECT * FROM tx",
-        layout,
-        stage,
-    );
+    let mut spec = select_all(inputs, layout, stage);
     spec.resources.parallelism = parallelism;
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     let mut out: BTreeMap<i32, HashSet<String>> = BTreeMap::new();
@@ -295,12 +265,7 @@ async fn partition_bucket_sort_and_size_together() {
         compression: "snappy".into(),
         ..Layout::default()
     };
-    let spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        layout,
-        &dir.path().join("stage"),
-    );
+    let spec = select_all(&inputs, layout, &dir.path().join("stage"));
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     let out = attempt(&dir.path().join("stage"));
     for f in &m.files {
@@ -332,12 +297,7 @@ async fn two_thousand_partitions_with_64_open_writers() {
         max_open_writers: 64,
         ..Layout::default()
     };
-    let spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        layout,
-        &dir.path().join("stage"),
-    );
+    let spec = select_all(&inputs, layout, &dir.path().join("stage"));
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     assert!(
         m.partitions.len() >= 2_000,
@@ -372,12 +332,7 @@ async fn open_files_beyond_the_pool_are_finished_early() {
         max_open_writers: 10_000,
         ..Layout::default()
     };
-    let mut spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        layout,
-        &dir.path().join("stage"),
-    );
+    let mut spec = select_all(&inputs, layout, &dir.path().join("stage"));
     // Room for the sort's 10 MiB merge reserve, not for every open file's
     // upload buffer (the output is about 29 MB).
     spec.resources.memory_bytes = 20 * 1024 * 1024;
@@ -415,12 +370,7 @@ async fn hostile_partition_values_stay_inside_the_table() {
         ..Layout::default()
     };
     let stage = dir.path().join("stage");
-    let spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT * FROM tx",
-        layout,
-        &stage,
-    );
+    let spec = select_all(&inputs, layout, &stage);
     let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
     let paths: HashSet<&str> = m.partitions.iter().map(|p| p.path.as_str()).collect();
     assert!(paths.contains("k=..%2F..%2Fescaped"), "{paths:?}");

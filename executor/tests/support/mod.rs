@@ -156,6 +156,16 @@ pub fn parquet_input(name: &str, files: &[PathBuf]) -> InputTable {
     }
 }
 
+/// `SELECT * FROM tx` over the Parquet `inputs`, written in `layout`.
+pub fn select_all(inputs: &[PathBuf], layout: Layout, staging: &Path) -> TaskSpec {
+    table_spec(
+        vec![parquet_input("tx", inputs)],
+        "SELECT * FROM tx",
+        layout,
+        staging,
+    )
+}
+
 pub fn table_spec(inputs: Vec<InputTable>, sql: &str, layout: Layout, staging: &Path) -> TaskSpec {
     TaskSpec {
         version: SPEC_VERSION,
