@@ -128,6 +128,7 @@ fn planner_listing(c: &mut Criterion) {
         layout: None,
         save_mode: SaveMode::OverwritePartitions,
         date_column: Some("date".into()),
+        completeness: None,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut g = c.benchmark_group("planner");

@@ -80,9 +80,9 @@ variable "job_timeout_seconds" {
 }
 
 variable "schedule_expression" {
-  description = "When the daily pipeline runs (EventBridge Scheduler syntax, UTC)."
+  description = "When the daily pipeline runs (EventBridge Scheduler syntax, UTC). The public eth dataset delivers the previous day around 01:45 UTC; the default leaves an hour of margin, and the completeness gate refuses a day that is not there yet."
   type        = string
-  default     = "cron(30 1 * * ? *)"
+  default     = "cron(45 2 * * ? *)"
 }
 
 variable "staging_expiration_days" {

@@ -2,7 +2,7 @@
 //! code 3 (never worth a retry), and no manifest.
 
 use crate::support::*;
-use chainbatch_executor::error::EXIT_BAD_SPEC;
+use chainbatch_executor::error::{EXIT_BAD_SPEC, EXIT_RETRYABLE};
 use chainbatch_executor::layout::Layout;
 use chainbatch_executor::spec::TaskSpec;
 use std::path::Path;
@@ -39,12 +39,32 @@ fn good(dir: &Path) -> TaskSpec {
     select_all(&inputs, Layout::default(), &dir.join("stage"))
 }
 
+/// A listed input that is gone when the task reads it (the dataset's nightly
+/// compaction deletes per-block files) is retryable, named, and no manifest.
 #[test]
-fn missing_input_file() {
+fn input_file_gone_since_planning_is_retryable() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = good(dir.path());
-    spec.inputs[0].files[0].uri = dir.path().join("in/nope.parquet").display().to_string();
-    run_bad(dir.path(), spec, "inputs[0].files[0].uri", "not found");
+    let gone = dir.path().join("in/nope.parquet").display().to_string();
+    spec.inputs[0].files[0].uri = gone.clone();
+    let spec_path = dir.path().join("spec.json");
+    write_spec(&spec_path, &[spec]);
+    let out = Command::new(executor_bin())
+        .args(["run", "--spec"])
+        .arg(&spec_path)
+        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+        .env_remove("AWS_BATCH_JOB_ATTEMPT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_RETRYABLE), "stderr: {stderr}");
+    assert!(stderr.contains("inputs[0].files[0].uri"), "{stderr}");
+    assert!(stderr.contains("nope.parquet"), "{stderr}");
+    assert!(
+        stderr.contains("removed after the task was planned"),
+        "{stderr}"
+    );
+    assert!(files_below(dir.path(), "_manifest.json").is_empty());
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub struct Dataset {
     pub save_mode: SaveMode,
     /// The partition column that holds the date, for `--dates` pruning.
     pub date_column: Option<String>,
+    /// Inputs only: the completeness gate (see `completeness`).
+    pub completeness: Option<crate::completeness::Completeness>,
 }
 
 pub type Catalog = BTreeMap<String, Dataset>;
@@ -53,6 +55,7 @@ const DATASET_KEYS: &[&str] = &[
     "layout",
     "save_mode",
     "date_column",
+    "completeness",
 ];
 
 pub fn parse_catalog(root: &Value) -> Result<Catalog, ConfigError> {
@@ -60,6 +63,19 @@ pub fn parse_catalog(root: &Value) -> Result<Catalog, ConfigError> {
     for (name, v) in mapping(root, "")? {
         let name = name.as_str().unwrap_or_default().to_string();
         out.insert(name.clone(), parse_dataset(&name, v)?);
+    }
+    for ds in out.values() {
+        if let Some(b) = ds.completeness.as_ref().and_then(|c| c.blocks.as_ref())
+            && !out.contains_key(b)
+        {
+            let hint = crate::conf::error::suggest(b, out.keys().map(String::as_str))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(ConfigError::new(
+                format!("{}.completeness.blocks", ds.name),
+                format!("no dataset `{b}` in the catalog{hint}"),
+            ));
+        }
     }
     Ok(out)
 }
@@ -139,6 +155,14 @@ fn parse_dataset(name: &str, v: &Value) -> Result<Dataset, ConfigError> {
             .find(|p| p.name == "date")
             .map(|p| p.name.clone())
     });
+    let completeness = match get(m, "completeness") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(deserialize(
+            v,
+            &format!("{name}.completeness"),
+            "{block_column, blocks, count_column, blocks_number_column}",
+        )?),
+    };
     Ok(Dataset {
         name: name.to_string(),
         kind,
@@ -148,6 +172,7 @@ fn parse_dataset(name: &str, v: &Value) -> Result<Dataset, ConfigError> {
         layout,
         save_mode,
         date_column,
+        completeness,
     })
 }
 

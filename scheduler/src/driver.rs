@@ -4,6 +4,7 @@
 use crate::backend::batch::{BatchBackend, BatchSettings};
 use crate::backend::{Backend, BackendKind, StageRun};
 use crate::commit::journal::{self, Journal, RunStatus, StageRecord};
+use crate::commit::lease::{self, Claim, LeaseOptions, LeaseSet, Scope};
 use crate::commit::{self, crash_point};
 use crate::conf::error::ConfigError;
 use crate::conf::project::Project;
@@ -29,6 +30,10 @@ pub struct RunOptions {
     /// Continue the failed run `run_id`: its nodes, window and pipeline come
     /// from its journal; committed nodes and finished tasks are not redone.
     pub resume: bool,
+    /// How long to wait for live runs holding overlapping output partitions.
+    pub wait: std::time::Duration,
+    /// Publish input dates that fail the completeness gate (with a note).
+    pub allow_incomplete: bool,
 }
 
 /// Why a command failed: the config (exit 2) or the run (exit 1).
@@ -55,11 +60,10 @@ impl std::fmt::Display for DriverError {
 
 pub fn out_root(project: &Project) -> Result<String, ConfigError> {
     project.global_str("out_root").ok_or_else(|| {
-        ConfigError::new(
+        project.globals_origin.locate(ConfigError::new(
             "out_root",
             "is required in globals.yml: the root under which outputs and run journals live",
-        )
-        .at(Some(project.conf_dir.join("base/globals.yml")), None)
+        ))
     })
 }
 
@@ -201,6 +205,64 @@ async fn connect_backend(
             Ok(Backend::Batch(b))
         }
     }
+}
+
+/// Seconds a run's lease lives without a heartbeat (globals `lease_seconds`).
+pub const DEFAULT_LEASE_SECONDS: u64 = 120;
+
+/// How this project takes leases, for the run `run_id`.
+pub fn lease_options(
+    project: &Project,
+    run_id: &str,
+    wait: std::time::Duration,
+) -> Result<LeaseOptions, ConfigError> {
+    let ttl_seconds = project
+        .global_u64("lease_seconds")?
+        .unwrap_or(DEFAULT_LEASE_SECONDS);
+    if ttl_seconds < 4 {
+        return Err(project.globals_origin.locate(ConfigError::new(
+            "lease_seconds",
+            "must be at least 4: the heartbeat writes every quarter of it",
+        )));
+    }
+    Ok(LeaseOptions {
+        run_id: run_id.to_string(),
+        purpose: "run".into(),
+        ttl_seconds,
+        wait,
+    })
+}
+
+/// The partitions a run may publish in each dataset it writes: the dates of
+/// its window where the dataset is partitioned by `date`, else all.
+pub fn claims(project: &Project, nodes: &[Node], dates: Option<&DateRange>) -> Vec<Claim> {
+    let mut out: Vec<Claim> = vec![];
+    for n in nodes {
+        if out.iter().any(|c| c.dataset == n.output) {
+            continue;
+        }
+        let ds = &project.catalog[&n.output];
+        let by_date = n
+            .layout
+            .as_ref()
+            .or(ds.layout.as_ref())
+            .and_then(|l| l.partition_by.first())
+            .map(|p| p.name() == "date")
+            .unwrap_or_else(|| ds.partitions.first().is_some_and(|p| p.name == "date"));
+        let scope = match dates {
+            Some(d) if by_date => Scope::Dates {
+                from: d.from.clone(),
+                to: d.to.clone(),
+            },
+            _ => Scope::All,
+        };
+        out.push(Claim {
+            dataset: n.output.clone(),
+            path: ds.path.clone(),
+            scope,
+        });
+    }
+    out
 }
 
 /// Why a run failed, and whether resuming it can finish it.
@@ -352,13 +414,6 @@ pub async fn run(
     crate::bucket_check::check(&roots)
         .await
         .map_err(DriverError::Run)?;
-    let resuming = resumed.as_ref().map(|j| j.run_id.as_str());
-    for note in commit::recover(&out_root, &project.catalog, resuming)
-        .await
-        .map_err(DriverError::Run)?
-    {
-        progress.note(&note);
-    }
     let settings = settings(project, opts)?;
     let runs_root = journal::runs_root(&out_root);
     if resumed.is_none()
@@ -376,6 +431,33 @@ pub async fn run(
     }
     let pipeline = pick_pipeline(project, opts.pipeline.as_deref())?;
     let backend = connect_backend(project, opts.backend, &out_root).await?;
+    // The partitions this run publishes are its own until it ends: no other
+    // run publishes or recovers them meanwhile.
+    let claims = match &resumed {
+        Some(j) if !j.claims.is_empty() => j.claims.clone(),
+        _ => claims(project, &nodes, opts.dates.as_ref()),
+    };
+    let lease_opts = lease_options(project, &opts.run_id, opts.wait)?;
+    let leases = lease::acquire(&claims, &lease_opts, |holder| {
+        progress.note(&format!(
+            "waiting up to {} s: {holder}",
+            opts.wait.as_secs()
+        ))
+    })
+    .await
+    .map_err(|e| DriverError::Run(format!("run `{}` cannot start: {e}", opts.run_id)))?;
+    let resuming = resumed.as_ref().map(|j| j.run_id.as_str());
+    let recovered = commit::recover(&out_root, &project.catalog, resuming, &lease_opts).await;
+    let recovered = match recovered {
+        Ok(notes) => notes,
+        Err(e) => {
+            leases.release().await;
+            return Err(DriverError::Run(e));
+        }
+    };
+    for note in recovered {
+        progress.note(&note);
+    }
     let mut j = match resumed {
         Some(mut j) => {
             j.status = RunStatus::Running;
@@ -399,14 +481,17 @@ pub async fn run(
             error: None,
             resumable: false,
             planned: vec![],
+            claims: claims.clone(),
+            incomplete: vec![],
         },
     };
-    journal::save(&out_root, &j)
-        .await
-        .map_err(DriverError::Run)?;
+    if let Err(e) = journal::save(&out_root, &j).await {
+        leases.release().await;
+        return Err(DriverError::Run(e));
+    }
     let result = run_nodes(
         project, opts, progress, &nodes, &shapes, &settings, &out_root, &runs_root, &backend,
-        &mut j,
+        &leases, &mut j,
     )
     .await;
     j.finished_at = Some(journal::now_secs());
@@ -435,12 +520,15 @@ pub async fn run(
     if result.is_err() && !j.resumable {
         for n in &nodes {
             let ds = &project.catalog[&n.output];
-            let _ =
-                commit::remove_prefix(&format!("{}/{}", crate::plan::staging_uri(ds), j.run_id))
-                    .await;
+            let _ = commit::remove_prefix(&crate::paths::run_staging(ds, &j.run_id)).await;
         }
     }
     let saved = journal::save(&out_root, &j).await;
+    // Released only once the journal no longer says `running`; if the save
+    // failed the lease expires and a later run recovers this one.
+    if saved.is_ok() {
+        leases.release().await;
+    }
     match (result, saved) {
         (Ok(s), Ok(())) => Ok(s),
         (Ok(_), Err(e)) => Err(DriverError::Run(e)),
@@ -464,6 +552,7 @@ async fn run_nodes(
     out_root: &str,
     runs_root: &str,
     backend: &Backend,
+    leases: &LeaseSet,
     j: &mut Journal,
 ) -> Result<Vec<NodeSummary>, RunFailure> {
     let mut summaries = vec![];
@@ -491,6 +580,27 @@ async fn run_nodes(
         // root), not an empty success that replaces nothing.
         if let Some(why) = plan.empty_inputs.first() {
             return Err(RunFailure::final_(format!("node `{}`: {why}", node.name)));
+        }
+        let incomplete = crate::completeness::check_node(&plan, &project.catalog).await?;
+        if !incomplete.is_empty() {
+            let list: Vec<String> = incomplete.iter().map(|i| format!("  {i}")).collect();
+            if !opts.allow_incomplete {
+                return Err(RunFailure::final_(format!(
+                    "node `{}`: its input is incomplete, so nothing of it was run or \
+                     published:\n{}\nrerun once the data is delivered (the public eth \
+                     dataset completes a day around 01:45 UTC the next morning), or pass \
+                     --allow-incomplete to publish it anyway",
+                    node.name,
+                    list.join("\n")
+                )));
+            }
+            progress.note(&format!(
+                "node `{}`: publishing incomplete input as asked (--allow-incomplete):\n{}",
+                node.name,
+                list.join("\n")
+            ));
+            j.incomplete
+                .extend(incomplete.iter().map(|i| format!("{}: {i}", node.name)));
         }
         if recorded.is_none() {
             j.planned.push(journal::PlannedNode {
@@ -594,8 +704,13 @@ async fn run_nodes(
         let tasks = plan.stages.iter().map(|s| s.specs.len()).sum();
         crash_point("after_tasks");
         let ds = &project.catalog[&node.output];
-        let trash = format!("{runs_root}/{}/trash/{}", opts.run_id, node.name);
+        let trash = format!(
+            "{}/{}",
+            crate::paths::run_trash(out_root, &opts.run_id),
+            node.name
+        );
         let record = commit::plan_commit(&node.name, ds, &opts.run_id, &trash, &manifests).await?;
+        check_lease(leases, &node.name, &record)?;
         let (rows, bytes, partitions, files) = (
             record.rows,
             record.bytes,
@@ -604,13 +719,8 @@ async fn run_nodes(
         );
         commit::commit(out_root, j, record).await?;
         commit::remove_prefix(&trash).await?;
-        commit::remove_prefix(&format!("{}/{}", crate::plan::staging_uri(ds), opts.run_id)).await?;
-        commit::remove_prefix(&format!(
-            "{}/_chainbatch/shuffle/{}",
-            ds.path.trim_end_matches('/'),
-            opts.run_id
-        ))
-        .await?;
+        commit::remove_prefix(&crate::paths::run_staging(ds, &opts.run_id)).await?;
+        commit::remove_prefix(&crate::paths::run_shuffle(&ds.path, &opts.run_id)).await?;
         summaries.push(NodeSummary {
             node: node.name.clone(),
             dataset: ds.name.clone(),
@@ -623,4 +733,29 @@ async fn run_nodes(
         });
     }
     Ok(summaries)
+}
+
+/// A node publishes only while its run still holds the dataset's lease, and
+/// only partitions the lease covers.
+fn check_lease(
+    leases: &LeaseSet,
+    node: &str,
+    record: &journal::CommitRecord,
+) -> Result<(), RunFailure> {
+    if leases.lost() {
+        return Err(RunFailure::final_(format!(
+            "node `{node}`: this run's lease was taken over by another run (its heartbeat \
+             stopped for longer than `lease_seconds`); nothing of the node was published"
+        )));
+    }
+    let scope = leases.scope_of(&record.dataset).unwrap_or(&Scope::All);
+    if let Some(p) = record.partitions.iter().find(|p| !scope.covers(p)) {
+        return Err(RunFailure::final_(format!(
+            "node `{node}` wrote partition `{p}` of dataset `{}`, outside the {scope} this \
+             run holds; nothing of the node was published (its SQL moves rows out of the \
+             --dates window: widen the window or run without --dates)",
+            record.dataset
+        )));
+    }
+    Ok(())
 }

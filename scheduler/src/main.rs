@@ -219,6 +219,15 @@ struct RunArgs {
         "run_id", "pipeline", "nodes", "from_nodes", "to_nodes", "tags", "dates", "dry_run"
     ])]
     resume: Option<String>,
+    /// When another live run holds some of the same output partitions, wait
+    /// up to SECONDS for it to finish instead of failing at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    wait: u64,
+    /// Publish input dates that the completeness gate finds incomplete (a
+    /// day still being delivered, blocks missing), noting them in the
+    /// journal; by default such a run fails and publishes nothing.
+    #[arg(long)]
+    allow_incomplete: bool,
     /// Plan and print, but run nothing.
     #[arg(long)]
     dry_run: bool,
@@ -375,6 +384,8 @@ fn run_options(a: &RunArgs, run_id: String) -> Result<RunOptions, ConfigError> {
             .unwrap_or_else(|| chainbatch_executor::runner::effective_parallelism(0)),
         max_attempts: a.max_attempts,
         resume: a.resume.is_some(),
+        wait: std::time::Duration::from_secs(a.wait),
+        allow_incomplete: a.allow_incomplete,
     })
 }
 
@@ -506,6 +517,8 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
                     parallelism: 1,
                     max_attempts: 1,
                     resume: false,
+                    wait: std::time::Duration::ZERO,
+                    allow_incomplete: false,
                 };
                 let (nodes, _) = driver::checked_nodes(&p, &opts).await?;
                 println!("pipeline {name}: {} node(s) ok", nodes.len());
@@ -558,7 +571,13 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
         Command::Gc { project } => {
             let p = load_project(&project, "gc")?;
             let root = driver::out_root(&p)?;
-            let notes = chainbatch::commit::collect_garbage(&root, &p.catalog)
+            let gc_id = format!(
+                "gc-{}-{}",
+                chainbatch::commit::journal::now_secs(),
+                std::process::id()
+            );
+            let lease_opts = driver::lease_options(&p, &gc_id, std::time::Duration::ZERO)?;
+            let notes = chainbatch::commit::collect_garbage(&root, &p.catalog, &lease_opts)
                 .await
                 .map_err(DriverError::Run)?;
             for n in &notes {
@@ -570,6 +589,11 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
         Command::Import {
             source: ImportSource::EthereumEtl { dir, out, tables },
         } => {
+            let known: Vec<&str> = chainbatch::eth::import::tables()
+                .iter()
+                .map(|t| t.table)
+                .collect();
+            check_tables(&tables, &known)?;
             let done = chainbatch::eth::import::import_ethereum_etl(&dir, &out, &tables)
                 .await
                 .map_err(DriverError::Run)?;
@@ -653,12 +677,33 @@ async fn bench_layouts(b: BenchLayoutsArgs) -> Result<(), DriverError> {
     Ok(())
 }
 
+/// `--tables`: every name must be one the command knows (a usage error,
+/// exit 2, before anything is read or written).
+fn check_tables(tables: &[String], known: &[&str]) -> Result<(), ConfigError> {
+    match tables.iter().find(|t| !known.contains(&t.as_str())) {
+        Some(bad) => {
+            let hint = chainbatch::conf::error::suggest(bad, known.iter().copied())
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default();
+            Err(ConfigError::new(
+                "--tables",
+                format!(
+                    "unknown table `{bad}`; {hint}expected some of: {}",
+                    known.join(", ")
+                ),
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
 async fn generate(g: GenArgs) -> Result<(), DriverError> {
     if g.rows == 0 || g.days == 0 || g.files_per_day == 0 {
         return Err(
             ConfigError::new("--rows", "rows, days and files per day must be at least 1").into(),
         );
     }
+    check_tables(&g.tables, chainbatch::eth::synth_write::TABLES)?;
     let start = chainbatch::plan::dates::parse(&g.start, &chainbatch::plan::dates::today())
         .map_err(|e| ConfigError::new("--start", e))?;
     let start_ts =
@@ -686,13 +731,7 @@ async fn generate(g: GenArgs) -> Result<(), DriverError> {
     let totals =
         chainbatch::eth::synth_write::write_tables(&cfg, &g.out, &g.tables, threads, progress)
             .await
-            .map_err(|e| {
-                if e.starts_with("unknown table") {
-                    DriverError::Config(ConfigError::new("--tables", e))
-                } else {
-                    DriverError::Run(e)
-                }
-            })?;
+            .map_err(DriverError::Run)?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "wrote to {} in {secs:.1}s ({:.0} transactions/s)",

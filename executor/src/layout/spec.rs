@@ -141,11 +141,16 @@ impl Layout {
                 "must be at least 1",
             ));
         }
-        if self.target_file_bytes == Some(0) || self.max_rows_per_file == Some(0) {
-            return Err(TaskError::bad_spec(
-                format!("{field}.target_file_bytes"),
-                "file limits must be positive",
-            ));
+        for (key, limit) in [
+            ("target_file_bytes", self.target_file_bytes),
+            ("max_rows_per_file", self.max_rows_per_file),
+        ] {
+            if limit == Some(0) {
+                return Err(TaskError::bad_spec(
+                    format!("{field}.{key}"),
+                    "must be positive (leave it out for no limit)",
+                ));
+            }
         }
         if let Some(b) = &self.bucket_by
             && (b.buckets == 0 || b.columns.is_empty())

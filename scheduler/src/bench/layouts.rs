@@ -227,6 +227,8 @@ pub async fn run(
             parallelism: chainbatch_executor::runner::effective_parallelism(0),
             max_attempts: 1,
             resume: false,
+            wait: std::time::Duration::ZERO,
+            allow_incomplete: true,
         };
         progress.note(&format!("writing layout {name} to {table_uri}"));
         let meter = Meter::start();

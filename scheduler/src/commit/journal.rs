@@ -81,6 +81,14 @@ pub struct Journal {
     /// run finds the tasks it already finished under the same ids.
     #[serde(default)]
     pub planned: Vec<PlannedNode>,
+    /// The partitions of each output the run holds a lease on (empty in
+    /// journals written before leases: all partitions).
+    #[serde(default)]
+    pub claims: Vec<crate::commit::lease::Claim>,
+    /// Input dates published although the completeness gate found them
+    /// incomplete (`--allow-incomplete`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,9 +115,7 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn runs_root(out_root: &str) -> String {
-    format!("{}/_chainbatch/runs", out_root.trim_end_matches('/'))
-}
+pub use crate::paths::runs_root;
 
 fn journal_location(out_root: &str, run_id: &str) -> Result<Location, String> {
     storage::resolve(&format!("{}/{run_id}/journal.json", runs_root(out_root)))

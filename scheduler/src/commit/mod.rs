@@ -9,9 +9,11 @@
 //! back). Either way no partition ends with duplicate or missing rows.
 
 pub mod journal;
+pub mod lease;
 
 use crate::catalog::{Dataset, SaveMode};
 use crate::commit::journal::{CommitRecord, CommitState, Journal, Move};
+use crate::commit::lease::{Claim, LeaseError, LeaseOptions};
 use chainbatch_executor::TaskManifest;
 use chainbatch_executor::manifest::MANIFEST_FILE;
 use chainbatch_executor::storage;
@@ -110,7 +112,7 @@ pub async fn plan_commit(
         let any = storage::resolve(table).map_err(|e| e.to_string())?;
         let mut listing = any.store.list(Some(&any.path));
         while let Some(m) = listing.try_next().await.map_err(|e| e.to_string())? {
-            if !m.location.as_ref().contains("/_chainbatch/") {
+            if !crate::paths::is_state(m.location.as_ref()) {
                 return Err(format!(
                     "dataset `{}` already has data at {table} and its save_mode is error_if_exists",
                     ds.name
@@ -235,71 +237,154 @@ pub async fn remove_prefix(uri: &str) -> Result<u64, String> {
     Ok(n)
 }
 
-/// Finishes or rolls back every unfinished run found under `out_root`.
+/// Finishes or rolls back every unfinished run found under `out_root` whose
+/// holder is gone: its leases expired, or its process died on this host.
+/// Live runs are left alone. Each recovery holds a lease on the crashed
+/// run's partitions while it works, so two runs never recover one run at
+/// once, and a run never recovers partitions another live run holds.
 /// Returns one line per run it touched.
-/// `resuming` names a run being resumed: its recorded publishes are
-/// finished, but its staging is kept for the resume to reuse.
+/// `resuming` names a run being resumed (by this process, which holds its
+/// lease): its recorded publishes are finished, but its staging is kept for
+/// the resume to reuse.
 pub async fn recover(
     out_root: &str,
     catalog: &crate::catalog::Catalog,
     resuming: Option<&str>,
+    lease_opts: &LeaseOptions,
 ) -> Result<Vec<String>, String> {
     let mut notes = vec![];
-    for mut j in journal::list(out_root).await? {
+    for j in journal::list(out_root).await? {
         if j.status != journal::RunStatus::Running {
             continue;
         }
-        let mut rolled_forward = false;
-        for c in j.commits.iter_mut() {
-            if c.state == CommitState::Publishing {
-                publish(c).await?;
-                c.state = CommitState::Published;
-                rolled_forward = true;
-            }
-        }
         if resuming == Some(j.run_id.as_str()) {
-            if rolled_forward {
+            let mut j = j;
+            if roll_forward(&mut j).await? {
                 journal::save(out_root, &j).await?;
                 notes.push(format!("finished the recorded publish of run {}", j.run_id));
             }
             continue;
         }
-        // Unpublished task output of the crashed run is never published.
-        for ds in j.outputs.iter().cloned().collect::<BTreeSet<_>>() {
-            if let Some(d) = catalog.get(&ds) {
-                remove_prefix(&format!("{}/{}", crate::plan::staging_uri(d), j.run_id)).await?;
-                remove_prefix(&format!(
-                    "{}/_chainbatch/shuffle/{}",
-                    d.path.trim_end_matches('/'),
-                    j.run_id
-                ))
-                .await?;
-            }
+        if j.run_id == lease_opts.run_id {
+            continue;
         }
-        remove_prefix(&format!(
-            "{}/{}/trash",
-            journal::runs_root(out_root),
-            j.run_id
-        ))
-        .await?;
-        j.status = if rolled_forward {
-            journal::RunStatus::Failed
-        } else {
-            journal::RunStatus::RolledBack
+        let claims = claims_of(&j, catalog);
+        if holder_is_live(&j.run_id, &claims).await? {
+            continue;
+        }
+        let recovery = LeaseOptions {
+            purpose: format!("recovery of {}", j.run_id),
+            wait: std::time::Duration::ZERO,
+            ..lease_opts.clone()
         };
-        j.error = Some(match rolled_forward {
-            true => "the driver stopped during publish; a later run finished the publish".into(),
-            false => "the driver stopped before publishing; a later run removed its staging".into(),
-        });
-        j.finished_at = Some(journal::now_secs());
-        journal::save(out_root, &j).await?;
-        notes.push(format!(
-            "recovered run {}: {}",
-            j.run_id,
-            j.error.clone().unwrap_or_default()
-        ));
+        let held = match lease::acquire(&claims, &recovery, |_| {}).await {
+            Ok(h) => h,
+            Err(LeaseError::Conflict { holder }) => {
+                notes.push(format!(
+                    "left run {} to its current holder: {holder}",
+                    j.run_id
+                ));
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let result = recover_run(out_root, catalog, &j.run_id, &claims).await;
+        held.release().await;
+        if let Some(note) = result? {
+            notes.push(note);
+        }
     }
     Ok(notes)
+}
+
+/// What a journal's run claimed; journals from before leases claimed all.
+fn claims_of(j: &Journal, catalog: &crate::catalog::Catalog) -> Vec<Claim> {
+    if !j.claims.is_empty() {
+        return j.claims.clone();
+    }
+    j.outputs
+        .iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|ds| catalog.get(ds))
+        .map(|d| Claim {
+            dataset: d.name.clone(),
+            path: d.path.clone(),
+            scope: lease::Scope::All,
+        })
+        .collect()
+}
+
+async fn holder_is_live(run_id: &str, claims: &[Claim]) -> Result<bool, String> {
+    for c in claims {
+        let live = lease::live_leases_of(&c.path, run_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if live.iter().any(|l| l.record.purpose == "run") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Finishes every recorded publish of a journal; true if there was one.
+async fn roll_forward(j: &mut Journal) -> Result<bool, String> {
+    let mut rolled_forward = false;
+    for c in j.commits.iter_mut() {
+        if c.state == CommitState::Publishing {
+            publish(c).await?;
+            c.state = CommitState::Published;
+            rolled_forward = true;
+        }
+    }
+    Ok(rolled_forward)
+}
+
+/// Recovers one crashed run, under a recovery lease on its partitions.
+async fn recover_run(
+    out_root: &str,
+    catalog: &crate::catalog::Catalog,
+    run_id: &str,
+    claims: &[Claim],
+) -> Result<Option<String>, String> {
+    // Read again under the lease: another run may have recovered it since.
+    let Some(mut j) = journal::list(out_root)
+        .await?
+        .into_iter()
+        .find(|j| j.run_id == run_id && j.status == journal::RunStatus::Running)
+    else {
+        return Ok(None);
+    };
+    let rolled_forward = roll_forward(&mut j).await?;
+    // Unpublished task output of the crashed run is never published.
+    for ds in j.outputs.iter().cloned().collect::<BTreeSet<_>>() {
+        if let Some(d) = catalog.get(&ds) {
+            remove_prefix(&crate::paths::run_staging(d, &j.run_id)).await?;
+            remove_prefix(&crate::paths::run_shuffle(&d.path, &j.run_id)).await?;
+        }
+    }
+    remove_prefix(&crate::paths::run_trash(out_root, &j.run_id)).await?;
+    j.status = if rolled_forward {
+        journal::RunStatus::Failed
+    } else {
+        journal::RunStatus::RolledBack
+    };
+    j.error = Some(match rolled_forward {
+        true => "the driver stopped during publish; a later run finished the publish".into(),
+        false => "the driver stopped before publishing; a later run removed its staging".into(),
+    });
+    j.finished_at = Some(journal::now_secs());
+    journal::save(out_root, &j).await?;
+    for c in claims {
+        lease::remove_leases_of(&c.path, &j.run_id)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Some(format!(
+        "recovered run {}: {}",
+        j.run_id,
+        j.error.clone().unwrap_or_default()
+    )))
 }
 
 /// Records the plan, publishes, and records success; crash points between.
@@ -325,21 +410,19 @@ pub async fn commit(
 pub async fn collect_garbage(
     out_root: &str,
     catalog: &crate::catalog::Catalog,
+    lease_opts: &LeaseOptions,
 ) -> Result<Vec<String>, String> {
-    let mut notes = recover(out_root, catalog, None).await?;
+    let mut notes = recover(out_root, catalog, None, lease_opts).await?;
     let runs = journal::list(out_root).await?;
     let running: BTreeSet<&str> = runs
         .iter()
         .filter(|j| j.status == journal::RunStatus::Running)
         .map(|j| j.run_id.as_str())
         .collect();
-    let mut roots: Vec<String> = vec![format!("{}/", journal::runs_root(out_root))];
+    let mut roots: Vec<String> = vec![format!("{}/", crate::paths::runs_root(out_root))];
     for ds in catalog.values() {
-        roots.push(format!("{}/", crate::plan::staging_uri(ds)));
-        roots.push(format!(
-            "{}/_chainbatch/shuffle/",
-            ds.path.trim_end_matches('/')
-        ));
+        roots.push(format!("{}/", crate::paths::staging_root(ds)));
+        roots.push(format!("{}/", crate::paths::shuffle_root(&ds.path)));
     }
     for root in roots {
         let loc = storage::resolve(&root).map_err(|e| e.to_string())?;

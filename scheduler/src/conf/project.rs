@@ -32,6 +32,43 @@ pub struct Project {
     pub params: Value,
     pub catalog: Catalog,
     pub pipelines: Pipelines,
+    /// Where each global came from, for errors about its value.
+    pub globals_origin: GlobalsOrigin,
+}
+
+/// Where the globals came from: a file per top-level key, or `--globals`.
+#[derive(Debug, Clone)]
+pub struct GlobalsOrigin {
+    files: HashMap<String, YamlFile>,
+    /// Keys set with `--globals key=value`.
+    overrides: Vec<String>,
+    /// The file a key that is nowhere belongs in.
+    fallback: PathBuf,
+}
+
+impl GlobalsOrigin {
+    /// Points an error about the global `e.key` at the place its value
+    /// came from: `--globals`, `conf/<env>/globals.yml` or `conf/base/...`.
+    pub fn locate(&self, e: ConfigError) -> ConfigError {
+        let key = e.key.clone();
+        let overridden = self.overrides.iter().any(|o| {
+            key == *o || key.starts_with(&format!("{o}.")) || o.starts_with(&format!("{key}."))
+        });
+        if overridden {
+            return ConfigError {
+                key: format!("--globals {key}"),
+                ..e
+            };
+        }
+        let top = key.split(['.', '[']).next().unwrap_or_default();
+        match self.files.get(top) {
+            Some(f) => {
+                let line = f.line_of(&key);
+                e.at(Some(f.path.clone()), line)
+            }
+            None => e.at(Some(self.fallback.clone()), None),
+        }
+    }
 }
 
 /// One merged config file, remembering which file each top-level key came from.
@@ -202,6 +239,11 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigError> {
         params,
         catalog,
         pipelines,
+        globals_origin: GlobalsOrigin {
+            files: globals_m.origin,
+            overrides: opts.globals.iter().map(|(k, _)| k.clone()).collect(),
+            fallback: globals_file,
+        },
     })
 }
 
@@ -218,14 +260,13 @@ impl Project {
         match crate::conf::interpolate::lookup(&self.globals, key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
-            Some(other) => Err(ConfigError::new(
+            Some(other) => Err(self.globals_origin.locate(ConfigError::new(
                 key,
                 format!(
-                    "expected a whole number of bytes, found {}",
+                    "expected a whole number, found {}",
                     crate::conf::typed::kind_of(other)
                 ),
-            )
-            .at(Some(self.conf_dir.join("base/globals.yml")), None)),
+            ))),
         }
     }
 }

@@ -117,7 +117,7 @@ pub async fn import_ethereum_etl(
 ) -> Result<Vec<Imported>, String> {
     let out = out.trim_end_matches('/');
     let run_id = format!("import-{}", crate::commit::journal::now_secs());
-    let staging = format!("{out}/_chainbatch/import");
+    let staging = crate::paths::import_staging(out);
     let mut done = vec![];
     let known: Vec<&str> = tables().iter().map(|t| t.table).collect();
     if let Some(bad) = only.iter().find(|t| !known.contains(&t.as_str())) {

@@ -101,10 +101,6 @@ fn input_table(ds: &Dataset, files: &[ListedFile]) -> InputTable {
     }
 }
 
-pub fn staging_uri(ds: &Dataset) -> String {
-    format!("{}/_chainbatch/staging", ds.path.trim_end_matches('/'))
-}
-
 fn spec(
     settings: &PlanSettings,
     stage_id: u32,
@@ -217,7 +213,7 @@ pub async fn plan_node(
     let mut stages = vec![];
     let out_spec = |layout: &Layout| OutputSpec::Table {
         table_uri: out.path.clone(),
-        staging_uri: staging_uri(out),
+        staging_uri: crate::paths::staging_root(out),
         layout: layout.clone(),
     };
     // All input in one task.
@@ -278,8 +274,7 @@ pub async fn plan_node(
                     split.len().max(groups.len()),
                     b.buckets
                 );
-                let shuffle_root =
-                    format!("{}/_chainbatch/shuffle", out.path.trim_end_matches('/'));
+                let shuffle_root = crate::paths::shuffle_root(&out.path);
                 let map_specs = group_specs(OutputSpec::Shuffle {
                     staging_uri: shuffle_root.clone(),
                     hash_by: b.columns.clone(),

@@ -241,6 +241,34 @@ const CASES: &[Case] = &[
             "did you mean `target_file_bytes`",
         ],
     },
+    Case {
+        name: "zero rows per file is named as such",
+        file: "base/globals.yml",
+        find: "    target_file_bytes: 134217728\n    compression: zstd(3)\n  hourly",
+        replace: "    target_file_bytes: 134217728\n    max_rows_per_file: 0\n    compression: zstd(3)\n  hourly",
+        args: &[],
+        expect: &["layout.max_rows_per_file", "must be positive"],
+    },
+    Case {
+        name: "a bad global from the environment's file names that file",
+        file: "local/globals.yml",
+        find: "",
+        replace: "target_task_bytes: lots",
+        args: &[],
+        expect: &[
+            "local/globals.yml",
+            "target_task_bytes",
+            "expected a whole number",
+        ],
+    },
+    Case {
+        name: "a bad global from --globals names the flag",
+        file: "local/globals.yml",
+        find: "",
+        replace: "",
+        args: &["--globals", "lease_seconds=soon"],
+        expect: &["--globals lease_seconds", "expected a whole number"],
+    },
 ];
 
 #[test]
@@ -301,4 +329,38 @@ fn config_error_points_at_the_line() {
         stderr.contains(&format!("catalog.yml:{line}: daily_summary.pth")),
         "{stderr}"
     );
+}
+
+/// `--tables` with a name the command does not know is a usage error for
+/// every command that takes it: exit 2, a suggestion, nothing written.
+#[test]
+fn unknown_tables_are_usage_errors_for_gen_and_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let gen_ = std::process::Command::new(bin())
+        .args(["gen", "--rows", "10", "--tables", "transaction", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let import = std::process::Command::new(bin())
+        .args(["import", "ethereum-etl"])
+        .arg(repo().join("fixtures/ethereum-etl"))
+        .args(["--tables", "transaction", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    for (name, o) in [("gen", gen_), ("import", import)] {
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains("--tables"), "{name}: {stderr}");
+        assert!(
+            stderr.contains("unknown table `transaction`"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr.contains("did you mean `transactions`"),
+            "{name}: {stderr}"
+        );
+    }
+    assert!(!out.exists(), "nothing is written");
 }

@@ -5,7 +5,7 @@ use crate::support::*;
 
 const DATASETS: &[&str] = &["clean_transactions", "daily_address_stats", "daily_summary"];
 
-async fn snapshot(p: &Project) -> Vec<Vec<Vec<String>>> {
+pub(crate) async fn snapshot(p: &Project) -> Vec<Vec<Vec<String>>> {
     let mut out = vec![];
     for ds in DATASETS {
         out.push(rows_as_text(

@@ -6,6 +6,8 @@ mod support;
 mod bad_input;
 mod batch;
 mod bench_layouts;
+mod completeness;
+mod concurrent;
 mod config_errors;
 mod crash;
 mod datasets;

@@ -31,7 +31,9 @@ fn download(uri: &str, dir: &Path) {
     on_s3_runtime(async move { download_with(&uri, &dir).await });
 }
 
-fn on_s3_runtime<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+pub(crate) fn on_s3_runtime<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> T {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     std::thread::spawn(move || {
         let rt = RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().expect("runtime"));
