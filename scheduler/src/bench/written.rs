@@ -35,7 +35,7 @@ pub async fn inspect(uri: &str) -> Result<Written, String> {
     let mut w = Written::default();
     for m in metas {
         let key = m.location.as_ref();
-        if crate::paths::is_state(&key) || !key.ends_with(".parquet") {
+        if crate::paths::is_state(key) || !key.ends_with(".parquet") {
             continue;
         }
         if let Some((dir, _)) = key.rsplit_once('/') {

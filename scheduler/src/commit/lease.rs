@@ -348,10 +348,11 @@ async fn create(loc: &Location, record: &LeaseRecord) -> Result<Option<String>, 
             Err(object_store::Error::AlreadyExists { .. }) => {
                 let now = now_i64();
                 let dir = leases_dir_of(loc);
-                if let Some(f) = list(&dir).await?.into_iter().find(|f| f.uri == uri) {
-                    if f.is_live(now) {
-                        return Ok(Some(f.describe(now)));
-                    }
+                let found = list(&dir).await?.into_iter().find(|f| f.uri == uri);
+                if let Some(f) = found
+                    && f.is_live(now)
+                {
+                    return Ok(Some(f.describe(now)));
                 }
                 match loc.store.delete(&loc.path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
