@@ -8,16 +8,21 @@ use chainbatch_executor::spec::TaskSpec;
 use std::path::Path;
 use std::process::Command;
 
-fn run_bad(dir: &Path, spec: TaskSpec, expect_field: &str, expect_text: &str) {
+/// Runs one spec through the executor binary outside Batch.
+fn run_spec(dir: &Path, spec: TaskSpec) -> std::process::Output {
     let spec_path = dir.join("spec.json");
     write_spec(&spec_path, &[spec]);
-    let out = Command::new(executor_bin())
+    Command::new(executor_bin())
         .args(["run", "--spec"])
         .arg(&spec_path)
         .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
         .env_remove("AWS_BATCH_JOB_ATTEMPT")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn run_bad(dir: &Path, spec: TaskSpec, expect_field: &str, expect_text: &str) {
+    let out = run_spec(dir, spec);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(EXIT_BAD_SPEC), "stderr: {stderr}");
     assert!(
@@ -46,16 +51,8 @@ fn input_file_gone_since_planning_is_retryable() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = good(dir.path());
     let gone = dir.path().join("in/nope.parquet").display().to_string();
-    spec.inputs[0].files[0].uri = gone.clone();
-    let spec_path = dir.path().join("spec.json");
-    write_spec(&spec_path, &[spec]);
-    let out = Command::new(executor_bin())
-        .args(["run", "--spec"])
-        .arg(&spec_path)
-        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
-        .env_remove("AWS_BATCH_JOB_ATTEMPT")
-        .output()
-        .unwrap();
+    spec.inputs[0].files[0].uri = gone;
+    let out = run_spec(dir.path(), spec);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(EXIT_RETRYABLE), "stderr: {stderr}");
     assert!(stderr.contains("inputs[0].files[0].uri"), "{stderr}");
