@@ -1,6 +1,6 @@
 //! The in-process backend: tasks run on this process's runtime.
 
-use crate::backend::{StageRun, TaskFailure, backoff, run_tasks};
+use crate::backend::{AttemptFailure, StageRun, TaskFailure, run_tasks, with_retries};
 use crate::progress::Progress;
 use chainbatch_executor::TaskManifest;
 
@@ -31,45 +31,30 @@ pub async fn run_stage(
             spec.resources.parallelism = cores;
             spec.resources.memory_bytes =
                 (spec.resources.memory_bytes / concurrent as u64).max(MIN_TASK_MEMORY);
-            let mut attempt = 1;
-            loop {
+            with_retries(stage, progress, spec.task_index, |attempt| {
                 // A task of its own, so that the attempt's CPU work (decoding,
                 // compression) runs on its own runtime worker rather than on
                 // the thread that polls every task of the stage; aborted when
                 // the stage stops waiting (a failed sibling, Ctrl-C).
                 let job = spec.clone();
-                let handle =
-                    tokio::spawn(async move { chainbatch_executor::run_task(&job, attempt).await });
-                let _abort = AbortOnDrop(handle.abort_handle());
-                let outcome = handle.await.unwrap_or_else(|e| {
-                    Err(chainbatch_executor::TaskError::retryable(format!(
-                        "task {} stopped: {e}",
-                        spec.task_index
-                    )))
-                });
-                match outcome {
-                    Ok(m) => {
-                        progress.task_done(m.rows, m.bytes);
-                        return Ok(m);
-                    }
-                    Err(e) if e.is_retryable() && attempt < stage.max_attempts => {
-                        progress.note(&format!(
-                            "task {} attempt {attempt} failed, retrying: {e}",
-                            spec.task_index
-                        ));
-                        tokio::time::sleep(backoff(attempt)).await;
-                        attempt += 1;
-                    }
-                    Err(e) => {
-                        return Err(TaskFailure {
-                            task_index: spec.task_index,
-                            attempts: attempt,
-                            message: e.to_string(),
-                            retryable: e.is_retryable(),
-                        });
-                    }
+                async move {
+                    let handle =
+                        tokio::spawn(
+                            async move { chainbatch_executor::run_task(&job, attempt).await },
+                        );
+                    let _abort = AbortOnDrop(handle.abort_handle());
+                    let outcome = handle.await.unwrap_or_else(|e| {
+                        Err(chainbatch_executor::TaskError::retryable(format!(
+                            "task stopped: {e}"
+                        )))
+                    });
+                    outcome.map_err(|e| AttemptFailure {
+                        retryable: e.is_retryable(),
+                        message: e.to_string(),
+                    })
                 }
-            }
+            })
+            .await
         }
     })
     .await

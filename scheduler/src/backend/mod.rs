@@ -73,6 +73,53 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64.saturating_mul(1 << attempt.min(8)).min(30_000))
 }
 
+/// Why one attempt of a task failed, and whether another may succeed.
+#[derive(Debug, Clone)]
+pub struct AttemptFailure {
+    pub retryable: bool,
+    pub message: String,
+}
+
+/// The retry policy of the local and process backends: runs `attempt(n)`
+/// for n = 1, 2, ... until one succeeds, one fails for good, or the stage's
+/// `max_attempts` ran, with exponential backoff between attempts.
+pub async fn with_retries<F, Fut>(
+    stage: &StageRun,
+    progress: &Progress,
+    task_index: u32,
+    mut attempt: F,
+) -> Result<TaskManifest, TaskFailure>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<TaskManifest, AttemptFailure>>,
+{
+    let mut n = 1;
+    loop {
+        match attempt(n).await {
+            Ok(m) => {
+                progress.task_done(m.rows, m.bytes);
+                return Ok(m);
+            }
+            Err(f) if f.retryable && n < stage.max_attempts => {
+                progress.note(&format!(
+                    "task {task_index} attempt {n} failed, retrying: {}",
+                    f.message
+                ));
+                tokio::time::sleep(backoff(n)).await;
+                n += 1;
+            }
+            Err(f) => {
+                return Err(TaskFailure {
+                    task_index,
+                    attempts: n,
+                    message: f.message,
+                    retryable: f.retryable,
+                });
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     Local,

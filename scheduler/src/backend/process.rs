@@ -2,7 +2,7 @@
 //! given exactly what AWS Batch gives a container: the spec URI, and
 //! `AWS_BATCH_JOB_ARRAY_INDEX` and `AWS_BATCH_JOB_ATTEMPT`.
 
-use crate::backend::{StageRun, TaskFailure, backoff, run_tasks};
+use crate::backend::{AttemptFailure, StageRun, TaskFailure, run_tasks, with_retries};
 use crate::progress::Progress;
 use chainbatch_executor::TaskManifest;
 use chainbatch_executor::error::EXIT_BAD_SPEC;
@@ -32,60 +32,45 @@ pub async fn run_stage(
     run_tasks(stage, concurrent, |index, spec| {
         let exe = exe.clone();
         async move {
-            let mut attempt = 1;
-            loop {
-                let out = tokio::process::Command::new(&exe)
-                    .args(["run", "--spec", &stage.spec_uri])
-                    .env("AWS_BATCH_JOB_ARRAY_INDEX", index.to_string())
-                    .env("AWS_BATCH_JOB_ATTEMPT", attempt.to_string())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    // A task dropped because another failed must not run on.
-                    .kill_on_drop(true)
-                    .output()
-                    .await;
-                let failure = match out {
-                    Ok(o) if o.status.success() => {
-                        match crate::commit::read_manifest(&spec.attempt_dir(attempt)).await {
-                            Ok(m) => {
-                                progress.task_done(m.rows, m.bytes);
-                                return Ok(m);
+            with_retries(stage, progress, spec.task_index, |attempt| {
+                let exe = exe.clone();
+                async move {
+                    let out = tokio::process::Command::new(&exe)
+                        .args(["run", "--spec", &stage.spec_uri])
+                        .env("AWS_BATCH_JOB_ARRAY_INDEX", index.to_string())
+                        .env("AWS_BATCH_JOB_ATTEMPT", attempt.to_string())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        // A task dropped because another failed must not run on.
+                        .kill_on_drop(true)
+                        .output()
+                        .await;
+                    let (retryable, message) = match out {
+                        Ok(o) if o.status.success() => {
+                            match crate::commit::read_manifest(&spec.attempt_dir(attempt)).await {
+                                Ok(m) => return Ok(m),
+                                Err(e) => (true, e),
                             }
-                            Err(e) => (true, e),
                         }
-                    }
-                    Ok(o) => {
-                        let stderr = String::from_utf8_lossy(&o.stderr);
-                        let last = stderr
-                            .lines()
-                            .rfind(|l| !l.trim().is_empty())
-                            .unwrap_or("")
-                            .to_string();
-                        let why = match o.status.code() {
-                            Some(c) => format!("exit code {c}: {last}"),
-                            None => format!("killed by a signal: {last}"),
-                        };
-                        (o.status.code() != Some(EXIT_BAD_SPEC), why)
-                    }
-                    Err(e) => (false, format!("cannot start {}: {e}", exe.display())),
-                };
-                let (retryable, message) = failure;
-                if retryable && attempt < stage.max_attempts {
-                    progress.note(&format!(
-                        "task {} attempt {attempt} failed, retrying: {message}",
-                        spec.task_index
-                    ));
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                    continue;
+                        Ok(o) => {
+                            let stderr = String::from_utf8_lossy(&o.stderr);
+                            let last = stderr
+                                .lines()
+                                .rfind(|l| !l.trim().is_empty())
+                                .unwrap_or("")
+                                .to_string();
+                            let why = match o.status.code() {
+                                Some(c) => format!("exit code {c}: {last}"),
+                                None => format!("killed by a signal: {last}"),
+                            };
+                            (o.status.code() != Some(EXIT_BAD_SPEC), why)
+                        }
+                        Err(e) => (false, format!("cannot start {}: {e}", exe.display())),
+                    };
+                    Err(AttemptFailure { retryable, message })
                 }
-                return Err(TaskFailure {
-                    task_index: spec.task_index,
-                    attempts: attempt,
-                    message,
-                    retryable,
-                });
-            }
+            })
+            .await
         }
     })
     .await
