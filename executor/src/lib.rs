@@ -15,6 +15,7 @@ pub mod parquet_footer;
 pub mod parquet_types;
 pub mod runner;
 pub mod schema;
+pub mod session;
 pub mod shuffle;
 pub mod spec;
 pub mod storage;

@@ -14,14 +14,13 @@ use crate::schema::to_schema;
 use crate::shuffle::{ShuffleBucketStream, write_map_output};
 use crate::spec::{InputFormat, OutputSpec, TaskSpec};
 use crate::storage::{self, Location};
-use crate::udf;
 use crate::udf::murmur3_32;
 use arrow::array::AsArray;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect_partitioned};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use std::collections::BTreeMap;
@@ -33,13 +32,9 @@ use std::time::Instant;
 pub fn task_session(spec: &TaskSpec) -> TaskResult<SessionContext> {
     let res = &spec.resources;
     let parallelism = effective_parallelism(res.parallelism);
-    let mut config = SessionConfig::new()
+    let config = crate::session::config()
         .with_target_partitions(parallelism)
         .with_batch_size(res.batch_rows.max(1));
-    let opts = config.options_mut();
-    // Plain strings keep output files readable by every Parquet reader.
-    opts.execution.parquet.schema_force_view_types = false;
-    opts.sql_parser.map_string_types_to_utf8view = false;
     let mut disk = DiskManagerBuilder::default();
     if let Some(dir) = &res.spill_dir {
         disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.into()]));
@@ -49,9 +44,7 @@ pub fn task_session(spec: &TaskSpec) -> TaskResult<SessionContext> {
         .with_disk_manager_builder(disk)
         .build_arc()
         .map_err(|e| TaskError::bad_spec("resources", e.to_string()))?;
-    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
-    udf::register_all(&mut ctx).map_err(|e| TaskError::retryable(e.to_string()))?;
-    Ok(ctx)
+    crate::session::context(config, runtime).map_err(|e| TaskError::retryable(e.to_string()))
 }
 
 pub fn effective_parallelism(configured: usize) -> usize {

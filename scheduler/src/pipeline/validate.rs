@@ -8,7 +8,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use chainbatch_executor::schema::to_schema;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -24,17 +24,10 @@ pub struct SqlShape {
     pub needs_all_rows: bool,
 }
 
+/// The session nodes are validated in: the one tasks run in.
 pub fn session() -> SessionContext {
-    let mut config = SessionConfig::new();
-    config
-        .options_mut()
-        .execution
-        .parquet
-        .schema_force_view_types = false;
-    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    let mut ctx = SessionContext::new_with_config(config);
-    chainbatch_executor::udf::register_all(&mut ctx).expect("functions register");
-    ctx
+    use chainbatch_executor::session;
+    session::context(session::config(), Default::default()).expect("functions register")
 }
 
 /// The schema a dataset is read with: declared columns plus partition columns.
