@@ -466,7 +466,8 @@ fn is_access_denied<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
 
 pub struct BatchBackend {
     client: Client,
-    settings: BatchSettings,
+    /// Boxed: the backend lives in an enum beside data-less variants.
+    settings: Box<BatchSettings>,
     /// The job definition every job runs: the checked revision.
     definition: String,
     /// Whether `ListJobs` may be called; without it, polls describe every
@@ -492,7 +493,7 @@ impl BatchBackend {
         let mut this = Self {
             client,
             definition: settings.job_definition.clone(),
-            settings,
+            settings: Box::new(settings),
             list_jobs: true,
             notice: Mutex::new(None),
         };
