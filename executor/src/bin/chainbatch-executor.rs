@@ -15,7 +15,20 @@ Exit codes:
   3  bad spec: missing input, schema mismatch, SQL error, bad layout, or an
      output that cannot be written. A retry cannot help.
   4  I/O, network or resource failure. A retry may help.
-Killed by a signal (e.g. 137 for SIGKILL): retry; the next attempt starts clean.";
+Killed by a signal (e.g. 137 for SIGKILL): the process backend retries it;
+the next attempt starts clean.
+
+Retries on AWS Batch (the job's retry strategy, at most --max-attempts
+attempts in all):
+  retried      exit code 4; an attempt whose status reason starts with
+               `Host EC2` (EC2 instance terminated or Spot reclaimed) or
+               `Your Spot Task was interrupted` (Fargate Spot), or is
+               `Task failed to start` (the task never started; the
+               container reason says why, e.g. `CannotPullContainerError:`
+               or `ResourceInitializationError:`)
+  not retried  exit code 3 and every other exit code (137 included, e.g.
+               an out-of-memory kill); an attempt that ran past
+               job_timeout_seconds; a job the driver terminated";
 
 #[derive(Parser)]
 #[command(

@@ -2,24 +2,27 @@
 //! it has more than one task) whose children run `chainbatch-executor` in
 //! the executor image. A node's stages are submitted together, each
 //! depending on the one before, so Batch starts a stage the moment the
-//! previous one succeeds. The driver polls the children, reads each
-//! finished child's manifest from S3, and terminates everything it
-//! submitted when a task fails for good or the run is interrupted.
+//! previous one succeeds. The driver follows an array through its parent's
+//! `statusSummary` and lists only the children that finished since
+//! (`ListJobs`), reads each finished child's manifest from S3, and
+//! terminates everything it submitted when a task fails for good or the run
+//! is interrupted. A throttled or failed poll backs off and polls again.
 
 use crate::backend::{StageOutcome, StageRun, TaskFailure};
 use crate::conf::error::ConfigError;
 use crate::progress::Progress;
 use aws_sdk_batch::Client;
-use aws_sdk_batch::error::DisplayErrorContext;
+use aws_sdk_batch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_batch::types::{
-    ArrayJobDependency, ArrayProperties, ContainerOverrides, EvaluateOnExit, JobDependency,
-    JobDetail, JobStatus, JobTimeout, KeyValuePair, ResourceRequirement, ResourceType, RetryAction,
-    RetryStrategy,
+    ArrayJobDependency, ArrayProperties, ContainerOverrides, EvaluateOnExit, JobDefinition,
+    JobDependency, JobDetail, JobStatus, JobTimeout, KeyValuePair, ResourceRequirement,
+    ResourceType, RetryAction, RetryStrategy,
 };
 use chainbatch_executor::error::{EXIT_BAD_SPEC, EXIT_RETRYABLE};
 use chainbatch_executor::{TaskManifest, TaskSpec};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// AWS Batch caps array jobs at this many children.
@@ -43,11 +46,12 @@ pub struct BatchSettings {
     #[serde(default)]
     pub image_tag: Option<String>,
     /// Where the queue runs containers: `fargate` (only certain vCPU and
-    /// memory pairs are valid, so sizes round up to one) or `ec2`.
+    /// memory pairs are valid, so sizes round up to one) or `ec2` (whole
+    /// vCPUs, any memory; nothing is rounded).
     #[serde(default)]
     pub platform: Platform,
     /// Most vCPUs per task container; a stage gets fewer when its largest
-    /// task reads less than `bytes_per_vcpu` per vCPU.
+    /// task reads less than `bytes_per_vcpu` per vCPU. A whole number on EC2.
     #[serde(default = "default_vcpus")]
     pub vcpus: f64,
     /// Input bytes that keep one vCPU busy, which sizes each stage's vCPUs.
@@ -117,6 +121,17 @@ impl BatchSettings {
         if s.vcpus.is_nan() || s.vcpus <= 0.0 {
             return Err(ConfigError::new("batch.vcpus", "must be more than 0"));
         }
+        if s.platform == Platform::Ec2 && s.vcpus.fract() != 0.0 {
+            return Err(ConfigError::new(
+                "batch.vcpus",
+                format!(
+                    "is {}; EC2 jobs take whole vCPUs (fractions are for Fargate)",
+                    s.vcpus
+                ),
+            ));
+        }
+        DefinitionRef::parse(&s.job_definition)
+            .map_err(|e| ConfigError::new("batch.job_definition", e))?;
         if s.poll_seconds == 0 {
             return Err(ConfigError::new("batch.poll_seconds", "must be at least 1"));
         }
@@ -137,7 +152,8 @@ impl BatchSettings {
 
     /// vCPUs and memory (MiB) for a stage's containers: vCPUs from the
     /// largest task's input bytes up to `vcpus`, memory from the task's sort
-    /// budget; on Fargate, rounded up to a size Fargate runs.
+    /// budget; on Fargate, rounded up to a size Fargate runs; on EC2, whole
+    /// vCPUs (at least 1) and the memory as computed.
     pub fn stage_size(&self, specs: &[TaskSpec], stage_bytes: u64) -> Result<(f64, u64), String> {
         let per_task = stage_bytes / specs.len().max(1) as u64;
         let largest = specs
@@ -153,7 +169,7 @@ impl BatchSettings {
         };
         let memory = self.memory_for(specs);
         match self.platform {
-            Platform::Ec2 => Ok((vcpus, memory)),
+            Platform::Ec2 => Ok((wanted.min(self.vcpus.floor()).max(1.0), memory)),
             Platform::Fargate => fargate_size(vcpus, memory),
         }
     }
@@ -210,6 +226,46 @@ pub fn fargate_size(vcpus: f64, memory: u64) -> Result<(f64, u64), String> {
 fn vcpus_text(vcpus: f64) -> String {
     let v = format!("{vcpus:.2}");
     v.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// How `DescribeJobDefinitions` is asked about `batch.job_definition`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefinitionRef {
+    /// A bare name: asked by `jobDefinitionName` with `status=ACTIVE`; the
+    /// latest active revision is checked and every job runs that revision.
+    Name(String),
+    /// `name:revision` or an ARN: asked by `jobDefinitions`, which takes no
+    /// other parameter (so no status filter: the revision must be ACTIVE).
+    Exact(String),
+}
+
+impl DefinitionRef {
+    pub fn parse(d: &str) -> Result<Self, String> {
+        // Names: up to 128 letters, digits, hyphens and underscores.
+        let name = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 128
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        let revision = |r: &str| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit());
+        if let Some(rest) = d.strip_prefix("arn:")
+            && let Some((_, tail)) = rest.split_once(":job-definition/")
+            && let Some((n, r)) = tail.split_once(':')
+            && name(n)
+            && revision(r)
+        {
+            return Ok(Self::Exact(d.to_string()));
+        }
+        match d.split_once(':') {
+            None if name(d) => Ok(Self::Name(d.to_string())),
+            Some((n, r)) if name(n) && revision(r) => Ok(Self::Exact(d.to_string())),
+            _ => Err(format!(
+                "`{d}` is not a job definition name, name:revision or \
+                 arn:...:job-definition/name:revision"
+            )),
+        }
+    }
 }
 
 /// How a stage's job waits for the previous stage's job.
@@ -333,27 +389,92 @@ pub fn job_request(settings: &BatchSettings, stage: &StageRun) -> Result<JobRequ
     })
 }
 
-/// Retry on lost hosts (Spot reclaim, host termination) and on the
-/// executor's retryable exit code; never on a bad spec; anything else is
-/// not worth another container.
+/// Attempt status reasons Batch retries, in `evaluateOnExit` order: an EC2
+/// host lost (instance terminated, Spot reclaimed), a Fargate Spot task
+/// interrupted, and a task that never started (Fargate reports
+/// `Task failed to start`, the container's reason says why:
+/// `CannotPullContainerError: ...`, `ResourceInitializationError: ...`).
+pub const RETRY_STATUS_REASONS: [&str; 3] = [
+    "Host EC2*",
+    "Your Spot Task was interrupted*",
+    "Task failed to start",
+];
+
+/// The job's retry strategy: retry on [`RETRY_STATUS_REASONS`] (matched by
+/// `onStatusReason`, the attempt's status reason) and on the executor's
+/// retryable exit code; anything else (a bad spec, exit 3; a crash; an
+/// out-of-memory kill) exits. AWS allows at most 5 rules; patterns may
+/// only end in `*`. Batch never retries an attempt that timed out or a job
+/// that was terminated.
 pub fn retry_strategy(attempts: u32) -> RetryStrategy {
     let rule = |action: RetryAction| EvaluateOnExit::builder().action(action);
-    let rules = [
-        rule(RetryAction::Retry).on_status_reason("Host EC2*"),
-        rule(RetryAction::Retry).on_status_reason("Your Spot Task was interrupted*"),
-        rule(RetryAction::Retry).on_exit_code(EXIT_RETRYABLE.to_string()),
-        rule(RetryAction::Exit).on_exit_code(EXIT_BAD_SPEC.to_string()),
-        rule(RetryAction::Exit).on_reason("*"),
-    ];
+    let mut rules: Vec<_> = RETRY_STATUS_REASONS
+        .iter()
+        .map(|r| rule(RetryAction::Retry).on_status_reason(*r))
+        .collect();
+    rules.push(rule(RetryAction::Retry).on_exit_code(EXIT_RETRYABLE.to_string()));
+    rules.push(rule(RetryAction::Exit).on_reason("*"));
     RetryStrategy::builder()
         .attempts(attempts as i32)
         .set_evaluate_on_exit(Some(rules.into_iter().map(|r| r.build()).collect()))
         .build()
 }
 
+/// A poll that failed: throttled or transient ones are retried for as long
+/// as they last; others for [`POLL_GIVE_UP`] in a row.
+#[derive(Debug)]
+struct PollError {
+    message: String,
+    transient: bool,
+}
+
+/// How long polls may fail in a row with errors that are not throttling or
+/// transient (e.g. a missing permission) before the run gives up.
+const POLL_GIVE_UP: Duration = Duration::from_secs(300);
+
+fn poll_error<E>(what: &str, e: SdkError<E>) -> PollError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let transient = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            status == 429
+                || status >= 500
+                || matches!(
+                    e.code(),
+                    Some("TooManyRequestsException" | "ThrottlingException" | "ServerException")
+                )
+        }
+        _ => false,
+    };
+    PollError {
+        message: sdk_error(what, e),
+        transient,
+    }
+}
+
+fn is_access_denied<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    matches!(
+        e.code(),
+        Some("AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation")
+    ) || matches!(e, SdkError::ServiceError(s) if s.raw().status().as_u16() == 403)
+}
+
 pub struct BatchBackend {
     client: Client,
-    settings: BatchSettings,
+    /// Boxed: the backend lives in an enum beside data-less variants.
+    settings: Box<BatchSettings>,
+    /// The job definition every job runs: the checked revision.
+    definition: String,
+    /// Whether `ListJobs` may be called; without it, polls describe every
+    /// unfinished child.
+    list_jobs: bool,
+    /// Said once, on the first stage run.
+    notice: Mutex<Option<String>>,
 }
 
 fn sdk_error<E: std::error::Error>(what: &str, e: E) -> String {
@@ -369,10 +490,43 @@ impl BatchBackend {
             loader = loader.region(aws_config::Region::new(r.clone()));
         }
         let client = Client::new(&loader.load().await);
-        let this = Self { client, settings };
+        let mut this = Self {
+            client,
+            definition: settings.job_definition.clone(),
+            settings: Box::new(settings),
+            list_jobs: true,
+            notice: Mutex::new(None),
+        };
         this.check_queue().await?;
-        this.check_definition().await?;
+        this.definition = this.check_definition().await?;
+        this.check_list_jobs().await?;
         Ok(this)
+    }
+
+    /// Whether the driver may call `ListJobs`. Without `batch:ListJobs` the
+    /// run still works, polling every unfinished child with `DescribeJobs`.
+    async fn check_list_jobs(&mut self) -> Result<(), String> {
+        let out = self
+            .client
+            .list_jobs()
+            .job_queue(&self.settings.job_queue)
+            .job_status(JobStatus::Running)
+            .max_results(1)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if is_access_denied(&e) => {
+                self.list_jobs = false;
+                *self.notice.lock().expect("notice") = Some(format!(
+                    "batch:ListJobs is not allowed ({}); polls describe every unfinished \
+                     child instead: grant batch:ListJobs to the driver's role",
+                    e.code().unwrap_or("access denied")
+                ));
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("ListJobs", e)),
+        }
     }
 
     async fn check_queue(&self) -> Result<(), String> {
@@ -398,25 +552,63 @@ impl BatchBackend {
         Ok(())
     }
 
-    async fn check_definition(&self) -> Result<(), String> {
+    /// Finds the job definition and checks its image tag; returns what jobs
+    /// name: the latest ACTIVE revision (`name:revision`) for a bare name,
+    /// else the revision or ARN as configured.
+    async fn check_definition(&self) -> Result<String, String> {
         let d = &self.settings.job_definition;
-        let out = self
-            .client
-            .describe_job_definitions()
-            .job_definitions(d)
-            .status("ACTIVE")
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeJobDefinitions", e))?;
-        let latest = out
-            .job_definitions()
-            .iter()
-            .max_by_key(|j| j.revision().unwrap_or(0));
-        let Some(def) = latest else {
+        let wanted = DefinitionRef::parse(d).map_err(|e| format!("batch.job_definition: {e}"))?;
+        let def = match &wanted {
+            DefinitionRef::Name(name) => {
+                let mut found: Vec<JobDefinition> = vec![];
+                let mut token: Option<String> = None;
+                loop {
+                    let out = self
+                        .client
+                        .describe_job_definitions()
+                        .job_definition_name(name)
+                        .status("ACTIVE")
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("DescribeJobDefinitions", e))?;
+                    found.extend(out.job_definitions().iter().cloned());
+                    token = out.next_token().map(str::to_string);
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                found
+                    .into_iter()
+                    .filter(|j| j.job_definition_name() == Some(name.as_str()))
+                    .max_by_key(|j| j.revision().unwrap_or(0))
+            }
+            DefinitionRef::Exact(exact) => {
+                let out = self
+                    .client
+                    .describe_job_definitions()
+                    .job_definitions(exact)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeJobDefinitions", e))?;
+                out.job_definitions().first().cloned()
+            }
+        };
+        let Some(def) = def else {
             return Err(format!(
                 "batch.job_definition: no active job definition `{d}`"
             ));
         };
+        let name = def.job_definition_name().unwrap_or(d);
+        let revision = def.revision().unwrap_or(0);
+        if let Some(status) = def.status()
+            && status != "ACTIVE"
+        {
+            return Err(format!(
+                "batch.job_definition: job definition `{name}:{revision}` is {status}; \
+                 name an active revision"
+            ));
+        }
         if let Some(tag) = &self.settings.image_tag {
             let image = def
                 .container_properties()
@@ -425,15 +617,16 @@ impl BatchBackend {
             let actual = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
             if actual != tag {
                 return Err(format!(
-                    "batch.image_tag: job definition `{}:{}` runs image `{image}`, \
+                    "batch.image_tag: job definition `{name}:{revision}` runs image `{image}`, \
                      not tag `{tag}`; register a revision with the new image \
-                     (terraform apply) or set batch.image_tag",
-                    def.job_definition_name().unwrap_or(d),
-                    def.revision().unwrap_or(0)
+                     (terraform apply) or set batch.image_tag"
                 ));
             }
         }
-        Ok(())
+        Ok(match wanted {
+            DefinitionRef::Name(_) => format!("{name}:{revision}"),
+            DefinitionRef::Exact(exact) => exact,
+        })
     }
 
     async fn submit(
@@ -488,7 +681,7 @@ impl BatchBackend {
             .ok_or_else(|| "AWS Batch SubmitJob returned no job id".to_string())
     }
 
-    async fn describe(&self, ids: &[String]) -> Result<Vec<JobDetail>, String> {
+    async fn describe(&self, ids: &[String]) -> Result<Vec<JobDetail>, PollError> {
         let mut out = vec![];
         for chunk in ids.chunks(DESCRIBE_BATCH) {
             let r = self
@@ -497,10 +690,92 @@ impl BatchBackend {
                 .set_jobs(Some(chunk.to_vec()))
                 .send()
                 .await
-                .map_err(|e| sdk_error("DescribeJobs", e))?;
+                .map_err(|e| poll_error("DescribeJobs", e))?;
             out.extend(r.jobs().iter().cloned());
         }
         Ok(out)
+    }
+
+    /// The ids of an array's children in `status`, every page.
+    async fn list_children(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+    ) -> Result<Vec<String>, PollError> {
+        let mut ids = vec![];
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_jobs()
+                .array_job_id(job_id)
+                .job_status(status.clone())
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| poll_error("ListJobs", e))?;
+            ids.extend(
+                out.job_summary_list()
+                    .iter()
+                    .filter_map(|j| j.job_id().map(str::to_string)),
+            );
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(ids);
+            }
+        }
+    }
+
+    /// One poll of a stage's job: the children that are done and not yet
+    /// in `known`, described. A single job is described. An array's parent
+    /// is described for its `statusSummary`; when it counts more SUCCEEDED
+    /// or any FAILED children than are known, those are listed
+    /// (`ListJobs`) and the new ones described.
+    async fn poll(
+        &self,
+        job_id: &str,
+        is_array: bool,
+        known: &HashSet<String>,
+        pending: &[String],
+    ) -> Result<Vec<JobDetail>, PollError> {
+        let done = |d: &JobDetail| {
+            matches!(
+                d.status(),
+                Some(JobStatus::Succeeded) | Some(JobStatus::Failed)
+            )
+        };
+        if !is_array {
+            let d = self.describe(&[job_id.to_string()]).await?;
+            return Ok(d.into_iter().filter(done).collect());
+        }
+        if !self.list_jobs {
+            let d = self.describe(pending).await?;
+            return Ok(d.into_iter().filter(done).collect());
+        }
+        let parent = self.describe(&[job_id.to_string()]).await?;
+        let Some(parent) = parent.first() else {
+            return Ok(vec![]);
+        };
+        let summary = parent
+            .array_properties()
+            .and_then(|a| a.status_summary())
+            .cloned()
+            .unwrap_or_default();
+        let count = |s: &str| summary.get(s).copied().unwrap_or(0).max(0) as usize;
+        let parent_done = done(parent);
+        let mut new = vec![];
+        if count("FAILED") > 0 || parent.status() == Some(&JobStatus::Failed) {
+            new.extend(self.list_children(job_id, JobStatus::Failed).await?);
+        }
+        if count("SUCCEEDED") > known.len() || parent_done {
+            new.extend(self.list_children(job_id, JobStatus::Succeeded).await?);
+        }
+        new.retain(|id| !known.contains(id));
+        if new.is_empty() {
+            return Ok(vec![]);
+        }
+        let d = self.describe(&new).await?;
+        Ok(d.into_iter().filter(done).collect())
     }
 
     /// Terminates every job in `ids`; Batch fails their children too.
@@ -529,6 +804,9 @@ impl BatchBackend {
         stages: &[StageRun],
         progress: &Progress,
     ) -> Result<Vec<StageOutcome>, TaskFailure> {
+        if let Some(n) = self.notice.lock().expect("notice").take() {
+            progress.note(&n);
+        }
         let mut submitted: Vec<String> = vec![];
         let result = tokio::select! {
             r = self.submit_and_follow(stages, progress, &mut submitted) => r,
@@ -568,7 +846,8 @@ impl BatchBackend {
         };
         let mut jobs = vec![];
         for (i, stage) in stages.iter().enumerate() {
-            let req = job_request(&self.settings, stage).map_err(fail)?;
+            let mut req = job_request(&self.settings, stage).map_err(fail)?;
+            req.job_definition = self.definition.clone();
             let after = match i {
                 0 => None,
                 _ => Some((
@@ -601,7 +880,10 @@ impl BatchBackend {
         Ok(outcomes)
     }
 
-    /// Polls one stage's children until all succeeded or one failed for good.
+    /// Polls one stage's job until every child succeeded or one failed for
+    /// good. A poll that fails (throttled, a network error) backs off and
+    /// polls again; only errors that are neither throttling nor transient
+    /// and persist for [`POLL_GIVE_UP`] fail the stage.
     async fn follow(
         &self,
         stage: &StageRun,
@@ -613,13 +895,21 @@ impl BatchBackend {
             true => format!("{job_id}:{i}"),
             false => job_id.to_string(),
         };
+        let index_of = |id: &str| -> Option<usize> {
+            match is_array {
+                true => id.rsplit_once(':')?.1.parse().ok(),
+                false => (id == job_id).then_some(0),
+            }
+        };
         let mut manifests: Vec<Option<TaskManifest>> = vec![None; stage.specs.len()];
-        let mut seen_attempts: HashMap<usize, usize> = HashMap::new();
+        let mut known: HashSet<String> = HashSet::new();
         let mut pause = Duration::from_secs(1);
         let max_pause = Duration::from_secs(self.settings.poll_seconds);
+        let mut failing_since: Option<Instant> = None;
         loop {
-            let pending: Vec<usize> = (0..manifests.len())
+            let pending: Vec<String> = (0..manifests.len())
                 .filter(|&i| manifests[i].is_none())
+                .map(child_id)
                 .collect();
             if pending.is_empty() {
                 return Ok(manifests
@@ -627,49 +917,64 @@ impl BatchBackend {
                     .map(|m| m.expect("all done"))
                     .collect());
             }
-            let ids: Vec<String> = pending.iter().map(|&i| child_id(i)).collect();
-            let details = self.describe(&ids).await.map_err(|message| TaskFailure {
-                task_index: pending[0] as u32,
-                attempts: 0,
-                message,
-                retryable: true,
-            })?;
-            let by_id: HashMap<&str, &JobDetail> = details
-                .iter()
-                .filter_map(|d| Some((d.job_id()?, d)))
-                .collect();
+            let finished = match self.poll(job_id, is_array, &known, &pending).await {
+                Ok(f) => {
+                    failing_since = None;
+                    f
+                }
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if !e.transient && since.elapsed() >= POLL_GIVE_UP {
+                        return Err(TaskFailure {
+                            task_index: 0,
+                            attempts: 0,
+                            message: format!(
+                                "polling job {job_id} failed for {} s: {}",
+                                since.elapsed().as_secs(),
+                                e.message
+                            ),
+                            retryable: true,
+                        });
+                    }
+                    // Back off harder than a quiet poll: the API asked for it.
+                    pause = (pause * 2).min(max_pause.max(Duration::from_secs(60)));
+                    progress.note(&format!(
+                        "polling job {job_id} failed, polling again in {} s: {}",
+                        pause.as_secs(),
+                        e.message
+                    ));
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            };
             let mut progressed = false;
-            for &i in &pending {
-                let Some(d) = by_id.get(child_id(i).as_str()) else {
+            for d in &finished {
+                let Some(id) = d.job_id() else { continue };
+                let Some(i) = index_of(id).filter(|&i| i < manifests.len()) else {
                     continue;
                 };
+                if manifests[i].is_some() {
+                    continue;
+                }
                 let attempts = d.attempts().len();
-                // Attempts that failed and were retried: all of them while
-                // the child is not done, all but the last once it is.
-                let terminal = matches!(
-                    d.status(),
-                    Some(JobStatus::Succeeded) | Some(JobStatus::Failed)
-                );
-                let retried = if terminal {
-                    attempts.saturating_sub(1)
-                } else {
-                    attempts
-                };
-                let before = *seen_attempts.get(&i).unwrap_or(&0);
-                for (n, a) in d.attempts().iter().enumerate().take(retried).skip(before) {
+                for (n, a) in d
+                    .attempts()
+                    .iter()
+                    .enumerate()
+                    .take(attempts.saturating_sub(1))
+                {
                     progress.note(&format!(
-                        "task {i} attempt {} failed, Batch retries it: {}",
+                        "task {i} attempt {} failed, Batch retried it: {}",
                         n + 1,
                         attempt_reason(a)
                     ));
-                    progressed = true;
                 }
-                seen_attempts.insert(i, retried.max(before));
                 match d.status() {
                     Some(JobStatus::Succeeded) => {
                         let m = read_child_manifest(&stage.specs[i], attempts as u32).await?;
                         progress.task_done(m.rows, m.bytes);
                         manifests[i] = Some(m);
+                        known.insert(id.to_string());
                         progressed = true;
                     }
                     Some(JobStatus::Failed) => {
@@ -888,7 +1193,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_strategy_retries_lost_hosts_and_retryable_codes_only() {
+    fn retry_strategy_retries_lost_hosts_start_failures_and_retryable_codes_only() {
         let r = retry_strategy(3);
         assert_eq!(r.attempts(), Some(3));
         let rules: Vec<(String, String)> = r
@@ -912,10 +1217,77 @@ mod tests {
                     "status:Your Spot Task was interrupted*".into(),
                     "RETRY".into()
                 ),
+                ("status:Task failed to start".into(), "RETRY".into()),
                 ("exit:4".into(), "RETRY".into()),
-                ("exit:3".into(), "EXIT".into()),
                 ("reason:*".into(), "EXIT".into()),
             ]
         );
+    }
+
+    /// AWS: at most 5 rules; onExitCode digits, onReason and onStatusReason
+    /// letters, digits, periods, colons and white space; at most 512
+    /// characters; a `*` only at the end.
+    #[test]
+    fn retry_rules_are_what_batch_accepts() {
+        let r = retry_strategy(10);
+        assert!(r.evaluate_on_exit().len() <= 5);
+        let valid = |p: &str, ok: fn(char) -> bool| {
+            let body = p.strip_suffix('*').unwrap_or(p);
+            p.len() <= 512 && body.chars().all(ok)
+        };
+        for e in r.evaluate_on_exit() {
+            for p in [e.on_status_reason(), e.on_reason()].into_iter().flatten() {
+                assert!(
+                    valid(p, |c| c.is_ascii_alphanumeric()
+                        || c == '.'
+                        || c == ':'
+                        || c.is_whitespace()),
+                    "{p}"
+                );
+            }
+            if let Some(p) = e.on_exit_code() {
+                assert!(valid(p, |c| c.is_ascii_digit()), "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn job_definitions_are_asked_for_as_the_api_documents() {
+        let name = |d: &str| DefinitionRef::parse(d);
+        assert_eq!(
+            name("chainbatch-executor"),
+            Ok(DefinitionRef::Name("chainbatch-executor".into()))
+        );
+        assert_eq!(
+            name("chainbatch-executor:7"),
+            Ok(DefinitionRef::Exact("chainbatch-executor:7".into()))
+        );
+        let arn = "arn:aws:batch:us-east-2:123456789012:job-definition/chainbatch-executor:7";
+        assert_eq!(name(arn), Ok(DefinitionRef::Exact(arn.into())));
+        for bad in ["", "a:b", "a:", "x y", "arn:aws:batch:x:1:job-queue/q"] {
+            assert!(name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ec2_stages_take_whole_vcpus_and_unrounded_memory() {
+        let mut s = settings();
+        s.platform = Platform::Ec2;
+        s.vcpus = 4.0;
+        s.memory_mib = 3000;
+        let spec: TaskSpec = serde_json::from_value(serde_json::json!({
+            "version": 1, "run_id": "r", "stage_id": 0, "task_index": 0,
+            "inputs": [{"name": "t", "format": "parquet",
+                        "files": [{"uri": "/a.parquet", "size": 10}]}],
+            "sql": "SELECT 1",
+            "output": {"kind": "table", "table_uri": "/t", "staging_uri": "/s", "layout": {}}
+        }))
+        .unwrap();
+        assert_eq!(
+            s.stage_size(std::slice::from_ref(&spec), 0),
+            Ok((1.0, 3000))
+        );
+        s.vcpus = 0.5;
+        assert_eq!(s.stage_size(&[spec], 0), Ok((1.0, 3000)));
     }
 }

@@ -64,12 +64,17 @@ impl Peer {
 
     /// The request bodies of one operation, in order.
     fn requests(&self, op: &str) -> Vec<Value> {
+        self.answered(op).into_iter().map(|(b, _)| b).collect()
+    }
+
+    /// The request bodies of one operation with the HTTP status answered.
+    fn answered(&self, op: &str) -> Vec<(Value, u64)> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .filter(|v| v["op"] == op)
-            .map(|v| v["body"].clone())
+            .map(|v| (v["body"].clone(), v["status"].as_u64().unwrap_or(0)))
             .collect()
     }
 }
@@ -174,22 +179,58 @@ fn env_of(req: &Value) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// The retry strategy every job is submitted with.
+fn retry_strategy(attempts: u32) -> Value {
+    json!({"attempts": attempts, "evaluateOnExit": [
+        {"onStatusReason": "Host EC2*", "action": "RETRY"},
+        {"onStatusReason": "Your Spot Task was interrupted*", "action": "RETRY"},
+        {"onStatusReason": "Task failed to start", "action": "RETRY"},
+        {"onExitCode": "4", "action": "RETRY"},
+        {"onReason": "*", "action": "EXIT"},
+    ]})
+}
+
 #[test]
 fn batch_runs_eth_daily_with_the_exact_requests_and_the_process_backends_output() {
     // 102 input files, one map task each: more children than one
-    // DescribeJobs call may name.
+    // DescribeJobs call may name, and than one ListJobs page holds. The
+    // first 8 polls are throttled (more than the SDK's own retries absorb),
+    // then every 5th.
     let raw = raw_on_s3("raw-batch", 51);
     let (_, expected) = reference(&raw);
 
-    let peer = Peer::start(json!({"throttle_describe": 2}));
+    let peer = Peer::start(json!({
+        "throttle": {"ops": ["DescribeJobs", "ListJobs"], "first": 8, "every": 5},
+        "list_page": 40,
+    }));
     let p = batch_project("");
     let out = prefix("out-batch");
     let o = batch_run(&p, &peer, &raw, &out, &["--run-id", "batch-e2e"])
         .output()
         .unwrap();
-    assert!(o.status.success(), "batch run: {}", stderr(&o));
+    let err = stderr(&o);
+    assert!(o.status.success(), "batch run: {err}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(rt.block_on(snapshot(&out)), expected);
+
+    // The definition is asked for by name and status, as the API documents
+    // (`jobDefinitions` takes only name:revision or ARNs, alone), and every
+    // job runs the revision that was checked.
+    assert_eq!(
+        peer.requests("DescribeJobDefinitions"),
+        vec![json!({"jobDefinitionName": "chainbatch-executor", "status": "ACTIVE"})]
+    );
+
+    // Throttled polls backed off and polled again; nothing was terminated.
+    let throttled = ["DescribeJobs", "ListJobs"]
+        .iter()
+        .flat_map(|op| peer.answered(op))
+        .filter(|(_, status)| *status == 429)
+        .count();
+    assert!(throttled >= 8, "{throttled} polls throttled");
+    assert!(err.contains("failed, polling again in"), "{err}");
+    assert!(err.contains("TooManyRequestsException"), "{err}");
+    assert!(peer.requests("TerminateJob").is_empty());
 
     // One job per stage: clean_transactions' shuffle map (102 tasks) and
     // reduce (4 buckets), then one per downstream node.
@@ -203,7 +244,7 @@ fn batch_runs_eth_daily_with_the_exact_requests_and_the_process_backends_output(
     let runs = format!("{out}/_chainbatch/runs/batch-e2e");
     for (i, s) in submits.iter().enumerate() {
         assert_eq!(s["jobQueue"], "chainbatch-test");
-        assert_eq!(s["jobDefinition"], "chainbatch-executor");
+        assert_eq!(s["jobDefinition"], "chainbatch-executor:1");
         assert!(
             s["jobName"]
                 .as_str()
@@ -230,16 +271,7 @@ fn batch_runs_eth_daily_with_the_exact_requests_and_the_process_backends_output(
             json!([{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]),
             "small tasks get one vCPU, and Fargate's least memory for it"
         );
-        assert_eq!(
-            s["retryStrategy"],
-            json!({"attempts": 3, "evaluateOnExit": [
-                {"onStatusReason": "Host EC2*", "action": "RETRY"},
-                {"onStatusReason": "Your Spot Task was interrupted*", "action": "RETRY"},
-                {"onExitCode": "4", "action": "RETRY"},
-                {"onExitCode": "3", "action": "EXIT"},
-                {"onReason": "*", "action": "EXIT"},
-            ]})
-        );
+        assert_eq!(s["retryStrategy"], retry_strategy(3));
         assert_eq!(s["timeout"], json!({"attemptDurationSeconds": 3600}));
         assert_eq!(s["propagateTags"], true);
         assert_eq!(s["tags"]["team"], "data");
@@ -257,25 +289,62 @@ fn batch_runs_eth_daily_with_the_exact_requests_and_the_process_backends_output(
             assert!(s.get("dependsOn").is_none(), "{s}");
         }
     }
-    // DescribeJobs names at most 100 ids, and the 102 children needed two calls.
-    let describes = peer.requests("DescribeJobs");
-    let widths: Vec<usize> = describes
-        .iter()
-        .map(|d| d["jobs"].as_array().unwrap().len())
-        .collect();
-    assert!(widths.iter().all(|&w| w <= 100), "{widths:?}");
-    assert!(widths.contains(&100), "{widths:?}");
-    assert!(peer.requests("TerminateJob").is_empty());
+    // Arrays are followed through the parent's statusSummary and ListJobs
+    // of what finished (paginated); DescribeJobs names at most 100 ids and
+    // each child once, when it has finished, not every child every poll.
+    let children: u64 = sizes.iter().flatten().sum();
+    let lists = peer.requests("ListJobs");
+    assert!(
+        lists.iter().any(|l| l["arrayJobId"].is_string()
+            && l["jobStatus"] == "SUCCEEDED"
+            && l.get("jobQueue").is_none()),
+        "{lists:?}"
+    );
+    assert!(
+        lists.iter().any(|l| l["nextToken"].is_string()),
+        "102 children take more than one page of 40: {lists:?}"
+    );
+    let mut described: std::collections::BTreeMap<String, usize> = Default::default();
+    for (d, status) in peer.answered("DescribeJobs") {
+        let ids = d["jobs"].as_array().unwrap();
+        assert!(ids.len() <= 100, "{}", ids.len());
+        if status == 200 {
+            for id in ids
+                .iter()
+                .filter_map(|i| i.as_str())
+                .filter(|i| i.contains(':'))
+            {
+                *described.entry(id.to_string()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        described.len() as u64,
+        children,
+        "every child described: {sizes:?}"
+    );
+    assert!(
+        described.values().all(|&n| n == 1),
+        "a child was described more than once: {described:?}"
+    );
 }
 
 #[test]
 fn batch_retries_lost_hosts_and_retryable_exits_and_reduce_reads_the_retried_map() {
     let raw = raw_on_s3("raw-batch-retry", 2);
     let (_, expected) = reference(&raw);
+    // Fargate start failures as Batch reports them: the attempt's status
+    // reason `Task failed to start`, the container's reason saying why.
     let peer = Peer::start(json!({"rules": [
         {"job": "clean_transactions-s0", "index": 0, "attempt": 1,
          "status_reason": "Host EC2 (instance i-0123456789abcdef0) terminated."},
+        {"job": "clean_transactions-s0", "index": 1, "attempt": 1,
+         "start_failure": "CannotPullContainerError: pull image manifest has been retried 5 time(s): \
+                           failed to resolve ref: i/o timeout"},
         {"job": "clean_transactions-s0", "index": 2, "attempt": 1, "exit_code": 4},
+        {"job": "clean_transactions-s1", "index": 0, "attempt": 1,
+         "start_failure": "ResourceInitializationError: unable to pull secrets or registry auth: \
+                           execution resource retrieval failed"},
         {"job": "clean_transactions-s1", "index": 1, "attempt": 1,
          "status_reason": "Your Spot Task was interrupted."},
     ]}));
@@ -284,13 +353,34 @@ fn batch_retries_lost_hosts_and_retryable_exits_and_reduce_reads_the_retried_map
     let o = batch_run(&p, &peer, &raw, &out, &[]).output().unwrap();
     let err = stderr(&o);
     assert!(o.status.success(), "batch run: {err}");
-    assert!(
-        err.contains("task 0 attempt 1 failed, Batch retries it: Host EC2"),
-        "{err}"
-    );
-    assert!(err.contains("task 2 attempt 1 failed"), "{err}");
+    for said in [
+        "task 0 attempt 1 failed, Batch retried it: Host EC2",
+        "task 1 attempt 1 failed, Batch retried it: Task failed to start; CannotPullContainerError:",
+        "task 2 attempt 1 failed, Batch retried it: Essential container in task exited; exit code 4",
+        "task 0 attempt 1 failed, Batch retried it: Task failed to start; ResourceInitializationError:",
+        "task 1 attempt 1 failed, Batch retried it: Your Spot Task was interrupted.",
+    ] {
+        assert!(err.contains(said), "{said}: {err}");
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(rt.block_on(snapshot(&out)), expected);
+
+    // The executor's --help names exactly what the retry strategy retries.
+    let help = Command::new(executor_bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).replace(['\n', ' '], "");
+    for rule in retry_strategy(3)["evaluateOnExit"].as_array().unwrap() {
+        if rule["action"] == "RETRY" {
+            let on = rule
+                .get("onStatusReason")
+                .or(rule.get("onExitCode"))
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .trim_end_matches('*')
+                .replace(' ', "");
+            assert!(help.contains(&on), "--help does not name {on}");
+        }
+    }
 }
 
 #[test]
@@ -381,12 +471,39 @@ fn batch_settings_are_checked_before_anything_is_submitted() {
     let raw = prefix("raw-batch-none");
     let out = prefix("out-batch-none");
     let peer = Peer::start(json!({}));
-    let cases: [(&str, &[&str], i32, &str); 4] = [
+    let cases: [(&str, &[&str], i32, &str); 8] = [
         (
             "  image_tag: v9\n",
             &[],
             1,
             "batch.image_tag: job definition `chainbatch-executor:1` runs image `chainbatch-executor:test`, not tag `v9`",
+        ),
+        (
+            "  image_tag: v9\n",
+            &["--globals", "batch.job_definition=chainbatch-executor:1"],
+            1,
+            "batch.image_tag: job definition `chainbatch-executor:1` runs image",
+        ),
+        (
+            "",
+            &["--globals", "batch.job_definition=chainbatch-executor:9"],
+            1,
+            "batch.job_definition: no active job definition `chainbatch-executor:9`",
+        ),
+        (
+            "",
+            &[
+                "--globals",
+                "batch.job_definition=chainbatch-executor:latest",
+            ],
+            2,
+            "batch.job_definition",
+        ),
+        (
+            "  platform: ec2\n",
+            &["--globals", "batch.vcpus=1.5"],
+            2,
+            "EC2 jobs take whole vCPUs",
         ),
         (
             "",
@@ -426,4 +543,57 @@ fn batch_settings_are_checked_before_anything_is_submitted() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn ec2_jobs_ask_for_whole_vcpus_and_unrounded_memory() {
+    let raw = raw_on_s3("raw-batch-ec2", 1);
+    let (_, expected) = reference(&raw);
+    let p = batch_project("  platform: ec2\n  vcpus: 2\n  memory_mib: 3000\n");
+
+    // The EC2 definition takes 1 vCPU and 3000 MiB as asked.
+    let peer = Peer::start(json!({}));
+    let out = prefix("out-batch-ec2");
+    let ec2 = ["--globals", "batch.job_definition=chainbatch-executor-ec2"];
+    let o = batch_run(&p, &peer, &raw, &out, &ec2).output().unwrap();
+    assert!(o.status.success(), "batch run: {}", stderr(&o));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(snapshot(&out)), expected);
+    for s in peer.requests("SubmitJob") {
+        assert_eq!(s["jobDefinition"], "chainbatch-executor-ec2:1");
+        assert_eq!(
+            s["containerOverrides"]["resourceRequirements"],
+            json!([{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "3000"}]),
+            "{s}"
+        );
+    }
+
+    // A Fargate definition does not take that size: Batch rejects it (as
+    // AWS does), and the run stops.
+    let peer = Peer::start(json!({}));
+    let out = prefix("out-batch-ec2-on-fargate");
+    let o = batch_run(&p, &peer, &raw, &out, &[]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Fargate resource requirements are not supported: VCPU 1, MEMORY 3000"),
+        "{err}"
+    );
+    assert!(!out_has_data(&out));
+}
+
+#[test]
+fn without_list_jobs_permission_polls_describe_the_unfinished_children() {
+    let raw = raw_on_s3("raw-batch-nolist", 1);
+    let (_, expected) = reference(&raw);
+    let peer = Peer::start(json!({"deny": ["ListJobs"]}));
+    let p = batch_project("");
+    let out = prefix("out-batch-nolist");
+    let o = batch_run(&p, &peer, &raw, &out, &[]).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "batch run: {err}");
+    assert!(err.contains("batch:ListJobs is not allowed"), "{err}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(snapshot(&out)), expected);
+    assert_eq!(peer.requests("ListJobs").len(), 1, "only the preflight's");
 }
