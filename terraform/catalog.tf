@@ -27,6 +27,10 @@ resource "aws_ecr_repository" "executor" {
   name                 = "${var.name}-executor"
   image_tag_mutability = "IMMUTABLE"
 
+  encryption_configuration {
+    encryption_type = "KMS"
+  }
+
   image_scanning_configuration {
     scan_on_push = true
   }
@@ -35,6 +39,10 @@ resource "aws_ecr_repository" "executor" {
 resource "aws_ecr_repository" "driver" {
   name                 = "${var.name}-driver"
   image_tag_mutability = "IMMUTABLE"
+
+  encryption_configuration {
+    encryption_type = "KMS"
+  }
 
   image_scanning_configuration {
     scan_on_push = true
@@ -58,6 +66,8 @@ resource "aws_ecr_lifecycle_policy" "executor" {
 }
 
 resource "aws_cloudwatch_log_group" "batch" {
+  #checkov:skip=CKV_AWS_158:job logs hold progress and errors, never data or credentials; CloudWatch encrypts them with its own key
+  #checkov:skip=CKV_AWS_338:retention is the deployer's choice (log_retention_days, default 30 days): the logs describe runs that can be repeated
   name              = "/aws/batch/${var.name}"
   retention_in_days = var.log_retention_days
 }

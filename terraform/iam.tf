@@ -90,15 +90,20 @@ data "aws_iam_policy_document" "driver" {
   }
 
   statement {
-    sid = "FollowAndStopJobs"
+    sid = "FollowJobs"
     actions = [
       "batch:DescribeJobs",
       "batch:DescribeJobQueues",
       "batch:DescribeJobDefinitions",
-      "batch:TerminateJob",
     ]
     # Batch's Describe* actions take no resource ARNs.
     resources = ["*"]
+  }
+
+  statement {
+    sid       = "StopJobs"
+    actions   = ["batch:TerminateJob"]
+    resources = ["arn:${data.aws_partition.current.partition}:batch:${var.region}:${data.aws_caller_identity.current.account_id}:job/*"]
   }
 
   statement {

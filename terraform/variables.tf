@@ -27,6 +27,12 @@ variable "input_buckets" {
   default     = ["aws-public-blockchain"]
 }
 
+variable "anonymous_buckets" {
+  description = "Public buckets read with unsigned requests (CHAINBATCH_S3_ANONYMOUS_BUCKETS): no credentials needed."
+  type        = list(string)
+  default     = ["aws-public-blockchain"]
+}
+
 variable "subnet_ids" {
   description = "Subnets for Batch compute (with a route to S3 and ECR: a NAT gateway or VPC endpoints)."
   type        = list(string)

@@ -1,14 +1,18 @@
 //! The one place where a URI becomes an object store: a local path,
-//! `file://`, or `s3://bucket/key` (any S3-compatible endpoint).
+//! `file://`, or `s3://bucket/key` (AWS or any S3-compatible endpoint).
 //!
-//! S3 settings come from the standard AWS environment: `AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, web identity
-//! and container credentials, plus `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP`
-//! for S3-compatible servers. Requests are retried with exponential backoff.
+//! S3 credentials come from the AWS SDK's whole provider chain (environment,
+//! profiles and their files, SSO, assume-role, web identity, container and
+//! instance credentials); buckets listed in `CHAINBATCH_S3_ANONYMOUS_BUCKETS`
+//! (default `aws-public-blockchain`) are read unsigned; on AWS each bucket is
+//! reached in its own region. `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP` point
+//! at an S3-compatible server. See [`s3`]. Requests are retried with
+//! exponential backoff.
+
+pub mod s3;
 
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ObjectStore, RetryConfig};
@@ -176,20 +180,9 @@ fn retry_config() -> RetryConfig {
 fn open_store(url: &Url) -> object_store::Result<Arc<dyn ObjectStore>> {
     match url.scheme() {
         "file" => Ok(Arc::new(LocalFileSystem::new())),
-        _ => {
-            let bucket = url.host_str().unwrap_or_default();
-            let mut builder = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_retry(retry_config());
-            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
-            {
-                builder = builder.with_region("us-east-1");
-            }
-            // S3-compatible servers (SeaweedFS, MinIO) serve buckets by path.
-            if std::env::var("AWS_ENDPOINT_URL").is_ok() {
-                builder = builder.with_virtual_hosted_style_request(false);
-            }
-            Ok(Arc::new(builder.build()?))
-        }
+        _ => Ok(Arc::new(s3::S3Store::new(
+            url.host_str().unwrap_or_default(),
+            retry_config(),
+        ))),
     }
 }

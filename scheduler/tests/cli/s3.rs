@@ -250,3 +250,144 @@ fn a_missing_bucket_is_named_and_nothing_is_written() {
         "no data published"
     );
 }
+
+/// The eth daily output of a run on the fixture, on local disk.
+async fn expected_local() -> Vec<Vec<Vec<String>>> {
+    let local = Project::fixture();
+    local.run_ok(&["run"]);
+    let mut expected = vec![];
+    for ds in ["clean_transactions", "daily_address_stats", "daily_summary"] {
+        expected.push(rows_as_text(
+            &local.query(ds, "SELECT * FROM t ORDER BY 1, 2, 3").await,
+        ));
+    }
+    expected
+}
+
+/// `cmd` with no AWS credentials anywhere it could find them: no key
+/// variables, no profile, empty credential files, no instance metadata.
+fn without_credentials<'a>(cmd: &'a mut Command, empty: &Path) -> &'a mut Command {
+    let none = empty.join("none");
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", &none)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &none)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+#[tokio::test]
+async fn a_public_bucket_is_read_without_credentials_when_marked_anonymous() {
+    let public = std::env::var("CHAINBATCH_S3_PUBLIC_BUCKET")
+        .expect("scripts/seaweedfs.sh creates a bucket anyone may read");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let raw = format!("s3://{public}/raw-anonymous-{nanos}");
+    // Publishing the data takes credentials; reading it does not.
+    import_fixture(&raw);
+    let expected = expected_local().await;
+    let empty = tempfile::tempdir().unwrap();
+    for backend in ["local", "process"] {
+        let p = Project::fixture();
+        let out = p.out().display().to_string();
+        let o = without_credentials(
+            &mut p.command_on(&["run", "--backend", backend], &raw, &out),
+            empty.path(),
+        )
+        .env(
+            "CHAINBATCH_S3_ANONYMOUS_BUCKETS",
+            format!("other-bucket,{public}"),
+        )
+        .output()
+        .unwrap();
+        assert!(
+            o.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let mut got = vec![];
+        for ds in ["clean_transactions", "daily_address_stats", "daily_summary"] {
+            got.push(rows_as_text(
+                &p.query(ds, "SELECT * FROM t ORDER BY 1, 2, 3").await,
+            ));
+        }
+        assert_eq!(got, expected, "{backend} read anonymously");
+    }
+    // Not marked anonymous, the same run needs credentials and says so
+    // before anything runs.
+    let p = Project::fixture();
+    let out = p.out().display().to_string();
+    let o = without_credentials(&mut p.command_on(&["run"], &raw, &out), empty.path())
+        .env("CHAINBATCH_S3_ANONYMOUS_BUCKETS", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("bucket `{public}`")),
+        "names the bucket: {stderr}"
+    );
+    assert!(!p.out().join("clean_transactions").exists());
+}
+
+#[tokio::test]
+async fn credentials_from_a_profile_read_and_write() {
+    let key = std::env::var("AWS_ACCESS_KEY_ID").expect("scripts/test.sh sets S3 credentials");
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    let aws = tempfile::tempdir().unwrap();
+    std::fs::write(
+        aws.path().join("config"),
+        "[profile chainbatch-test]\nregion = us-east-1\n\n[default]\nregion = eu-north-1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        aws.path().join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = not-this-one\naws_secret_access_key = not-this-one\n\n\
+             [chainbatch-test]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+        ),
+    )
+    .unwrap();
+    let with_profile = |cmd: &mut Command| {
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env("AWS_CONFIG_FILE", aws.path().join("config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                aws.path().join("credentials"),
+            )
+            .env("AWS_PROFILE", "chainbatch-test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    };
+    // Writes: the import.
+    let raw = prefix("raw-profile");
+    let o = with_profile(
+        Command::new(bin())
+            .args(["import", "ethereum-etl"])
+            .arg(repo().join("fixtures/ethereum-etl"))
+            .args(["--out", &raw, "--tables", "transactions"]),
+    );
+    assert!(
+        o.status.success(),
+        "import with a profile: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Reads and writes: the run, in the driver and in executor processes.
+    let expected = expected_local().await;
+    let p = Project::fixture();
+    let out = prefix("out-profile");
+    let o = with_profile(&mut p.command_on(&["run", "--backend", "process"], &raw, &out));
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "run with a profile: {text}");
+    assert!(!text.contains(&secret), "the secret key leaked: {text}");
+    assert_eq!(snapshot(&out).await, expected, "run with a profile");
+}
