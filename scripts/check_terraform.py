@@ -292,7 +292,7 @@ def check_iam(tf):
 
     driver = statements(tf, "driver")
     dacts = {a for _, acts, _ in driver for a in acts}
-    for a in ("batch:SubmitJob", "batch:DescribeJobs", "batch:TerminateJob",
+    for a in ("batch:SubmitJob", "batch:DescribeJobs", "batch:ListJobs", "batch:TerminateJob",
               "glue:CreateTable", "glue:BatchCreatePartition"):
         if a not in dacts:
             problem(f"the driver lacks {a}")

@@ -95,8 +95,10 @@ data "aws_iam_policy_document" "driver" {
       "batch:DescribeJobs",
       "batch:DescribeJobQueues",
       "batch:DescribeJobDefinitions",
+      "batch:ListJobs",
     ]
-    # Batch's Describe* actions take no resource ARNs.
+    # Batch's Describe* and List* actions take no resource ARNs; ListJobs
+    # follows an array job's children without describing all of them.
     resources = ["*"]
   }
 
