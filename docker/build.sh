@@ -25,6 +25,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 command -v docker >/dev/null || { echo "build.sh: docker is not installed" >&2; exit 1; }
+# Images hold this machine's binaries and libraries, so they are for its
+# architecture: build on an arm64 host (Graviton) for ARM64 and set
+# terraform's cpu_architecture to match.
+case "$(uname -m)" in
+  x86_64) platform=linux/amd64 ;;
+  aarch64|arm64) platform=linux/arm64 ;;
+  *) echo "build.sh: unsupported architecture $(uname -m)" >&2; exit 1 ;;
+esac
 
 if [ -z "$bin_dir" ]; then
   cargo build --release -p chainbatch-executor -p chainbatch
@@ -57,13 +65,13 @@ trap 'rm -rf "$work"' EXIT
 if [ "$only" != "driver" ]; then
   mkdir -p "$work/executor"
   rootfs "$work/executor/rootfs" "$bin_dir/chainbatch-executor"
-  docker build --quiet -f docker/executor.Dockerfile -t "chainbatch-executor:$tag" "$work/executor" >/dev/null
-  echo "built chainbatch-executor:$tag ($(docker image inspect -f '{{.Size}}' "chainbatch-executor:$tag") bytes)"
+  docker build --quiet --platform "$platform" -f docker/executor.Dockerfile -t "chainbatch-executor:$tag" "$work/executor" >/dev/null
+  echo "built chainbatch-executor:$tag for $platform ($(docker image inspect -f '{{.Size}}' "chainbatch-executor:$tag") bytes)"
 fi
 if [ "$only" != "executor" ]; then
   mkdir -p "$work/driver"
   rootfs "$work/driver/rootfs" "$bin_dir/chainbatch"
   cp -r conf "$work/driver/rootfs/app/conf"
-  docker build --quiet -f docker/driver.Dockerfile -t "chainbatch-driver:$tag" "$work/driver" >/dev/null
-  echo "built chainbatch-driver:$tag ($(docker image inspect -f '{{.Size}}' "chainbatch-driver:$tag") bytes)"
+  docker build --quiet --platform "$platform" -f docker/driver.Dockerfile -t "chainbatch-driver:$tag" "$work/driver" >/dev/null
+  echo "built chainbatch-driver:$tag for $platform ($(docker image inspect -f '{{.Size}}' "chainbatch-driver:$tag") bytes)"
 fi

@@ -266,9 +266,15 @@ def check_resources(tf):
     if not blocks(executor, "timeout"):
         problem("the executor job definition has no timeout")
     need(tf, "aws_batch_job_definition", "driver")
+    driver_queue = need(tf, "aws_batch_job_queue", "driver")
+    denvs = [str(o.get("compute_environment")) for o in blocks(driver_queue, "compute_environment_order")]
+    if not denvs or any("fargate." not in e for e in denvs):
+        problem(f"the driver queue must run on on-demand Fargate only, never Spot: {denvs}")
     sched = need(tf, "aws_scheduler_schedule", "daily")
     if "batch:submitJob" not in " ".join(flat(sched)):
         problem("the schedule does not submit a Batch job")
+    if "aws_batch_job_queue.driver" not in " ".join(flat(sched)):
+        problem("the schedule must submit the driver to the on-demand driver queue")
 
 
 def check_iam(tf):

@@ -57,6 +57,19 @@ resource "aws_batch_job_queue" "fargate" {
   }
 }
 
+# The driver runs on on-demand capacity: a Spot interruption of the process
+# that holds the run's leases and commits would cost the whole run a retry.
+resource "aws_batch_job_queue" "driver" {
+  name     = "${var.name}-driver"
+  state    = "ENABLED"
+  priority = 10
+
+  compute_environment_order {
+    order               = 1
+    compute_environment = aws_batch_compute_environment.fargate.arn
+  }
+}
+
 resource "aws_batch_job_queue" "ec2_spot" {
   count    = var.enable_ec2_spot ? 1 : 0
   name     = "${var.name}-ec2-spot"
@@ -111,6 +124,7 @@ resource "aws_batch_job_definition" "executor" {
     ]
     ephemeralStorage             = { sizeInGiB = var.executor_disk_gib }
     fargatePlatformConfiguration = { platformVersion = "LATEST" }
+    runtimePlatform              = { cpuArchitecture = var.cpu_architecture, operatingSystemFamily = "LINUX" }
     networkConfiguration         = local.network_configuration
     logConfiguration             = local.log_configuration
   })
@@ -161,12 +175,31 @@ resource "aws_batch_job_definition" "driver" {
       { name = "CHAINBATCH_S3_ANONYMOUS_BUCKETS", value = join(",", var.anonymous_buckets) },
     ]
     fargatePlatformConfiguration = { platformVersion = "LATEST" }
+    runtimePlatform              = { cpuArchitecture = var.cpu_architecture, operatingSystemFamily = "LINUX" }
     networkConfiguration         = local.network_configuration
     logConfiguration             = local.log_configuration
   })
 
+  # A lost host or a container that failed to start is retried; the next
+  # attempt continues the run the lost one left (same run id: the job's),
+  # reusing its finished tasks. A run that failed is not retried.
   retry_strategy {
-    attempts = 1
+    attempts = 3
+
+    evaluate_on_exit {
+      on_status_reason = "Host EC2*"
+      action           = "RETRY"
+    }
+
+    evaluate_on_exit {
+      on_status_reason = "Task failed to start"
+      action           = "RETRY"
+    }
+
+    evaluate_on_exit {
+      on_reason = "*"
+      action    = "EXIT"
+    }
   }
 
   timeout {

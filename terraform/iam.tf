@@ -178,7 +178,7 @@ data "aws_iam_policy_document" "scheduler" {
   statement {
     actions = ["batch:SubmitJob", "batch:TagResource"]
     resources = [
-      aws_batch_job_queue.fargate.arn,
+      aws_batch_job_queue.driver.arn,
       "${aws_batch_job_definition.driver.arn_prefix}:*",
     ]
   }

@@ -14,7 +14,7 @@ resource "aws_scheduler_schedule" "daily" {
     role_arn = aws_iam_role.scheduler.arn
     input = jsonencode({
       JobName       = "${var.name}-daily"
-      JobQueue      = aws_batch_job_queue.fargate.arn
+      JobQueue      = aws_batch_job_queue.driver.arn
       JobDefinition = aws_batch_job_definition.driver.arn
       Tags          = { "chainbatch:schedule" = "daily" }
     })

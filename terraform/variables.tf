@@ -108,3 +108,13 @@ variable "log_retention_days" {
   type        = number
   default     = 30
 }
+
+variable "cpu_architecture" {
+  description = "The CPU architecture of the executor and driver images (docker/build.sh builds for the machine it runs on): X86_64 or ARM64."
+  type        = string
+  default     = "X86_64"
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
+    error_message = "cpu_architecture must be X86_64 or ARM64."
+  }
+}

@@ -34,6 +34,10 @@ pub struct RunOptions {
     pub wait: std::time::Duration,
     /// Publish input dates that fail the completeness gate (with a note).
     pub allow_incomplete: bool,
+    /// This is a later attempt of a job (AWS Batch retried the driver after
+    /// losing its host): continue the earlier attempt's run `run_id` if it
+    /// left a journal, else start it.
+    pub continue_attempt: bool,
 }
 
 /// Why a command failed: the config (exit 2) or the run (exit 1).
@@ -349,6 +353,43 @@ async fn resumable_journal(out_root: &str, run_id: &str) -> Result<Journal, Driv
     Err(ConfigError::new("--resume", format!("run `{run_id}` {why}")).into())
 }
 
+/// A later attempt of the job that ran `opts.run_id`: resume the run its
+/// earlier attempt left (after that attempt's lease expires), start it if
+/// none was recorded, or do nothing if it succeeded.
+async fn continued_options(
+    project: &Project,
+    out_root: &str,
+    opts: &RunOptions,
+    progress: &Progress,
+) -> Result<Option<RunOptions>, DriverError> {
+    let earlier = journal::list(out_root)
+        .await
+        .map_err(DriverError::Run)?
+        .into_iter()
+        .find(|j| j.run_id == opts.run_id);
+    let Some(j) = earlier else {
+        return Ok(Some(opts.clone()));
+    };
+    if j.status == RunStatus::Succeeded {
+        progress.note(&format!(
+            "run {} succeeded in an earlier attempt of this job; nothing to do",
+            j.run_id
+        ));
+        return Ok(None);
+    }
+    let ttl = lease_options(project, &opts.run_id, opts.wait)?.ttl_seconds;
+    progress.note(&format!(
+        "continuing run {} left by an earlier attempt of this job",
+        j.run_id
+    ));
+    Ok(Some(RunOptions {
+        resume: true,
+        // The earlier attempt's lease outlives its host by up to its time to live.
+        wait: opts.wait.max(std::time::Duration::from_secs(ttl + ttl / 2)),
+        ..opts.clone()
+    }))
+}
+
 /// The options of the run being resumed: its pipeline, its window, and the
 /// nodes it has not committed yet.
 fn resumed_options(opts: &RunOptions, j: &Journal) -> Result<RunOptions, DriverError> {
@@ -387,6 +428,17 @@ pub async fn run(
     progress: &Progress,
 ) -> Result<Vec<NodeSummary>, DriverError> {
     let out_root = out_root(project)?;
+    let continued;
+    let opts = match opts.continue_attempt && !opts.resume {
+        true => match continued_options(project, &out_root, opts, progress).await? {
+            Some(o) => {
+                continued = o;
+                &continued
+            }
+            None => return Ok(vec![]),
+        },
+        false => opts,
+    };
     let resumed = match opts.resume {
         true => Some(resumable_journal(&out_root, &opts.run_id).await?),
         false => None,

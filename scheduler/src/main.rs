@@ -160,7 +160,8 @@ enum LogFormatArg {
 
 #[derive(Args, Clone)]
 struct ProjectArgs {
-    /// The configuration folder (holding base/ and one folder per environment).
+    /// The configuration folder (holding base/ and one folder per
+    /// environment): a local path, or `s3://bucket/prefix` (read once at start).
     #[arg(long, default_value = "conf", env = "CHAINBATCH_CONF")]
     conf: PathBuf,
     /// The environment whose files override base/.
@@ -314,13 +315,52 @@ fn load_project(p: &ProjectArgs, run_id: &str) -> Result<Project, ConfigError> {
         .iter()
         .map(|g| parse_override(g, "--params"))
         .collect::<Result<_, _>>()?;
-    load(&LoadOptions {
-        conf_dir: p.conf.clone(),
+    let remote = chainbatch::conf::remote::is_remote(&p.conf);
+    let conf_dir = match remote {
+        // Loading is synchronous; the copy is made once, before it.
+        true => tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(chainbatch::conf::remote::fetch(
+                &p.conf.display().to_string(),
+            ))
+        })?,
+        false => p.conf.clone(),
+    };
+    let loaded = load(&LoadOptions {
+        conf_dir: conf_dir.clone(),
         env: p.env.clone(),
         globals,
         params,
         runtime,
-    })
+    });
+    if remote {
+        let _ = std::fs::remove_dir_all(&conf_dir);
+        let uri = p.conf.display().to_string();
+        return loaded
+            .map(|project| project.relocate_conf(&p.conf))
+            .map_err(|e| chainbatch::conf::remote::remote_error(e, &conf_dir, &uri));
+    }
+    loaded
+}
+
+/// `batch-<job id>` and the attempt number, when this process is an AWS
+/// Batch job (`AWS_BATCH_JOB_ID`, `AWS_BATCH_JOB_ATTEMPT`).
+fn batch_job_run_id() -> Option<(String, u32)> {
+    let id = std::env::var("AWS_BATCH_JOB_ID").ok()?;
+    let id: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let attempt = std::env::var("AWS_BATCH_JOB_ATTEMPT")
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
+    Some((format!("batch-{id}"), attempt))
 }
 
 fn default_run_id(pipeline: Option<&str>) -> String {
@@ -386,6 +426,7 @@ fn run_options(a: &RunArgs, run_id: String) -> Result<RunOptions, ConfigError> {
         resume: a.resume.is_some(),
         wait: std::time::Duration::from_secs(a.wait),
         allow_incomplete: a.allow_incomplete,
+        continue_attempt: false,
     })
 }
 
@@ -448,13 +489,20 @@ fn print_plan(plans: &[chainbatch::plan::NodePlan], format: PlanFormat) {
 async fn dispatch(cmd: Command) -> Result<(), DriverError> {
     match cmd {
         Command::Run(a) => {
+            // A driver running as an AWS Batch job names its run after the
+            // job, so that a retried attempt continues the same run.
+            let batch_job = (a.resume.is_none() && a.run_id.is_none())
+                .then(batch_job_run_id)
+                .flatten();
             let run_id = a
                 .resume
                 .clone()
                 .or_else(|| a.run_id.clone())
+                .or_else(|| batch_job.as_ref().map(|(id, _)| id.clone()))
                 .unwrap_or_else(|| default_run_id(a.pipeline.as_deref()));
             let project = load_project(&a.project, &run_id)?;
-            let opts = run_options(&a, run_id.clone())?;
+            let mut opts = run_options(&a, run_id.clone())?;
+            opts.continue_attempt = batch_job.is_some_and(|(_, attempt)| attempt > 1);
             if a.dry_run {
                 let plans = driver::plan(&project, &opts).await?;
                 print_plan(&plans, PlanFormat::Table);
@@ -519,6 +567,7 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
                     resume: false,
                     wait: std::time::Duration::ZERO,
                     allow_incomplete: false,
+                    continue_attempt: false,
                 };
                 let (nodes, _) = driver::checked_nodes(&p, &opts).await?;
                 println!("pipeline {name}: {} node(s) ok", nodes.len());

@@ -229,6 +229,7 @@ pub async fn run(
             resume: false,
             wait: std::time::Duration::ZERO,
             allow_incomplete: true,
+            continue_attempt: false,
         };
         progress.note(&format!("writing layout {name} to {table_uri}"));
         let meter = Meter::start();

@@ -3,5 +3,6 @@
 pub mod error;
 pub mod interpolate;
 pub mod project;
+pub mod remote;
 pub mod typed;
 pub mod yaml;

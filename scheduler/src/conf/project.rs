@@ -47,6 +47,19 @@ pub struct GlobalsOrigin {
 }
 
 impl GlobalsOrigin {
+    /// The same origins, with files below `from` named below `to`.
+    fn relocated(mut self, from: &Path, to: &Path) -> Self {
+        let moved = |p: &Path| match p.strip_prefix(from) {
+            Ok(rel) => to.join(rel),
+            Err(_) => p.to_path_buf(),
+        };
+        for f in self.files.values_mut() {
+            f.path = moved(&f.path);
+        }
+        self.fallback = moved(&self.fallback);
+        self
+    }
+
     /// Points an error about the global `e.key` at the place its value
     /// came from: `--globals`, `conf/<env>/globals.yml` or `conf/base/...`.
     pub fn locate(&self, e: ConfigError) -> ConfigError {
@@ -248,6 +261,14 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigError> {
 }
 
 impl Project {
+    /// Names `to` (a remote `--conf`) wherever the project would name the
+    /// local copy it was loaded from.
+    pub fn relocate_conf(mut self, to: &Path) -> Self {
+        self.globals_origin = self.globals_origin.relocated(&self.conf_dir, to);
+        self.conf_dir = to.to_path_buf();
+        self
+    }
+
     pub fn global_str(&self, key: &str) -> Option<String> {
         crate::conf::interpolate::lookup(&self.globals, key).and_then(|v| match v {
             Value::String(s) => Some(s.clone()),

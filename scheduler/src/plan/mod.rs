@@ -181,7 +181,10 @@ pub async fn plan_node(
             .iter()
             .all(|p| shape.group_columns.contains(&p.name));
     let (strategy, reason) = if !single || shape.has_join {
-        (Strategy::SingleTask, "reads several datasets (a join): all input in one task".to_string())
+        (
+            Strategy::SingleTask,
+            "reads several datasets (a join): all input in one task".to_string(),
+        )
     } else if shape.needs_all_rows
         || (shape.has_aggregate && !(partitioned_input && grouped_by_partition))
     {

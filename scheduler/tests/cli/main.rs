@@ -12,6 +12,7 @@ mod config_errors;
 mod crash;
 mod datasets;
 mod deploy;
+mod driver_job;
 mod end_to_end;
 mod planning;
 mod s3;

@@ -1,0 +1,28 @@
+//! The DataFusion session chainbatch SQL is planned and run in. One
+//! definition serves the driver's validation and every task, so that a node
+//! validates with exactly the types and functions it runs with.
+
+use crate::udf;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use std::sync::Arc;
+
+/// The settings every chainbatch session shares.
+pub fn config() -> SessionConfig {
+    let mut config = SessionConfig::new();
+    let opts = config.options_mut();
+    // Plain strings keep output files readable by every Parquet reader.
+    opts.execution.parquet.schema_force_view_types = false;
+    opts.sql_parser.map_string_types_to_utf8view = false;
+    config
+}
+
+/// A session on `runtime` with chainbatch's SQL functions registered.
+pub fn context(
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+) -> datafusion::error::Result<SessionContext> {
+    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    udf::register_all(&mut ctx)?;
+    Ok(ctx)
+}
