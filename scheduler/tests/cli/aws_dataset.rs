@@ -138,9 +138,16 @@ async fn eth_daily_reads_the_producers_files_in_every_shape_and_unit() {
         if args[1] == "blocks" {
             assert_eq!(names, ["17173049", "17173050"]);
         } else {
-            let n = if args.contains(&"--rows-per-file") { 2 } else { 1 };
+            let n = if args.contains(&"--rows-per-file") {
+                2
+            } else {
+                1
+            };
             assert_eq!(names.len(), n, "{names:?}");
-            assert!(names.iter().all(|f| f.starts_with("transactions-")), "{names:?}");
+            assert!(
+                names.iter().all(|f| f.starts_with("transactions-")),
+                "{names:?}"
+            );
         }
         let o = run_aws(&p, &raw);
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
