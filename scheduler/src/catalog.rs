@@ -109,7 +109,7 @@ fn parse_dataset(name: &str, v: &Value) -> Result<Dataset, ConfigError> {
                 format!("{name}.schema"),
                 format!(
                     "unknown schema `{s}`; expected a list of {{name, type}} or one of: {}",
-                    crate::eth::schema::NAMES.join(", ")
+                    crate::eth::schema::names().join(", ")
                 ),
             )
         })?),

@@ -5,7 +5,7 @@
 //! every integer is read from the JSON text, never through a float.
 
 use crate::commit::remove_prefix;
-use crate::eth::schema;
+use crate::eth::tables::EthTable;
 use chainbatch_executor::layout::{Layout, PartitionColumn};
 use chainbatch_executor::schema::ColumnSpec;
 use chainbatch_executor::spec::{
@@ -25,37 +25,21 @@ pub struct TableImport {
     pub sort_by: &'static [&'static str],
 }
 
+/// The tables ethereum-etl exports, in the exact schemas.
 pub fn tables() -> Vec<TableImport> {
-    vec![
-        TableImport {
-            file: "blocks.jsonl",
-            table: "blocks",
-            columns: schema::blocks(true),
-            timestamp: "timestamp",
-            sort_by: &["number"],
-        },
-        TableImport {
-            file: "transactions.jsonl",
-            table: "transactions",
-            columns: schema::transactions(true),
-            timestamp: "block_timestamp",
-            sort_by: &["block_number", "transaction_index"],
-        },
-        TableImport {
-            file: "logs.jsonl",
-            table: "logs",
-            columns: schema::logs(),
-            timestamp: "block_timestamp",
-            sort_by: &["block_number", "log_index"],
-        },
-        TableImport {
-            file: "token_transfers.jsonl",
-            table: "token_transfers",
-            columns: schema::token_transfers(true),
-            timestamp: "block_timestamp",
-            sort_by: &["block_number", "log_index"],
-        },
-    ]
+    EthTable::ALL
+        .into_iter()
+        .filter_map(|t| {
+            let d = t.def();
+            Some(TableImport {
+                file: d.ethereum_etl_file?,
+                table: d.name,
+                columns: t.columns(true),
+                timestamp: d.timestamp,
+                sort_by: d.sort_by,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -186,8 +170,10 @@ pub async fn import_ethereum_etl(
     }
     remove_prefix(&staging).await?;
     if done.is_empty() {
+        let files: Vec<&str> = tables().iter().map(|t| t.file).collect();
         return Err(format!(
-            "no ethereum-etl files (blocks.jsonl, transactions.jsonl, logs.jsonl, token_transfers.jsonl) in {}",
+            "no ethereum-etl files ({}) in {}",
+            files.join(", "),
             dir.display()
         ));
     }

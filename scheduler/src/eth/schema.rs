@@ -1,129 +1,44 @@
 //! Arrow schemas of the AWS Public Blockchain Data `eth` tables
-//! (`s3://aws-public-blockchain/v1.0/eth/<table>/date=YYYY-MM-DD/`), in two
-//! variants:
+//! (`s3://aws-public-blockchain/v1.0/eth/<table>/date=YYYY-MM-DD/`), by
+//! name, in two variants:
 //!
-//! - `aws`: typed as the public dataset stores them. Its `value` columns are
-//!   DOUBLE, which is inexact above 2^53 wei (about 0.009 ETH): such values
-//!   were rounded before chainbatch ever read them.
-//! - `exact`: what chainbatch writes: wei as DECIMAL(38,0), uint256 token
-//!   amounts as DECIMAL(76,0), block difficulty as DECIMAL(38,0). No float
-//!   ever touches a value.
+//! - `eth.<table>`: typed as the public dataset stores them. Its amounts
+//!   are DOUBLE, which is inexact above 2^53 wei (about 0.009 ETH): such
+//!   values were rounded before chainbatch ever read them.
+//! - `eth.<table>.exact` (tables with amounts): what chainbatch writes: wei
+//!   as DECIMAL(38,0), uint256 token amounts as DECIMAL(76,0), block
+//!   difficulty as DECIMAL(38,0). No float ever touches a value.
 //!
-//! Every table is hive-partitioned by `date` (a string, `YYYY-MM-DD`), which
-//! is not stored in the files.
+//! The columns themselves live in [`crate::eth::tables`], one file per
+//! table. Every table is hive-partitioned by `date` (a string,
+//! `YYYY-MM-DD`), which is not among the columns: the path holds it (the
+//! public dataset's files hold a copy, checked against the path on read).
 
+use crate::eth::tables::EthTable;
 use chainbatch_executor::schema::ColumnSpec;
 
 /// The names accepted by a catalog's `schema:` key.
-pub const NAMES: &[&str] = &[
-    "eth.transactions",
-    "eth.transactions.exact",
-    "eth.blocks",
-    "eth.blocks.exact",
-    "eth.logs",
-    "eth.token_transfers",
-    "eth.token_transfers.exact",
-];
-
-fn cols(spec: &[(&str, &str)]) -> Vec<ColumnSpec> {
-    spec.iter().map(|(n, t)| ColumnSpec::new(n, t)).collect()
+pub fn names() -> Vec<String> {
+    EthTable::ALL
+        .into_iter()
+        .flat_map(EthTable::schema_names)
+        .collect()
 }
 
-pub fn transactions(exact: bool) -> Vec<ColumnSpec> {
-    let value = if exact { "decimal(38,0)" } else { "double" };
-    cols(&[
-        ("hash", "string"),
-        ("nonce", "bigint"),
-        ("transaction_index", "bigint"),
-        ("from_address", "string"),
-        ("to_address", "string"),
-        ("value", value),
-        ("gas", "bigint"),
-        ("gas_price", "bigint"),
-        ("input", "string"),
-        ("receipt_cumulative_gas_used", "bigint"),
-        ("receipt_gas_used", "bigint"),
-        ("receipt_contract_address", "string"),
-        ("receipt_root", "string"),
-        ("receipt_status", "bigint"),
-        ("block_timestamp", "timestamp"),
-        ("block_number", "bigint"),
-        ("block_hash", "string"),
-        ("max_fee_per_gas", "bigint"),
-        ("max_priority_fee_per_gas", "bigint"),
-        ("transaction_type", "bigint"),
-        ("receipt_effective_gas_price", "bigint"),
-    ])
-}
-
-pub fn blocks(exact: bool) -> Vec<ColumnSpec> {
-    let big = if exact { "decimal(38,0)" } else { "double" };
-    let mut c = cols(&[
-        ("timestamp", "timestamp"),
-        ("number", "bigint"),
-        ("hash", "string"),
-        ("parent_hash", "string"),
-        ("nonce", "string"),
-        ("sha3_uncles", "string"),
-        ("logs_bloom", "string"),
-        ("transactions_root", "string"),
-        ("state_root", "string"),
-        ("receipts_root", "string"),
-        ("miner", "string"),
-        ("difficulty", big),
-        ("total_difficulty", big),
-        ("size", "bigint"),
-        ("extra_data", "string"),
-        ("gas_limit", "bigint"),
-        ("gas_used", "bigint"),
-        ("transaction_count", "bigint"),
-        ("base_fee_per_gas", "bigint"),
-    ]);
-    c.push(ColumnSpec::new("withdrawals_root", "string"));
-    c
-}
-
-pub fn logs() -> Vec<ColumnSpec> {
-    cols(&[
-        ("log_index", "bigint"),
-        ("transaction_hash", "string"),
-        ("transaction_index", "bigint"),
-        ("address", "string"),
-        ("data", "string"),
-        ("topics", "list<string>"),
-        ("block_timestamp", "timestamp"),
-        ("block_number", "bigint"),
-        ("block_hash", "string"),
-    ])
-}
-
-pub fn token_transfers(exact: bool) -> Vec<ColumnSpec> {
-    let value = if exact { "decimal(76,0)" } else { "double" };
-    cols(&[
-        ("token_address", "string"),
-        ("from_address", "string"),
-        ("to_address", "string"),
-        ("value", value),
-        ("transaction_hash", "string"),
-        ("log_index", "bigint"),
-        ("block_timestamp", "timestamp"),
-        ("block_number", "bigint"),
-        ("block_hash", "string"),
-    ])
+/// The table and variant a schema name stands for (`eth.transactions.exact`).
+pub fn parse_name(name: &str) -> Option<(EthTable, bool)> {
+    let rest = name.strip_prefix("eth.")?;
+    let (table, exact) = match rest.strip_suffix(".exact") {
+        Some(t) => (t, true),
+        None => (rest, false),
+    };
+    let table = EthTable::from_name(table)?;
+    (!exact || table.has_exact()).then_some((table, exact))
 }
 
 /// The columns of a named schema (`eth.transactions.exact`).
 pub fn named_columns(name: &str) -> Option<Vec<ColumnSpec>> {
-    Some(match name {
-        "eth.transactions" => transactions(false),
-        "eth.transactions.exact" => transactions(true),
-        "eth.blocks" => blocks(false),
-        "eth.blocks.exact" => blocks(true),
-        "eth.logs" => logs(),
-        "eth.token_transfers" => token_transfers(false),
-        "eth.token_transfers.exact" => token_transfers(true),
-        _ => return None,
-    })
+    parse_name(name).map(|(t, exact)| t.columns(exact))
 }
 
 #[cfg(test)]
@@ -133,8 +48,8 @@ mod tests {
 
     #[test]
     fn every_named_schema_parses_and_round_trips() {
-        for name in NAMES {
-            for c in named_columns(name).unwrap() {
+        for name in names() {
+            for c in named_columns(&name).unwrap() {
                 let dt = parse_type(&c.data_type).unwrap();
                 assert_eq!(
                     parse_type(&type_name(&dt)).unwrap(),
@@ -144,19 +59,63 @@ mod tests {
                 );
             }
         }
+        assert_eq!(
+            names(),
+            [
+                "eth.blocks",
+                "eth.blocks.exact",
+                "eth.transactions",
+                "eth.transactions.exact",
+                "eth.logs",
+                "eth.token_transfers",
+                "eth.token_transfers.exact",
+                "eth.traces",
+                "eth.traces.exact",
+                "eth.contracts",
+            ]
+        );
+        assert!(named_columns("eth.logs.exact").is_none());
+        assert!(named_columns("eth.receipts").is_none());
+    }
+
+    fn column(schema: &str, name: &str) -> ColumnSpec {
+        named_columns(schema)
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{schema} has no {name}"))
     }
 
     #[test]
     fn exact_variants_hold_wei_as_decimals() {
-        let tx = transactions(true);
+        assert_eq!(column("eth.transactions", "value").data_type, "double");
         assert_eq!(
-            tx.iter().find(|c| c.name == "value").unwrap().data_type,
+            column("eth.transactions.exact", "value").data_type,
             "decimal(38,0)"
         );
-        let tt = token_transfers(true);
         assert_eq!(
-            tt.iter().find(|c| c.name == "value").unwrap().data_type,
+            column("eth.token_transfers.exact", "value").data_type,
             "decimal(76,0)"
         );
+        assert_eq!(column("eth.traces", "gas").data_type, "double");
+        assert_eq!(column("eth.traces.exact", "gas").data_type, "bigint");
+    }
+
+    #[test]
+    fn schemas_match_the_producers_files() {
+        let tx = named_columns("eth.transactions").unwrap();
+        assert!(tx.iter().all(|c| c.name != "receipt_root"));
+        assert!(tx.iter().all(|c| c.name != "date"));
+        assert!(!column("eth.transactions", "hash").nullable);
+        assert!(!column("eth.transactions", "block_timestamp").nullable);
+        assert!(column("eth.transactions", "to_address").nullable);
+        assert_eq!(
+            column("eth.transactions", "last_modified").data_type,
+            "timestamp(ms)"
+        );
+        let blocks = named_columns("eth.blocks").unwrap();
+        assert!(blocks.iter().all(|c| c.name != "withdrawals_root"));
+        assert!(!column("eth.blocks", "number").nullable);
+        assert!(column("eth.traces", "transaction_hash").nullable);
     }
 }

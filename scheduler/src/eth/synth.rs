@@ -10,9 +10,10 @@
 
 use arrow::array::{
     ArrayRef, Decimal128Builder, Decimal256Builder, Int64Builder, ListBuilder, RecordBatch,
-    StringBuilder, TimestampSecondBuilder,
+    StringBuilder, TimestampSecondArray, TimestampSecondBuilder,
 };
 use arrow::datatypes::SchemaRef;
+use arrow::datatypes::TimestampMillisecondType;
 use arrow::datatypes::i256;
 use chainbatch_executor::schema::to_schema;
 use std::collections::HashMap;
@@ -269,11 +270,7 @@ impl GenConfig {
 }
 
 pub fn transactions_schema() -> SchemaRef {
-    to_schema(
-        &crate::eth::schema::transactions(true),
-        "eth.transactions.exact",
-    )
-    .expect("built-in schema parses")
+    table_schema("eth.transactions.exact")
 }
 
 /// Generates rows `first..first+n` of day `d` (rows of a day are spread over
@@ -369,7 +366,9 @@ impl Events {
         let tx_hash: ArrayRef = Arc::new(self.tx_hash.finish());
         let tx_index: ArrayRef = Arc::new(self.tx_index.finish());
         let log_index: ArrayRef = Arc::new(self.log_index.finish());
-        let ts: ArrayRef = Arc::new(self.ts.finish().with_timezone("UTC"));
+        let ts = self.ts.finish().with_timezone("UTC");
+        let modified = last_modified(&ts);
+        let ts: ArrayRef = Arc::new(ts);
         let block: ArrayRef = Arc::new(self.block.finish());
         let block_hash: ArrayRef = Arc::new(self.block_hash.finish());
         let transfers = RecordBatch::try_new(
@@ -389,6 +388,7 @@ impl Events {
                 ts.clone(),
                 block.clone(),
                 block_hash.clone(),
+                modified.clone(),
             ],
         )
         .expect("transfers match their schema");
@@ -404,11 +404,24 @@ impl Events {
                 ts,
                 block,
                 block_hash,
+                modified,
             ],
         )
         .expect("logs match their schema");
         (transfers, logs)
     }
+}
+
+/// How long after its block the producer wrote a row: `last_modified` is
+/// the block's timestamp plus this.
+pub const WRITE_DELAY_MS: i64 = 4_000;
+
+/// `last_modified` of rows in blocks of these timestamps.
+fn last_modified(ts: &TimestampSecondArray) -> ArrayRef {
+    Arc::new(
+        ts.unary::<_, TimestampMillisecondType>(|s| s * 1000 + WRITE_DELAY_MS)
+            .with_timezone("UTC"),
+    )
 }
 
 pub fn table_schema(name: &str) -> SchemaRef {
@@ -449,7 +462,6 @@ pub fn generate_batch(
     let mut cumulative = Int64Builder::with_capacity(n);
     let mut gas_used = Int64Builder::with_capacity(n);
     let mut contract_address = StringBuilder::with_capacity(n, 0);
-    let mut receipt_root = StringBuilder::with_capacity(n, 0);
     let mut status = Int64Builder::with_capacity(n);
     let mut ts = TimestampSecondBuilder::with_capacity(n);
     let mut block_number = Int64Builder::with_capacity(n);
@@ -617,7 +629,6 @@ pub fn generate_batch(
         } else {
             contract_address.append_null();
         }
-        receipt_root.append_null();
         let ok = rng.below(1000) >= 20;
         status.append_value(i64::from(ok));
         ts.append_value(block_timestamp(block));
@@ -643,6 +654,8 @@ pub fn generate_batch(
             );
         }
     }
+    let ts = ts.finish().with_timezone("UTC");
+    let modified = last_modified(&ts);
     let cols: Vec<ArrayRef> = vec![
         Arc::new(hash.finish()),
         Arc::new(nonce.finish()),
@@ -661,15 +674,15 @@ pub fn generate_batch(
         Arc::new(cumulative.finish()),
         Arc::new(gas_used.finish()),
         Arc::new(contract_address.finish()),
-        Arc::new(receipt_root.finish()),
         Arc::new(status.finish()),
-        Arc::new(ts.finish().with_timezone("UTC")),
+        Arc::new(ts),
         Arc::new(block_number.finish()),
         Arc::new(bhash.finish()),
         Arc::new(max_fee.finish()),
         Arc::new(max_prio.finish()),
         Arc::new(tx_type.finish()),
         Arc::new(effective.finish()),
+        modified,
     ];
     let (token_transfers, logs) = events.finish();
     TxBatches {
@@ -698,15 +711,15 @@ pub fn blocks_batch(cfg: &GenConfig, d: u32, day_rows: u64) -> RecordBatch {
     let mut b = arrow::array::StringBuilder::new();
     let mut cols: Vec<ArrayRef> = vec![];
     let numbers: Vec<i64> = (0..n as i64).map(|i| first_block + i).collect();
-    cols.push(Arc::new(
-        arrow::array::TimestampSecondArray::from(
-            numbers
-                .iter()
-                .map(|x| block_timestamp(*x))
-                .collect::<Vec<_>>(),
-        )
-        .with_timezone("UTC"),
-    ));
+    let timestamps = TimestampSecondArray::from(
+        numbers
+            .iter()
+            .map(|x| block_timestamp(*x))
+            .collect::<Vec<_>>(),
+    )
+    .with_timezone("UTC");
+    let modified = last_modified(&timestamps);
+    cols.push(Arc::new(timestamps));
     cols.push(Arc::new(arrow::array::Int64Array::from(numbers.clone())));
     let mut buf = String::new();
     for x in &numbers {
@@ -771,10 +784,7 @@ pub fn blocks_batch(cfg: &GenConfig, d: u32, day_rows: u64) -> RecordBatch {
     )));
     cols.push(Arc::new(arrow::array::Int64Array::from(counts)));
     cols.push(Arc::new(arrow::array::Int64Array::from(vec![base_fee; n])));
-    cols.push(Arc::new(arrow::array::StringArray::from(vec![
-        None::<&str>;
-        n
-    ])));
+    cols.push(modified);
     RecordBatch::try_new(table_schema("eth.blocks.exact"), cols).expect("blocks match their schema")
 }
 

@@ -2,9 +2,8 @@
 //! `<out>/<table>/date=YYYY-MM-DD/part-NNNNN.parquet`, one file per day by
 //! default, days and files in parallel, each file streamed batch by batch.
 
-use crate::eth::synth::{
-    GenConfig, blocks_batch, generate_batch, table_schema, transactions_schema,
-};
+use crate::eth::synth::{GenConfig, blocks_batch, generate_batch, table_schema};
+use crate::eth::tables::EthTable;
 use chainbatch_executor::layout::file_writer::row_checksum;
 use chainbatch_executor::storage;
 use futures::StreamExt;
@@ -46,16 +45,16 @@ pub fn chrono_free_date(days: i64) -> String {
 }
 
 /// The order rows are generated in, declared in every row group so that a
-/// task sorting by it can stream instead of sort.
-fn sort_order(table: &str) -> &'static [&'static str] {
+/// task sorting by it can stream instead of sort. Generated events are one
+/// per transaction, so they declare their block only.
+fn sort_order(table: EthTable) -> &'static [&'static str] {
     match table {
-        "transactions" => &["block_number", "transaction_index"],
-        "blocks" => &["number"],
-        _ => &["block_number"],
+        EthTable::Logs | EthTable::TokenTransfers => &["block_number"],
+        t => t.def().sort_by,
     }
 }
 
-fn sorting_columns(schema: &arrow::datatypes::Schema, table: &str) -> Vec<SortingColumn> {
+fn sorting_columns(schema: &arrow::datatypes::Schema, table: EthTable) -> Vec<SortingColumn> {
     let keys: Vec<(&str, bool)> = sort_order(table).iter().map(|c| (*c, false)).collect();
     let declared = chainbatch_executor::parquet_types::sorting_columns(schema, &keys)
         .expect("generated schemas convert to Parquet");
@@ -91,7 +90,7 @@ const ADDRESSES: [&str; 6] = [
     "address",
 ];
 
-fn writer_props(schema: &arrow::datatypes::Schema, table: &str) -> WriterProperties {
+fn writer_props(schema: &arrow::datatypes::Schema, table: EthTable) -> WriterProperties {
     // Like the public dataset: snappy, row groups of 128k rows.
     // Hashes, calldata and amounts are (nearly) unique per row: dictionary
     // encoding only costs there. Addresses, blocks and small counts keep it.
@@ -154,7 +153,13 @@ fn writer_props(schema: &arrow::datatypes::Schema, table: &str) -> WriterPropert
 /// Called after each day file with its name and transactions.
 pub type Progress = Arc<dyn Fn(&str, u64) + Send + Sync>;
 
-pub const TABLES: &[&str] = &["transactions", "blocks", "logs", "token_transfers"];
+/// The tables `chainbatch gen` writes (traces and contracts it does not).
+pub const TABLES: [EthTable; 4] = [
+    EthTable::Transactions,
+    EthTable::Blocks,
+    EthTable::Logs,
+    EthTable::TokenTransfers,
+];
 
 /// Totals per table, in `TABLES` order.
 #[derive(Debug, Clone, Default)]
@@ -163,7 +168,7 @@ pub struct GenTotals {
 }
 
 struct TableSink {
-    table: &'static str,
+    table: EthTable,
     writer: AsyncArrowWriter<BufWriter>,
     /// The schema files store (timestamps in microseconds).
     file_schema: arrow::datatypes::SchemaRef,
@@ -184,19 +189,14 @@ impl TableSink {
 
 async fn open_sink(
     root: &storage::Location,
-    table: &'static str,
+    table: EthTable,
     date: &str,
     f: u32,
 ) -> Result<TableSink, String> {
-    let rel = format!("{table}/date={date}/part-{f:05}.parquet");
+    let rel = format!("{}/date={date}/part-{f:05}.parquet", table.name());
     let loc = root.join(&rel);
     let sink = BufWriter::with_capacity(loc.store.clone(), loc.path.clone(), 16 * 1024 * 1024);
-    let schema = match table {
-        "transactions" => transactions_schema(),
-        "blocks" => table_schema("eth.blocks.exact"),
-        "logs" => table_schema("eth.logs"),
-        _ => table_schema("eth.token_transfers.exact"),
-    };
+    let schema = table_schema(&table.schema_name(true));
     let file_schema = chainbatch_executor::parquet_types::file_schema(&schema);
     let writer = AsyncArrowWriter::try_new(
         sink,
@@ -230,14 +230,18 @@ pub async fn write_tables(
     parallelism: usize,
     progress: Progress,
 ) -> Result<GenTotals, String> {
-    if let Some(bad) = tables.iter().find(|t| !TABLES.contains(&t.as_str())) {
+    if let Some(bad) = tables
+        .iter()
+        .find(|t| !TABLES.iter().any(|x| x.name() == t.as_str()))
+    {
+        let known: Vec<&str> = TABLES.iter().map(|t| t.name()).collect();
         return Err(format!(
             "unknown table `{bad}`; expected some of: {}",
-            TABLES.join(", ")
+            known.join(", ")
         ));
     }
     let tables: Arc<Vec<String>> = Arc::new(tables.to_vec());
-    let want = |tables: &[String], t: &str| tables.iter().any(|x| x == t);
+    let want = |tables: &[String], t: EthTable| tables.iter().any(|x| x == t.name());
     let root = storage::resolve(out).map_err(|e| e.to_string())?;
     let per_day = cfg.rows_per_day();
     let mut units = vec![];
@@ -252,7 +256,7 @@ pub async fn write_tables(
     units.sort_by_key(|u| std::cmp::Reverse(u.3 - u.2));
     let counters: Arc<Vec<Counters>> =
         Arc::new(TABLES.iter().map(|_| Counters::default()).collect());
-    let idx = |t: &str| TABLES.iter().position(|x| *x == t).expect("known table");
+    let idx = |t: EthTable| TABLES.iter().position(|x| *x == t).expect("known table");
     // Each unit is its own task, so Parquet encoding runs on every core.
     let results: Vec<Result<Result<(), String>, tokio::task::JoinError>> =
         futures::stream::iter(units)
@@ -262,18 +266,22 @@ pub async fn write_tables(
                 let counters = counters.clone();
                 let tables = tables.clone();
                 let progress = progress.clone();
-                let want = move |t: &str| want(&tables, t);
+                let want = move |t: EthTable| want(&tables, t);
                 tokio::spawn(async move {
                     let date = date_string(cfg.day_start(d));
                     let mut sinks = vec![];
-                    for t in ["transactions", "logs", "token_transfers"] {
+                    for t in [
+                        EthTable::Transactions,
+                        EthTable::Logs,
+                        EthTable::TokenTransfers,
+                    ] {
                         if want(t) {
                             sinks.push(open_sink(&root, t, &date, f).await?);
                         }
                     }
                     // The next batch is generated on the blocking pool while
                     // this one is encoded, so both kinds of work overlap.
-                    let events = want("logs") || want("token_transfers");
+                    let events = want(EthTable::Logs) || want(EthTable::TokenTransfers);
                     let spawn_batch = |row: u64| {
                         let n = (cfg.batch_rows as u64).min(last - row) as usize;
                         let c = cfg.clone();
@@ -292,9 +300,9 @@ pub async fn write_tables(
                         }
                         for s in sinks.iter_mut() {
                             let b = match s.table {
-                                "transactions" => &batches.transactions,
-                                "logs" => &batches.logs,
-                                _ => &batches.token_transfers,
+                                EthTable::Logs => &batches.logs,
+                                EthTable::TokenTransfers => &batches.token_transfers,
+                                _ => &batches.transactions,
                             };
                             counters[idx(s.table)].checksum.fetch_add(
                                 row_checksum(b).map_err(|e| e.to_string())?,
@@ -304,10 +312,10 @@ pub async fn write_tables(
                             s.rows += b.num_rows() as u64;
                         }
                     }
-                    if want("blocks") && f == 0 {
-                        let mut s = open_sink(&root, "blocks", &date, 0).await?;
+                    if want(EthTable::Blocks) && f == 0 {
+                        let mut s = open_sink(&root, EthTable::Blocks, &date, 0).await?;
                         let b = blocks_batch(&cfg, d, day_rows);
-                        counters[idx("blocks")].checksum.fetch_add(
+                        counters[idx(EthTable::Blocks)].checksum.fetch_add(
                             row_checksum(&b).map_err(|e| e.to_string())?,
                             Ordering::Relaxed,
                         );
@@ -340,10 +348,10 @@ pub async fn write_tables(
         tables: TABLES
             .iter()
             .zip(counters.iter())
-            .filter(|(t, _)| want(&tables, t))
+            .filter(|(t, _)| want(&tables, **t))
             .map(|(t, c)| {
                 (
-                    t.to_string(),
+                    t.name().to_string(),
                     GenSummary {
                         rows: c.rows.load(Ordering::Relaxed),
                         files: c.files.load(Ordering::Relaxed),

@@ -122,4 +122,17 @@ mod tests {
         assert_eq!(tasks.last().unwrap().files.len(), 2);
         assert!(split.is_empty());
     }
+
+    #[test]
+    fn small_files_are_packed_by_bytes() {
+        // The dataset's current day: one file per block, ~7,200 of ~40 KB.
+        let files: Vec<ListedFile> = (0..7200).map(|n| f("a", n, 40_000)).collect();
+        let (tasks, split) = group_by_bytes(&files, 256 << 20, false);
+        assert_eq!(tasks.len(), 2);
+        assert_eq!(tasks[0].files.len(), (256 << 20) / 40_000);
+        assert_eq!(split, vec!["a".to_string()]);
+        let (tasks, split) = group_by_bytes(&files, 512 << 20, false);
+        assert_eq!(tasks.len(), 1);
+        assert!(split.is_empty());
+    }
 }

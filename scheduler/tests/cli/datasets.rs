@@ -89,17 +89,17 @@ fn importing_the_fixture_gives_exactly_the_json() {
         (
             "transactions",
             vec!["hash"],
-            chainbatch::eth::schema::transactions(true),
+            chainbatch::eth::tables::EthTable::Transactions.columns(true),
         ),
         (
             "token_transfers",
             vec!["transaction_hash", "log_index"],
-            chainbatch::eth::schema::token_transfers(true),
+            chainbatch::eth::tables::EthTable::TokenTransfers.columns(true),
         ),
         (
             "blocks",
             vec!["number"],
-            chainbatch::eth::schema::blocks(true),
+            chainbatch::eth::tables::EthTable::Blocks.columns(true),
         ),
     ] {
         let batches = read_table(&dir.path().join(table));

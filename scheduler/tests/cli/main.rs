@@ -3,6 +3,7 @@
 
 mod support;
 
+mod aws_dataset;
 mod bad_input;
 mod batch;
 mod bench_layouts;
