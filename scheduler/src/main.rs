@@ -752,7 +752,11 @@ async fn generate(g: GenArgs) -> Result<(), DriverError> {
             ConfigError::new("--rows", "rows, days and files per day must be at least 1").into(),
         );
     }
-    check_tables(&g.tables, chainbatch::eth::synth_write::TABLES)?;
+    let known: Vec<&str> = chainbatch::eth::synth_write::TABLES
+        .iter()
+        .map(|t| t.name())
+        .collect();
+    check_tables(&g.tables, &known)?;
     let start = chainbatch::plan::dates::parse(&g.start, &chainbatch::plan::dates::today())
         .map_err(|e| ConfigError::new("--start", e))?;
     let start_ts =
