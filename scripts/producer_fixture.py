@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the `transactions` table the way the AWS Public Blockchain Data
-producer writes it, from an ethereum-etl export of real mainnet data.
+"""Writes the `transactions` and `blocks` tables the way the AWS Public
+Blockchain Data producer writes them, from an ethereum-etl export of real
+mainnet data (blocks carry `transaction_count`, which the completeness gate
+checks each block's transactions against).
 
 The producer (`analytics/producer/copilot/ethereum-worker/worker.py` in
 aws-solutions-library-samples/guidance-for-digital-assets-on-aws) turns each
@@ -163,6 +165,76 @@ def producer_transaction(tx, receipt, block_time):
 PANDAS_DTYPE = {"bigint": "int64", "double": "float64", "timestamp": "datetime64[ns]"}
 
 
+# The producer's `blocks` (processBlockData): the node's keys in their
+# alphabetical order, renamed in place, then the partition columns.
+BLOCKS = OrderedDict(
+    [
+        ("difficulty", "double"),
+        ("hash", "string"),
+        ("miner", "string"),
+        ("nonce", "string"),
+        ("number", "bigint"),
+        ("size", "bigint"),
+        ("timestamp", "timestamp"),
+        ("total_difficulty", "double"),
+        ("base_fee_per_gas", "bigint"),
+        ("gas_limit", "bigint"),
+        ("gas_used", "bigint"),
+        ("extra_data", "string"),
+        ("logs_bloom", "string"),
+        ("parent_hash", "string"),
+        ("state_root", "string"),
+        ("receipts_root", "string"),
+        ("transactions_root", "string"),
+        ("sha3_uncles", "string"),
+        ("transaction_count", "bigint"),
+        ("date", "string"),
+        ("last_modified", "timestamp"),
+    ]
+)
+
+
+def producer_block(row, last_modified):
+    """One block as processBlockData leaves it: difficulties as floats,
+    `transaction_count` counted, `date` and `last_modified` appended."""
+    ts = datetime.datetime.fromtimestamp(row["timestamp"], datetime.timezone.utc)
+    out = OrderedDict()
+    for column in BLOCKS:
+        if column == "timestamp":
+            out[column] = ts.replace(tzinfo=None)
+        elif column == "date":
+            out[column] = ts.strftime("%Y-%m-%d")
+        elif column == "last_modified":
+            out[column] = last_modified
+        elif BLOCKS[column] == "double":
+            out[column] = float(int(row[column]))
+        else:
+            out[column] = row.get(column)
+    return out
+
+
+def write_blocks(args):
+    """The blocks of the export, one file per block or one per day."""
+    with open(os.path.join(args.source, "blocks.jsonl")) as f:
+        rows = sorted((json.loads(line) for line in f if line.strip()), key=lambda r: r["number"])
+    last_modified = datetime.datetime(2024, 1, 1, 1, 45)
+    per_day = OrderedDict()
+    for r in rows:
+        b = producer_block(r, last_modified)
+        per_day.setdefault(b["date"], []).append(b)
+    written = 0
+    for date, blocks in per_day.items():
+        directory = os.path.join(args.out, "blocks", "date=" + date)
+        groups = [[b] for b in blocks] if args.shape == "blocks" else [blocks]
+        for i, group in enumerate(groups):
+            name = ("%d.snappy.parquet" % group[0]["number"]) if args.shape == "blocks" \
+                else "blocks-%d-1714700700.0.snappy.parquet" % (i + 1)
+            df = to_frame(group, BLOCKS, args.pandas2_strings)
+            write(df, os.path.join(directory, name), args.timestamps, args.pandas2_strings)
+            written += 1
+    return len(rows), written
+
+
 def to_frame(rows, schema, pandas2_strings):
     """The DataFrame the producer writes: `json_normalize` of the dicts, then
     its schema check: unlisted columns dropped, integer columns that are not
@@ -270,7 +342,8 @@ def main():
                       args.timestamps, args.pandas2_strings)
                 written += 1
                 pending = []
-    print("%d rows, %d files" % (len(rows), written))
+    block_rows, block_files = write_blocks(args)
+    print("%d rows, %d files; blocks: %d rows, %d files" % (len(rows), written, block_rows, block_files))
 
 
 if __name__ == "__main__":

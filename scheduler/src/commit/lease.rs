@@ -233,9 +233,15 @@ pub async fn acquire(
                     heartbeat: Some(heartbeat),
                 });
             }
-            Err(holder) => {
+            Err(Blocked { holder, tie }) => {
                 let waited = started.elapsed();
-                if waited >= opts.wait {
+                // Two leases the store dated alike both back off; they try
+                // again at different moments before giving up.
+                let patience = match tie {
+                    true => opts.wait.max(TIE_PATIENCE),
+                    false => opts.wait,
+                };
+                if waited >= patience {
                     return Err(if opts.wait.is_zero() {
                         LeaseError::Conflict { holder }
                     } else {
@@ -245,7 +251,7 @@ pub async fn acquire(
                         }
                     });
                 }
-                if attempt == 0 {
+                if attempt == 0 && !tie {
                     on_wait(&holder);
                 }
                 attempt += 1;
@@ -255,19 +261,30 @@ pub async fn acquire(
                     .map(|d| d.subsec_nanos())
                     .unwrap_or(0);
                 let jitter = (nanos as u64 ^ std::process::id() as u64) % 1_000;
-                let pause = Duration::from_millis(500 + jitter).min(opts.wait - waited);
+                let pause = Duration::from_millis(500 + jitter).min(patience - waited);
                 tokio::time::sleep(pause).await;
             }
         }
     }
 }
 
-/// One round: create every lease, then check the others. `Ok(Err(holder))`
-/// is a conflict (nothing held); `Err` a storage failure.
+/// How long runs whose leases the store dated alike keep trying.
+const TIE_PATIENCE: Duration = Duration::from_secs(8);
+
+/// Why a round did not take its leases.
+struct Blocked {
+    /// The live run in the way.
+    holder: String,
+    /// Its lease and ours were dated alike (stores that keep seconds only).
+    tie: bool,
+}
+
+/// One round: create every lease, then check the others. `Ok(Err(..))` is a
+/// conflict (nothing held); `Err` a storage failure.
 async fn try_acquire(
     claims: &[Claim],
     opts: &LeaseOptions,
-) -> Result<Result<Vec<(Location, LeaseRecord)>, String>, LeaseError> {
+) -> Result<Result<Vec<(Location, LeaseRecord)>, Blocked>, LeaseError> {
     let mut held: Vec<(Location, LeaseRecord)> = vec![];
     let file = lease_file_name(&opts.run_id, &opts.purpose);
     for c in claims {
@@ -289,7 +306,7 @@ async fn try_acquire(
             Ok(None) => held.push((loc, record)),
             Ok(Some(holder)) => {
                 release_all(&held).await;
-                return Ok(Err(holder));
+                return Ok(Err(Blocked { holder, tie: false }));
             }
             Err(e) => {
                 release_all(&held).await;
@@ -320,9 +337,12 @@ async fn try_acquire(
                 && f.is_live(now)
         });
         if let Some(b) = blocker {
-            let holder = b.describe(now);
+            let blocked = Blocked {
+                holder: b.describe(now),
+                tie: b.created_nanos == my_time,
+            };
             release_all(&held).await;
-            return Ok(Err(holder));
+            return Ok(Err(blocked));
         }
     }
     Ok(Ok(held))

@@ -50,8 +50,14 @@ fn py(code: &str, args: &[&str]) {
 }
 
 fn run_aws(p: &Project, raw: &Path) -> Output {
+    run_aws_with(p, raw, &[])
+}
+
+fn run_aws_with(p: &Project, raw: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "--env", "aws", "--pipeline", "eth_daily"];
+    args.extend_from_slice(extra);
     p.command_on(
-        &["run", "--env", "aws", "--pipeline", "eth_daily"],
+        &args,
         &raw.display().to_string(),
         &p.out().display().to_string(),
     )
@@ -252,7 +258,21 @@ fn a_file_whose_date_disagrees_with_its_path_fails() {
     let moved = raw.join("transactions/date=2023-05-03");
     std::fs::create_dir_all(&moved).unwrap();
     std::fs::rename(&file, moved.join("17173049.snappy.parquet")).unwrap();
+    // The completeness gate refuses both days first: the block is missing
+    // from one and has no blocks-table entry in the other.
     let o = run_aws(&p, &raw);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("2023-05-02: 1 block(s) in 17173049..17173049"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2023-05-03: no blocks in `raw_blocks`"),
+        "{err}"
+    );
+    // Past the gate, reading the file names the disagreement.
+    let o = run_aws_with(&p, &raw, &["--allow-incomplete"]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
