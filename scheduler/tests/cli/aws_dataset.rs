@@ -280,3 +280,73 @@ fn a_file_whose_date_disagrees_with_its_path_fails() {
         "{err}"
     );
 }
+
+/// The nightly compaction lands between planning and reading: the per-block
+/// files a task lists are replaced by compacted ones. Every attempt fails as
+/// retryable, naming the file that is gone; the run publishes nothing and
+/// fails (resumable); the next run plans the compacted files and is exact.
+#[tokio::test]
+async fn a_compaction_between_plan_and_read_is_named_and_a_rerun_reads_the_compacted_day() {
+    let p = Project::fixture();
+    let raw = p.dir.path().join("raw");
+    producer_files(&raw, &["--shape", "blocks", "--timestamps", "ns"]);
+    let compacted = p.dir.path().join("compacted");
+    producer_files(&compacted, &["--shape", "compacted", "--timestamps", "ms"]);
+    let day = raw.join("transactions/date=2023-05-02");
+    let compacted_day = compacted.join("transactions/date=2023-05-02");
+    // An executor that first does what the compaction does: writes the
+    // compacted files, then deletes the per-block ones.
+    let marker = p.dir.path().join("compacted.done");
+    let script = p.dir.path().join("compacting-executor");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ ! -e '{marker}' ]; then\n  touch '{marker}'\n  \
+             cp '{from}'/* '{day}'/ && rm '{day}'/17173049.snappy.parquet '{day}'/17173050.snappy.parquet\n\
+             fi\n\
+             exec '{exe}' \"$@\"\n",
+            marker = marker.display(),
+            from = compacted_day.display(),
+            day = day.display(),
+            exe = executor_bin().display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let o = p
+        .command_on(
+            &[
+                "run",
+                "--env",
+                "aws",
+                "--pipeline",
+                "eth_daily",
+                "--backend",
+                "process",
+                "--max-attempts",
+                "2",
+            ],
+            &raw.display().to_string(),
+            &p.out().display().to_string(),
+        )
+        .env("CHAINBATCH_EXECUTOR", &script)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("snappy.parquet"), "names the file: {err}");
+    assert!(err.contains("removed after the task was planned"), "{err}");
+    assert!(err.contains("--resume"), "the failure is resumable: {err}");
+    assert!(
+        data_files(&p.out().join("clean_transactions")).is_empty(),
+        "nothing was published"
+    );
+
+    let o = run_aws(&p, &raw);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = rows_as_text(&p.query("daily_summary", "SELECT date, tx_count, senders, CAST(total_fee_wei AS VARCHAR), CAST(total_value_wei AS VARCHAR), failed_count, first_block, last_block FROM t").await);
+    assert_eq!(summary, vec![expected_summary()]);
+}
