@@ -153,6 +153,56 @@ resource "aws_batch_job_definition" "executor" {
   }
 }
 
+# Executors on EC2 compute (enable_ec2_spot): Fargate and EC2 environments
+# share neither a queue nor a job definition. Point conf/aws at the
+# ec2-spot queue and this definition, with `batch.platform: ec2`.
+resource "aws_batch_job_definition" "executor_ec2" {
+  count                 = var.enable_ec2_spot ? 1 : 0
+  name                  = "${var.name}-executor-ec2"
+  type                  = "container"
+  platform_capabilities = ["EC2"]
+  propagate_tags        = true
+
+  container_properties = jsonencode({
+    image      = "${aws_ecr_repository.executor.repository_url}:${var.image_tag}"
+    command    = ["--help"]
+    jobRoleArn = aws_iam_role.executor.arn
+    resourceRequirements = [
+      { type = "VCPU", value = tostring(ceil(var.executor_vcpus)) },
+      { type = "MEMORY", value = tostring(var.executor_memory_mib) },
+    ]
+    environment = [
+      { name = "AWS_REGION", value = var.region },
+      { name = "CHAINBATCH_S3_ANONYMOUS_BUCKETS", value = join(",", var.anonymous_buckets) },
+      { name = "TMPDIR", value = "/tmp" },
+    ]
+    logConfiguration = local.log_configuration
+  })
+
+  retry_strategy {
+    attempts = 3
+
+    evaluate_on_exit {
+      on_status_reason = "Host EC2*"
+      action           = "RETRY"
+    }
+
+    evaluate_on_exit {
+      on_exit_code = "4"
+      action       = "RETRY"
+    }
+
+    evaluate_on_exit {
+      on_reason = "*"
+      action    = "EXIT"
+    }
+  }
+
+  timeout {
+    attempt_duration_seconds = var.job_timeout_seconds
+  }
+}
+
 # The driver: plans the day's run, submits executor jobs, commits, exits.
 resource "aws_batch_job_definition" "driver" {
   name                  = "${var.name}-driver"

@@ -84,9 +84,13 @@ data "aws_iam_policy_document" "driver" {
   source_policy_documents = [data.aws_iam_policy_document.executor.json]
 
   statement {
-    sid       = "SubmitExecutorJobs"
-    actions   = ["batch:SubmitJob", "batch:TagResource"]
-    resources = concat(local.queue_arns, ["${aws_batch_job_definition.executor.arn_prefix}:*"])
+    sid     = "SubmitExecutorJobs"
+    actions = ["batch:SubmitJob", "batch:TagResource"]
+    resources = concat(
+      local.queue_arns,
+      ["${aws_batch_job_definition.executor.arn_prefix}:*"],
+      [for d in aws_batch_job_definition.executor_ec2 : "${d.arn_prefix}:*"],
+    )
   }
 
   statement {

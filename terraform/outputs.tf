@@ -36,3 +36,13 @@ output "conf_aws_batch" {
       image_tag: "${var.image_tag}"
   YAML
 }
+
+# With enable_ec2_spot: the queue and job definition for `batch.platform: ec2`.
+output "conf_aws_batch_ec2" {
+  value = var.enable_ec2_spot ? join("\n", [
+    "batch:",
+    "  job_queue: ${aws_batch_job_queue.ec2_spot[0].name}",
+    "  job_definition: ${aws_batch_job_definition.executor_ec2[0].name}",
+    "  platform: ec2",
+  ]) : null
+}
