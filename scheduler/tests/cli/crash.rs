@@ -70,7 +70,7 @@ async fn rerun_after_a_crash_at_every_commit_step_is_exact() {
 /// An executor for the process backend that SIGKILLs the real executor a
 /// random 10 to 260 ms into every first attempt, and counts the kills that
 /// landed (the task was still running).
-fn killing_executor(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn killing_executor(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let kills = dir.join("kills.log");
     let script = dir.join("killing-executor");
     std::fs::write(

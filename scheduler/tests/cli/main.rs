@@ -19,3 +19,4 @@ mod planning;
 mod s3;
 mod s3_faults;
 mod s3_restart;
+mod soak;
