@@ -4,7 +4,7 @@
 use crate::support::*;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
-use chainbatch_executor::layout::codec::ChainbatchCodec;
+use chainbatch_executor::layout::plan_codec::ChainbatchCodec;
 use chainbatch_executor::layout::{Layout, PartitionColumn};
 use chainbatch_executor::schema::ColumnSpec;
 use chainbatch_executor::spec::{InputFormat, InputTable, OutputSpec, ShuffleInput, TaskSpec};

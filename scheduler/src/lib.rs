@@ -14,3 +14,4 @@ pub mod paths;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
+pub mod time;

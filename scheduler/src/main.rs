@@ -368,7 +368,7 @@ fn default_run_id(pipeline: Option<&str>) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs() as i64;
-    let date = chainbatch::eth::synth_write::date_string(secs).replace('-', "");
+    let date = chainbatch::time::date_of(secs).replace('-', "");
     let t = secs.rem_euclid(86_400);
     format!(
         "{date}T{:02}{:02}{:02}.{:03}Z-{}",

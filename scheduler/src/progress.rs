@@ -158,16 +158,3 @@ impl Progress {
         }
     }
 }
-
-/// Seconds since the epoch as `2024-03-01 12:00:00 UTC`.
-pub fn utc_time(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let s = secs % 86_400;
-    format!(
-        "{} {:02}:{:02}:{:02} UTC",
-        crate::eth::synth_write::chrono_free_date(days),
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    )
-}

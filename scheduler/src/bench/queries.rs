@@ -202,7 +202,7 @@ pub async fn placeholders(ctx: &SessionContext) -> Result<BTreeMap<String, Strin
     let (lo, hi) = (parse(&range[0])?, parse(&range[1])?);
     let first_day = crate::plan::dates::days_since_epoch(&range[2]).ok_or("bad date")?;
     let last_day = crate::plan::dates::days_since_epoch(&range[3]).ok_or("bad date")?;
-    let day = |d: i64| crate::eth::synth_write::chrono_free_date(d);
+    let day = |d: i64| crate::time::civil_date(d);
     let mid_block = lo + (hi - lo) / 2;
     let hash = one(format!(
         "SELECT hash FROM transactions WHERE block_number >= {mid_block} \

@@ -108,12 +108,7 @@ impl Journal {
     }
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::time::now_secs;
 
 pub use crate::paths::runs_root;
 

@@ -124,7 +124,7 @@ impl FoundLease {
             r.purpose,
             r.scope,
             r.dataset,
-            crate::progress::utc_time(r.acquired_at),
+            crate::time::utc_time(r.acquired_at),
             r.pid,
             r.host,
             (now - self.beat_at).max(0)

@@ -25,25 +25,6 @@ pub struct GenSummary {
     pub checksum: String,
 }
 
-pub fn date_string(ts: i64) -> String {
-    let days = ts.div_euclid(86_400);
-    chrono_free_date(days)
-}
-
-/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-pub fn chrono_free_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!("{:04}-{:02}-{:02}", if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// The order rows are generated in, declared in every row group so that a
 /// task sorting by it can stream instead of sort. Generated events are one
 /// per transaction, so they declare their block only.
@@ -268,7 +249,7 @@ pub async fn write_tables(
                 let progress = progress.clone();
                 let want = move |t: EthTable| want(&tables, t);
                 tokio::spawn(async move {
-                    let date = date_string(cfg.day_start(d));
+                    let date = crate::time::date_of(cfg.day_start(d));
                     let mut sinks = vec![];
                     for t in [
                         EthTable::Transactions,
@@ -384,16 +365,4 @@ pub async fn write_transactions(
         .next()
         .map(|(_, s)| s)
         .unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(chrono_free_date(0), "1970-01-01");
-        assert_eq!(date_string(1_683_029_999), "2023-05-02");
-        assert_eq!(date_string(951_782_400), "2000-02-29");
-    }
 }

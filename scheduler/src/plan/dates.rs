@@ -1,6 +1,6 @@
 //! `--dates FROM..TO` (inclusive), with `today` and `yesterday`.
 
-use crate::eth::synth_write::chrono_free_date;
+use crate::time::civil_date;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DateRange {
@@ -14,33 +14,7 @@ impl DateRange {
     }
 }
 
-pub fn today() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    chrono_free_date(now.div_euclid(86_400))
-}
-
-/// Days from 1970-01-01 to `date` (YYYY-MM-DD), if it is a real date.
-pub fn days_since_epoch(date: &str) -> Option<i64> {
-    let mut parts = date.split('-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let d: i64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    // Reject dates like 2023-02-30 that do not round-trip.
-    (chrono_free_date(days) == date).then_some(days)
-}
+pub use crate::time::{days_since_epoch, today};
 
 fn one(text: &str, today: &str) -> Result<String, String> {
     let t = text.trim();
@@ -48,7 +22,7 @@ fn one(text: &str, today: &str) -> Result<String, String> {
         "today" => Ok(today.to_string()),
         "yesterday" => {
             let d = days_since_epoch(today).ok_or("bad clock")?;
-            Ok(chrono_free_date(d - 1))
+            Ok(civil_date(d - 1))
         }
         _ => days_since_epoch(t)
             .map(|_| t.to_string())
@@ -77,7 +51,7 @@ pub fn each_day(r: &DateRange) -> Vec<String> {
     let (Some(a), Some(b)) = (days_since_epoch(&r.from), days_since_epoch(&r.to)) else {
         return vec![];
     };
-    (a..=b).map(chrono_free_date).collect()
+    (a..=b).map(civil_date).collect()
 }
 
 #[cfg(test)]
