@@ -35,16 +35,17 @@ pub async fn run_stage(
             with_retries(stage, progress, spec.task_index, |attempt| {
                 let exe = exe.clone();
                 async move {
-                    let out = tokio::process::Command::new(&exe)
+                    let mut command = tokio::process::Command::new(&exe);
+                    command
                         .args(["run", "--spec", &stage.spec_uri])
                         .env("AWS_BATCH_JOB_ARRAY_INDEX", index.to_string())
                         .env("AWS_BATCH_JOB_ATTEMPT", attempt.to_string())
                         .stdout(Stdio::piped())
                         .stderr(Stdio::piped())
                         // A task dropped because another failed must not run on.
-                        .kill_on_drop(true)
-                        .output()
-                        .await;
+                        .kill_on_drop(true);
+                    die_with_parent(&mut command);
+                    let out = command.output().await;
                     let (retryable, message) = match out {
                         Ok(o) if o.status.success() => {
                             match crate::commit::read_manifest(&spec.attempt_dir(attempt)).await {
@@ -74,4 +75,22 @@ pub async fn run_stage(
         }
     })
     .await
+}
+
+/// A task must not outlive a driver that was killed (SIGKILL runs no
+/// destructor): the child gets SIGKILL when the driver thread that started
+/// it exits, so a later `--resume` never races a leftover attempt.
+fn die_with_parent(command: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }

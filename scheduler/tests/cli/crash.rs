@@ -135,3 +135,47 @@ async fn executors_killed_mid_task_are_retried_and_the_output_is_exact() {
         "no kill landed mid-task; the test proved nothing"
     );
 }
+
+/// A driver killed with SIGKILL takes its executor processes with it, so
+/// no attempt of a killed run goes on writing while a resume runs.
+#[test]
+fn executors_do_not_outlive_a_killed_driver() {
+    let p = Project::generated(2_000, 1, 1);
+    let pids = p.dir.path().join("executor.pids");
+    let script = p.dir.path().join("slow-executor");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ >> '{}'\nexec sleep 60\n",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut driver = p
+        .command(&["run", "--backend", "process"])
+        .env("CHAINBATCH_EXECUTOR", &script)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !pids.exists() && started.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = std::fs::read_to_string(&pids).expect("an executor started");
+    let pid = pid.lines().next().unwrap().trim().to_string();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let gone = (0..40).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for its reaper.
+        stat.is_empty()
+            || stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    });
+    assert!(gone, "executor {pid} outlived its driver");
+}
