@@ -235,9 +235,9 @@ async fn block_counts(
     }
     let schema = Schema::new(fields);
     let uris: Vec<String> = files.iter().cloned().collect();
-    for u in &uris {
-        chainbatch_executor::storage::register(&ctx.runtime_env(), u).map_err(|e| e.to_string())?;
-    }
+    // The files of one dataset live in one store: registered once.
+    chainbatch_executor::storage::register(&ctx.runtime_env(), &uris[0])
+        .map_err(|e| e.to_string())?;
     let opts = ParquetReadOptions::default().schema(&schema);
     let df = ctx
         .read_parquet(uris, opts)

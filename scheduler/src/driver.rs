@@ -327,11 +327,9 @@ pub struct NodeSummary {
 
 /// The journal of a run that can be resumed, or why it cannot.
 async fn resumable_journal(out_root: &str, run_id: &str) -> Result<Journal, DriverError> {
-    let j = journal::list(out_root)
+    let j = journal::load(out_root, run_id)
         .await
         .map_err(DriverError::Run)?
-        .into_iter()
-        .find(|j| j.run_id == run_id)
         .ok_or_else(|| {
             ConfigError::new(
                 "--resume",
@@ -362,11 +360,9 @@ async fn continued_options(
     opts: &RunOptions,
     progress: &Progress,
 ) -> Result<Option<RunOptions>, DriverError> {
-    let earlier = journal::list(out_root)
+    let earlier = journal::load(out_root, &opts.run_id)
         .await
-        .map_err(DriverError::Run)?
-        .into_iter()
-        .find(|j| j.run_id == opts.run_id);
+        .map_err(DriverError::Run)?;
     let Some(j) = earlier else {
         return Ok(Some(opts.clone()));
     };
@@ -469,11 +465,10 @@ pub async fn run(
     let settings = settings(project, opts)?;
     let runs_root = journal::runs_root(&out_root);
     if resumed.is_none()
-        && journal::list(&out_root)
+        && journal::load(&out_root, &opts.run_id)
             .await
             .map_err(DriverError::Run)?
-            .iter()
-            .any(|j| j.run_id == opts.run_id)
+            .is_some()
     {
         return Err(ConfigError::new(
             "--run-id",

@@ -334,10 +334,9 @@ fn load_project(p: &ProjectArgs, run_id: &str) -> Result<Project, ConfigError> {
     });
     if remote {
         let _ = std::fs::remove_dir_all(&conf_dir);
-        let uri = p.conf.display().to_string();
         return loaded
             .map(|project| project.relocate_conf(&p.conf))
-            .map_err(|e| chainbatch::conf::remote::remote_error(e, &conf_dir, &uri));
+            .map_err(|e| chainbatch::conf::remote::remote_error(e, &conf_dir, &p.conf));
     }
     loaded
 }

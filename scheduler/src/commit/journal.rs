@@ -127,6 +127,22 @@ pub async fn save(out_root: &str, j: &Journal) -> Result<(), String> {
         .map_err(|e| format!("cannot write run journal {}: {e}", loc.uri()))
 }
 
+/// The journal of one run, if it has one: a single read, no listing.
+pub async fn load(out_root: &str, run_id: &str) -> Result<Option<Journal>, String> {
+    let loc = journal_location(out_root, run_id)?;
+    let bytes = match loc.store.get(&loc.path).await {
+        Ok(r) => r.bytes().await,
+        Err(e) => Err(e),
+    };
+    match bytes {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| format!("corrupt run journal {}: {e}", loc.uri())),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(format!("cannot read run journal {}: {e}", loc.uri())),
+    }
+}
+
 /// Every run journal under `out_root`, oldest first.
 pub async fn list(out_root: &str) -> Result<Vec<Journal>, String> {
     let root = storage::resolve(&runs_root(out_root)).map_err(|e| e.to_string())?;

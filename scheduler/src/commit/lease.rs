@@ -529,9 +529,13 @@ fn now_i64() -> i64 {
 
 /// This machine's name (a container's hostname in a container).
 pub fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into())
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown-host".into())
+    })
+    .clone()
 }
 
 /// When a process started, in clock ticks since boot (`/proc/PID/stat`).

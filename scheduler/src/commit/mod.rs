@@ -348,10 +348,9 @@ async fn recover_run(
     claims: &[Claim],
 ) -> Result<Option<String>, String> {
     // Read again under the lease: another run may have recovered it since.
-    let Some(mut j) = journal::list(out_root)
+    let Some(mut j) = journal::load(out_root, run_id)
         .await?
-        .into_iter()
-        .find(|j| j.run_id == run_id && j.status == journal::RunStatus::Running)
+        .filter(|j| j.status == journal::RunStatus::Running)
     else {
         return Ok(None);
     };

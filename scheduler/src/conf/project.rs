@@ -49,14 +49,11 @@ pub struct GlobalsOrigin {
 impl GlobalsOrigin {
     /// The same origins, with files below `from` named below `to`.
     fn relocated(mut self, from: &Path, to: &Path) -> Self {
-        let moved = |p: &Path| match p.strip_prefix(from) {
-            Ok(rel) => to.join(rel),
-            Err(_) => p.to_path_buf(),
-        };
+        use crate::conf::remote::relocate;
         for f in self.files.values_mut() {
-            f.path = moved(&f.path);
+            f.path = relocate(&f.path, from, to);
         }
-        self.fallback = moved(&self.fallback);
+        self.fallback = relocate(&self.fallback, from, to);
         self
     }
 

@@ -66,14 +66,17 @@ pub async fn fetch(uri: &str) -> Result<PathBuf, ConfigError> {
     Ok(local)
 }
 
-/// Names the remote file in an error about a file of the local copy.
-pub fn remote_error(mut e: ConfigError, local: &Path, uri: &str) -> ConfigError {
-    if let Some(rel) = e.file.as_ref().and_then(|f| f.strip_prefix(local).ok()) {
-        e.file = Some(PathBuf::from(format!(
-            "{}/{}",
-            uri.trim_end_matches('/'),
-            rel.display()
-        )));
+/// `path` below `to` instead of `from` (the remote name of a file of the
+/// local copy); other paths unchanged.
+pub fn relocate(path: &Path, from: &Path, to: &Path) -> PathBuf {
+    match path.strip_prefix(from) {
+        Ok(rel) => to.join(rel),
+        Err(_) => path.to_path_buf(),
     }
+}
+
+/// Names the remote file in an error about a file of the local copy.
+pub fn remote_error(mut e: ConfigError, local: &Path, remote: &Path) -> ConfigError {
+    e.file = e.file.map(|f| relocate(&f, local, remote));
     e
 }
