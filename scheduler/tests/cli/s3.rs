@@ -115,14 +115,7 @@ pub(crate) async fn snapshot(out_uri: &str) -> Vec<Vec<Vec<String>>> {
 
 #[tokio::test]
 async fn eth_daily_on_s3_equals_the_local_run_on_both_backends() {
-    let local = Project::fixture();
-    local.run_ok(&["run"]);
-    let mut expected = vec![];
-    for ds in ["clean_transactions", "daily_address_stats", "daily_summary"] {
-        expected.push(rows_as_text(
-            &local.query(ds, "SELECT * FROM t ORDER BY 1, 2, 3").await,
-        ));
-    }
+    let expected = expected_local().await;
 
     let raw = prefix("raw");
     import_fixture(&raw);
@@ -255,13 +248,7 @@ fn a_missing_bucket_is_named_and_nothing_is_written() {
 async fn expected_local() -> Vec<Vec<Vec<String>>> {
     let local = Project::fixture();
     local.run_ok(&["run"]);
-    let mut expected = vec![];
-    for ds in ["clean_transactions", "daily_address_stats", "daily_summary"] {
-        expected.push(rows_as_text(
-            &local.query(ds, "SELECT * FROM t ORDER BY 1, 2, 3").await,
-        ));
-    }
-    expected
+    crate::crash::snapshot(&local).await
 }
 
 /// `cmd` with no AWS credentials anywhere it could find them: no key
@@ -308,13 +295,11 @@ async fn a_public_bucket_is_read_without_credentials_when_marked_anonymous() {
             "{backend}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let mut got = vec![];
-        for ds in ["clean_transactions", "daily_address_stats", "daily_summary"] {
-            got.push(rows_as_text(
-                &p.query(ds, "SELECT * FROM t ORDER BY 1, 2, 3").await,
-            ));
-        }
-        assert_eq!(got, expected, "{backend} read anonymously");
+        assert_eq!(
+            crate::crash::snapshot(&p).await,
+            expected,
+            "{backend} read anonymously"
+        );
     }
     // Not marked anonymous, the same run needs credentials and says so
     // before anything runs.
