@@ -280,17 +280,33 @@ struct Blocked {
 }
 
 /// One round: create every lease, then check the others. `Ok(Err(..))` is a
-/// conflict (nothing held); `Err` a storage failure.
+/// conflict; on a conflict or a failure nothing is left held.
 async fn try_acquire(
     claims: &[Claim],
     opts: &LeaseOptions,
 ) -> Result<Result<Vec<(Location, LeaseRecord)>, Blocked>, LeaseError> {
     let mut held: Vec<(Location, LeaseRecord)> = vec![];
+    let outcome = create_and_check(claims, opts, &mut held).await;
+    if !matches!(outcome, Ok(None)) {
+        release_all(&held).await;
+    }
+    outcome.map(|blocked| match blocked {
+        None => Ok(held),
+        Some(b) => Err(b),
+    })
+}
+
+/// Creates the leases of `claims` into `held`, then looks for an overlapping
+/// live lease created no later than each; `Some` names the first found.
+async fn create_and_check(
+    claims: &[Claim],
+    opts: &LeaseOptions,
+    held: &mut Vec<(Location, LeaseRecord)>,
+) -> Result<Option<Blocked>, LeaseError> {
     let file = lease_file_name(&opts.run_id, &opts.purpose);
     for c in claims {
         let uri = format!("{}/{file}", leases_uri(&c.path));
         let loc = storage::resolve(&uri).map_err(|e| LeaseError::storage(&uri, e))?;
-        let now = crate::commit::journal::now_secs();
         let record = LeaseRecord {
             run_id: opts.run_id.clone(),
             purpose: opts.purpose.clone(),
@@ -299,30 +315,16 @@ async fn try_acquire(
             host: this_host(),
             pid: std::process::id(),
             pid_start: process_start(std::process::id()),
-            acquired_at: now,
+            acquired_at: crate::time::now_secs(),
             ttl_seconds: opts.ttl_seconds,
         };
-        match create(&loc, &record).await {
-            Ok(None) => held.push((loc, record)),
-            Ok(Some(holder)) => {
-                release_all(&held).await;
-                return Ok(Err(Blocked { holder, tie: false }));
-            }
-            Err(e) => {
-                release_all(&held).await;
-                return Err(e);
-            }
+        if let Some(holder) = create(&loc, &record).await? {
+            return Ok(Some(Blocked { holder, tie: false }));
         }
+        held.push((loc, record));
     }
-    for (loc, mine) in &held {
-        let found = list(&leases_dir_of(loc)).await;
-        let found = match found {
-            Ok(f) => f,
-            Err(e) => {
-                release_all(&held).await;
-                return Err(e);
-            }
-        };
+    for (loc, mine) in held.iter() {
+        let found = list(&leases_dir_of(loc)).await?;
         let now = now_i64();
         let my_time = found
             .iter()
@@ -337,15 +339,13 @@ async fn try_acquire(
                 && f.is_live(now)
         });
         if let Some(b) = blocker {
-            let blocked = Blocked {
+            return Ok(Some(Blocked {
                 holder: b.describe(now),
                 tie: b.created_nanos == my_time,
-            };
-            release_all(&held).await;
-            return Ok(Err(blocked));
+            }));
         }
     }
-    Ok(Ok(held))
+    Ok(None)
 }
 
 /// Creates a lease object unless one exists. A leftover of the same run (a
@@ -517,14 +517,14 @@ async fn heartbeat(held: Vec<(Location, LeaseRecord)>, every: Duration, lost: Ar
                 // A storage hiccup: try again next beat.
                 Err(_) => continue,
             }
-            let now = crate::commit::journal::now_secs().to_string();
+            let now = crate::time::now_secs().to_string();
             let _ = beat.store.put(&beat.path, now.into_bytes().into()).await;
         }
     }
 }
 
 fn now_i64() -> i64 {
-    crate::commit::journal::now_secs() as i64
+    crate::time::now_secs() as i64
 }
 
 /// This machine's name (a container's hostname in a container).
