@@ -7,6 +7,7 @@
 //! of configuration files, catalogs or pipelines.
 
 pub mod allocator;
+pub mod distributed;
 pub mod error;
 pub mod input;
 pub mod layout;

@@ -62,16 +62,121 @@ pub fn effective_parallelism(configured: usize) -> usize {
 pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest> {
     let started = Instant::now();
     spec.validate()?;
+    let task = prepare_task(spec, attempt, task_session(spec)?, InputSplit::RowGroups).await?;
+    let df = task
+        .ctx
+        .sql(&spec.sql)
+        .await
+        .map_err(|e| TaskError::from_datafusion("sql", e))?;
+    let parallelism = effective_parallelism(spec.resources.parallelism);
+    let (files, kind, data_schema, sort) = match &spec.output {
+        OutputSpec::Table { layout, .. } => {
+            let plan = table_write_plan(
+                df,
+                layout,
+                &task.attempt_uri,
+                spec.stage_id,
+                spec.task_index,
+                parallelism,
+            )
+            .await?;
+            let schema = plan
+                .data_schema()
+                .map_err(|e| TaskError::from_datafusion("output", e))?;
+            let sort = plan.config().sort_method();
+            (
+                execute_sink(plan, &task.ctx).await?,
+                OutputKind::Table,
+                Some(schema),
+                sort,
+            )
+        }
+        OutputSpec::Shuffle {
+            hash_by,
+            buckets,
+            sort_by,
+            ..
+        } => {
+            let plan = shuffle_map_plan(df, hash_by, *buckets, sort_by).await?;
+            (
+                execute_shuffle(plan, &task.ctx, &task.attempt_dir).await?,
+                OutputKind::Shuffle,
+                None,
+                None,
+            )
+        }
+    };
+    let written = TaskOutput {
+        kind,
+        files,
+        schema: data_schema,
+        sort,
+    };
+    finish_task(spec, attempt, &task, written, started).await
+}
+
+/// How input files may be cut into scan partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputSplit {
+    /// Large ordered files are split by row group (a task reads them in
+    /// this process).
+    RowGroups,
+    /// Whole files or byte ranges only: the plan is serialised for other
+    /// processes, and a row-group selection does not survive that.
+    WholeFiles,
+}
+
+/// A task whose attempt directory is clean and whose inputs are registered.
+pub struct PreparedTask {
+    pub ctx: SessionContext,
+    pub attempt_uri: String,
+    pub attempt_dir: Location,
+    pub input_files: u64,
+    pub input_bytes: u64,
+}
+
+/// What a task wrote.
+pub struct TaskOutput {
+    pub kind: OutputKind,
+    pub files: Vec<WrittenFile>,
+    /// The written rows' schema (tables only).
+    pub schema: Option<arrow::datatypes::SchemaRef>,
+    pub sort: Option<SortMethod>,
+}
+
+/// Clears the attempt directory, checks it is writable and registers the
+/// spec's inputs in `ctx`.
+pub async fn prepare_task(
+    spec: &TaskSpec,
+    attempt: u32,
+    ctx: SessionContext,
+    split: InputSplit,
+) -> TaskResult<PreparedTask> {
     let attempt_uri = spec.attempt_dir(attempt);
     let attempt_dir = storage::resolve(&attempt_uri)
         .map_err(|e| TaskError::bad_spec("output.staging_uri", e.to_string()))?;
     clear_dir(&attempt_dir).await?;
     probe_writable(&attempt_dir).await?;
-
-    let ctx = task_session(spec)?;
-    let runtime = ctx.runtime_env();
-    storage::register(&runtime, &attempt_uri)
+    storage::register(&ctx.runtime_env(), &attempt_uri)
         .map_err(|e| TaskError::bad_spec("output.staging_uri", e.to_string()))?;
+    let (input_files, input_bytes) = register_inputs(spec, &ctx, split).await?;
+    Ok(PreparedTask {
+        ctx,
+        attempt_uri,
+        attempt_dir,
+        input_files,
+        input_bytes,
+    })
+}
+
+/// Registers the spec's inputs as tables in `ctx`; returns the files and
+/// bytes they hold.
+pub async fn register_inputs(
+    spec: &TaskSpec,
+    ctx: &SessionContext,
+    split: InputSplit,
+) -> TaskResult<(u64, u64)> {
+    let runtime = ctx.runtime_env();
     let (mut input_files, mut input_bytes) = (0u64, 0u64);
     for (i, input) in spec.inputs.iter().enumerate() {
         let field = format!("inputs[{i}]");
@@ -99,7 +204,10 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
                     .map_err(|e| TaskError::from_datafusion(&field, e))?,
                 )
             } else {
-                let t = TaskFilesTable::open(&runtime, input, &field).await?;
+                let mut t = TaskFilesTable::open(&runtime, input, &field).await?;
+                if split == InputSplit::WholeFiles {
+                    t = t.whole_files();
+                }
                 input_files += t.file_count() as u64;
                 input_bytes += t.total_bytes();
                 Arc::new(t)
@@ -107,63 +215,31 @@ pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest>
         ctx.register_table(input.name.as_str(), table)
             .map_err(|e| TaskError::bad_spec(format!("{field}.name"), e.to_string()))?;
     }
+    Ok((input_files, input_bytes))
+}
 
-    let df = ctx
-        .sql(&spec.sql)
-        .await
-        .map_err(|e| TaskError::from_datafusion("sql", e))?;
-    let parallelism = effective_parallelism(spec.resources.parallelism);
-    let (files, kind, data_schema, sort) = match &spec.output {
-        OutputSpec::Table { layout, .. } => {
-            let plan = table_write_plan(
-                df,
-                layout,
-                &attempt_uri,
-                spec.stage_id,
-                spec.task_index,
-                parallelism,
-            )
-            .await?;
-            let schema = plan
-                .data_schema()
-                .map_err(|e| TaskError::from_datafusion("output", e))?;
-            let sort = plan.config().sort_method();
-            (
-                execute_sink(plan, &ctx).await?,
-                OutputKind::Table,
-                Some(schema),
-                sort,
-            )
-        }
-        OutputSpec::Shuffle {
-            hash_by,
-            buckets,
-            sort_by,
-            ..
-        } => {
-            let plan = shuffle_map_plan(df, hash_by, *buckets, sort_by).await?;
-            (
-                execute_shuffle(plan, &ctx, &attempt_dir).await?,
-                OutputKind::Shuffle,
-                None,
-                None,
-            )
-        }
-    };
+/// Writes the task's manifest, last, and returns it.
+pub async fn finish_task(
+    spec: &TaskSpec,
+    attempt: u32,
+    task: &PreparedTask,
+    output: TaskOutput,
+    started: Instant,
+) -> TaskResult<TaskManifest> {
     let manifest = build_manifest(
         spec,
         attempt,
-        &attempt_uri,
-        kind,
-        files,
-        data_schema,
-        input_files,
-        input_bytes,
+        &task.attempt_uri,
+        output.kind,
+        output.files,
+        output.schema,
+        task.input_files,
+        task.input_bytes,
         started,
-        sort,
+        output.sort,
     );
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-    let loc = attempt_dir.join(MANIFEST_FILE);
+    let loc = task.attempt_dir.join(MANIFEST_FILE);
     loc.store
         .put(&loc.path, json.into())
         .await
@@ -206,8 +282,15 @@ async fn execute_sink(
     let parts = collect_partitioned(plan, ctx.task_ctx())
         .await
         .map_err(|e| TaskError::from_datafusion("output", e))?;
+    written_files(parts.into_iter().flatten())
+}
+
+/// The files a `LayoutSinkExec` reports, one JSON row each, sorted by path.
+pub fn written_files(
+    batches: impl IntoIterator<Item = arrow::record_batch::RecordBatch>,
+) -> TaskResult<Vec<WrittenFile>> {
     let mut files = vec![];
-    for batch in parts.into_iter().flatten() {
+    for batch in batches {
         for v in batch.column(0).as_string::<i32>().iter().flatten() {
             files.push(
                 serde_json::from_str::<WrittenFile>(v)

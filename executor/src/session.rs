@@ -9,7 +9,12 @@ use std::sync::Arc;
 
 /// The settings every chainbatch session shares.
 pub fn config() -> SessionConfig {
-    let mut config = SessionConfig::new();
+    with_chainbatch_settings(SessionConfig::new())
+}
+
+/// `config` with chainbatch's settings (a Ballista session starts from
+/// Ballista's own).
+pub fn with_chainbatch_settings(mut config: SessionConfig) -> SessionConfig {
     let opts = config.options_mut();
     // Plain strings keep output files readable by every Parquet reader.
     opts.execution.parquet.schema_force_view_types = false;

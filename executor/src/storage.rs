@@ -120,6 +120,32 @@ pub fn register(runtime: &RuntimeEnv, uri: &str) -> Result<Location, StorageErro
     Ok(loc)
 }
 
+/// An object store registry that opens stores on first use, the way
+/// [`resolve`] does: a Ballista executor learns which buckets a plan reads
+/// only when its tasks arrive.
+#[derive(Debug, Default)]
+pub struct StoreRegistry;
+
+impl datafusion::execution::object_store::ObjectStoreRegistry for StoreRegistry {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        let key = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+        stores()
+            .lock()
+            .expect("store registry poisoned")
+            .insert(key, store)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        resolve(url.as_str())
+            .map(|loc| loc.store)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    }
+}
+
 fn to_url(uri: &str) -> Result<Url, StorageError> {
     if uri.contains("://") {
         return Url::parse(uri).map_err(|e| StorageError::BadUri {

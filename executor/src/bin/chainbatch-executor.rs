@@ -1,6 +1,7 @@
 //! `chainbatch-executor`: runs one task of a stage, as a child process or in
 //! a container on AWS Batch.
 
+use chainbatch_executor::distributed::executor::{ExecutorOptions, serve};
 use chainbatch_executor::error::{EXIT_OK, EXIT_RETRYABLE, EXIT_USAGE};
 use chainbatch_executor::spec::parse_specs;
 use chainbatch_executor::{TaskError, storage};
@@ -60,6 +61,47 @@ enum Command {
         #[arg(long, env = "AWS_BATCH_JOB_ATTEMPT")]
         attempt: Option<u32>,
     },
+    /// Join a Ballista cluster as an executor and run the tasks of
+    /// distributed nodes until SIGINT or SIGTERM.
+    Ballista(BallistaArgs),
+}
+
+#[derive(clap::Args)]
+struct BallistaArgs {
+    /// The scheduler, host:port (a driver's embedded scheduler or a cluster's).
+    #[arg(long, env = "CHAINBATCH_BALLISTA_SCHEDULER")]
+    scheduler: String,
+    /// The address the scheduler and the other executors reach this one at
+    /// [default: the address this host reaches the scheduler from].
+    #[arg(long, env = "CHAINBATCH_BALLISTA_EXTERNAL_HOST")]
+    external_host: Option<String>,
+    /// The address the executor listens on.
+    #[arg(long, env = "CHAINBATCH_BALLISTA_BIND_HOST", default_value = "0.0.0.0")]
+    bind_host: String,
+    /// Arrow Flight port: the other executors fetch shuffle output here
+    /// (0: a free port, for several executors on one host).
+    #[arg(long, env = "CHAINBATCH_BALLISTA_FLIGHT_PORT", default_value_t = 50051)]
+    flight_port: u16,
+    /// gRPC port of the executor (0: a free port).
+    #[arg(long, env = "CHAINBATCH_BALLISTA_GRPC_PORT", default_value_t = 50052)]
+    grpc_port: u16,
+    /// Tasks run at once [default: the cores available].
+    #[arg(long, env = "CHAINBATCH_BALLISTA_VCORES")]
+    vcores: Option<usize>,
+    /// The memory pool the running tasks share, in MiB; beyond it sorts,
+    /// joins and aggregates spill to --work-dir.
+    #[arg(long, env = "CHAINBATCH_BALLISTA_MEMORY_MIB", default_value_t = 2048)]
+    memory_mib: u64,
+    /// Shuffle files and spills.
+    #[arg(
+        long,
+        env = "CHAINBATCH_BALLISTA_WORK_DIR",
+        default_value = "/tmp/chainbatch-ballista"
+    )]
+    work_dir: std::path::PathBuf,
+    /// How long to wait for the scheduler to answer at startup, in seconds.
+    #[arg(long, default_value_t = 60)]
+    connect_timeout: u16,
 }
 
 fn main() -> ExitCode {
@@ -72,11 +114,6 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
-    let Command::Run {
-        spec,
-        index,
-        attempt,
-    } = cli.command;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -87,6 +124,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_RETRYABLE as u8);
         }
     };
+    let (spec, index, attempt) = match cli.command {
+        Command::Run {
+            spec,
+            index,
+            attempt,
+        } => (spec, index, attempt),
+        Command::Ballista(args) => return serve_ballista(&runtime, args),
+    };
     match runtime.block_on(run(&spec, index, attempt)) {
         Ok(()) => ExitCode::from(EXIT_OK as u8),
         Err(e) => {
@@ -94,6 +139,99 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+fn serve_ballista(runtime: &tokio::runtime::Runtime, args: BallistaArgs) -> ExitCode {
+    let Some((host, port)) = args
+        .scheduler
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+    else {
+        eprintln!(
+            "chainbatch-executor: --scheduler {:?} is not host:port",
+            args.scheduler
+        );
+        return ExitCode::from(EXIT_USAGE as u8);
+    };
+    let external_host = match args.external_host {
+        Some(h) => h,
+        None => match route_address(&host, port) {
+            Ok(ip) => ip,
+            Err(e) => {
+                eprintln!(
+                    "chainbatch-executor: cannot tell this host's address towards {host}:{port} ({e}); pass --external-host"
+                );
+                return ExitCode::from(EXIT_RETRYABLE as u8);
+            }
+        },
+    };
+    let (flight_port, grpc_port) = match (pick_port(args.flight_port), pick_port(args.grpc_port)) {
+        (Ok(f), Ok(g)) => (f, g),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("chainbatch-executor: cannot find a free port: {e}");
+            return ExitCode::from(EXIT_RETRYABLE as u8);
+        }
+    };
+    let opts = ExecutorOptions {
+        scheduler_host: host,
+        scheduler_port: port,
+        bind_host: args.bind_host,
+        external_host,
+        flight_port,
+        grpc_port,
+        vcores: args
+            .vcores
+            .unwrap_or_else(|| chainbatch_executor::runner::effective_parallelism(0)),
+        memory_bytes: args.memory_mib * 1024 * 1024,
+        work_dir: args.work_dir,
+        connect_timeout_seconds: args.connect_timeout,
+    };
+    eprintln!(
+        "chainbatch-executor: Ballista executor {}:{} joining scheduler {}:{} ({} vcores, {} MiB pool)",
+        opts.external_host,
+        opts.flight_port,
+        opts.scheduler_host,
+        opts.scheduler_port,
+        opts.vcores,
+        args.memory_mib
+    );
+    match runtime.block_on(serve(opts)) {
+        Ok(()) => ExitCode::from(EXIT_OK as u8),
+        Err(e) => {
+            eprintln!("chainbatch-executor: Ballista executor stopped: {e}");
+            ExitCode::from(EXIT_RETRYABLE as u8)
+        }
+    }
+}
+
+/// The local address packets to the scheduler leave from: what a container
+/// on AWS Batch (its own network interface) is reached at. A UDP "connect"
+/// sends nothing; it only picks the route.
+fn route_address(host: &str, port: u16) -> std::io::Result<String> {
+    use std::net::ToSocketAddrs;
+    let target = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))?;
+    let bind = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = std::net::UdpSocket::bind(bind)?;
+    socket.connect(target)?;
+    Ok(socket.local_addr()?.ip().to_string())
+}
+
+/// `port`, or a free one for 0: Ballista advertises the configured port,
+/// not the one a listener on port 0 gets.
+fn pick_port(port: u16) -> std::io::Result<u16> {
+    if port != 0 {
+        return Ok(port);
+    }
+    Ok(std::net::TcpListener::bind("0.0.0.0:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn run(spec_uri: &str, index: Option<usize>, attempt: Option<u32>) -> Result<(), TaskError> {

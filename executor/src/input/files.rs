@@ -511,6 +511,16 @@ fn check_schema(expected: &Schema, found: &Schema, uri: &str, field: &str) -> Ta
     Ok(())
 }
 
+impl TaskFilesTable {
+    /// Scans whole files (or byte ranges) in no declared order: no row-group
+    /// selections, which a serialised plan would lose.
+    pub fn whole_files(mut self) -> Self {
+        self.order.clear();
+        self.file_orders.clear();
+        self
+    }
+}
+
 #[async_trait]
 impl TableProvider for TaskFilesTable {
     fn schema(&self) -> SchemaRef {

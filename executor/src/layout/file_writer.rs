@@ -33,6 +33,9 @@ pub struct WriterContext {
     pub stage_id: u32,
     pub task_index: u32,
     pub worker: usize,
+    /// The Ballista task attempt writing, when there is one (see
+    /// `distributed::attempt_tag`): part of every file name.
+    pub attempt_tag: Option<String>,
     next_seq: usize,
     /// Compressed bytes per row, learned from flushed row groups.
     bytes_per_row: Option<f64>,
@@ -60,6 +63,7 @@ impl WriterContext {
             stage_id,
             task_index,
             worker,
+            attempt_tag: None,
             next_seq: 0,
             bytes_per_row: None,
         }
@@ -67,12 +71,18 @@ impl WriterContext {
 
     /// Deterministic per task, attempt and worker: a rerun overwrites, never adds.
     /// Bucketed files carry their bucket as Spark does: `part-0-3-000001_00007.zstd.parquet`.
+    /// On Ballista the task attempt follows the task: `part-0-0-s2.0-t5.1-000001.zstd.parquet`.
     fn next_file_name(&mut self, bucket: Option<i32>) -> String {
         let seq = self.worker * 100_000 + self.next_seq;
         self.next_seq += 1;
         let bucket = bucket.map(|b| format!("_{b:05}")).unwrap_or_default();
+        let tag = self
+            .attempt_tag
+            .as_deref()
+            .map(|t| format!("-{t}"))
+            .unwrap_or_default();
         format!(
-            "part-{}-{}-{:06}{bucket}.{}.parquet",
+            "part-{}-{}{tag}-{:06}{bucket}.{}.parquet",
             self.stage_id, self.task_index, seq, self.codec_suffix
         )
     }

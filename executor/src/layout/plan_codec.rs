@@ -12,8 +12,18 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct ChainbatchCodec;
 
+/// Every chainbatch node's encoding starts with this, so a codec that wraps
+/// this one with another (Ballista's) can tell whose node it decodes.
+pub const CHAINBATCH_TAG_PREFIX: &[u8] = b"cb.";
 /// Tags the encoded node so future operators can share the codec.
 const LAYOUT_SINK_TAG: &[u8] = b"cb.layout_sink.v1:";
+
+impl ChainbatchCodec {
+    /// Whether `node` is a chainbatch operator this codec encodes.
+    pub fn encodes(node: &dyn ExecutionPlan) -> bool {
+        (node as &dyn std::any::Any).is::<LayoutSinkExec>()
+    }
+}
 
 impl PhysicalExtensionCodec for ChainbatchCodec {
     fn try_decode(

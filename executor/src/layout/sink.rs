@@ -522,6 +522,10 @@ async fn write_worker(
         cfg.task_index,
         worker,
     );
+    ctx.attempt_tag = task_ctx
+        .task_id()
+        .as_deref()
+        .and_then(crate::distributed::attempt_tag);
     let mut writers = Writers {
         open: HashMap::new(),
         finished: vec![],

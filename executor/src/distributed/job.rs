@@ -1,0 +1,227 @@
+//! Runs a one-task spec as a Ballista job: the driver plans the node's SQL
+//! into one physical plan ending in `LayoutSinkExec` with `partitions`
+//! partitions, Ballista runs its stages on the cluster's executors, and the
+//! final-stage tasks report the files they wrote. The driver then writes the
+//! spec's manifest, so the node commits like any other task.
+
+use super::codec::DistributedCodec;
+use super::executor::session_config;
+use crate::error::{TaskError, TaskResult};
+use crate::layout::plan::table_write_plan;
+use crate::layout::sink::LayoutSinkExec;
+use crate::manifest::{OutputKind, TaskManifest};
+use crate::runner::{
+    InputSplit, TaskOutput, finish_task, prepare_task, register_inputs, written_files,
+};
+use crate::spec::{OutputSpec, TaskSpec};
+use ballista_core::config::BALLISTA_JOB_NAME;
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::{ExecutionPlan, displayable};
+use datafusion::prelude::SessionContext;
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::TryStreamExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A Ballista scheduler, as `df://host:port`, `http://host:port` or `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl SchedulerAddress {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let rest = s
+            .strip_prefix("df://")
+            .or_else(|| s.strip_prefix("http://"))
+            .unwrap_or(s)
+            .trim_end_matches('/');
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} is not df://host:port"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("{s:?}: the port {port:?} is not a number"))?;
+        if host.is_empty() {
+            return Err(format!("{s:?} names no host"));
+        }
+        Ok(Self {
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    fn grpc_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+}
+
+impl std::fmt::Display for SchedulerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "df://{}:{}", self.host, self.port)
+    }
+}
+
+/// A distributed job: where it runs and how wide.
+#[derive(Debug, Clone)]
+pub struct DistributedJob {
+    pub scheduler: SchedulerAddress,
+    /// Partitions of every stage, and so the final stage's tasks.
+    pub partitions: usize,
+    /// Shown in Ballista's job list.
+    pub name: String,
+}
+
+/// The session a distributed node is planned in: Ballista's settings with
+/// chainbatch's, `partitions` wide, no memory pool (nothing runs here).
+fn planning_context(spec: &TaskSpec, partitions: usize) -> TaskResult<SessionContext> {
+    let config = session_config()
+        .with_target_partitions(partitions.max(1))
+        .with_batch_size(spec.resources.batch_rows.max(1));
+    let runtime = RuntimeEnvBuilder::new()
+        .build_arc()
+        .map_err(|e| TaskError::retryable(e.to_string()))?;
+    crate::session::context(config, runtime).map_err(|e| TaskError::retryable(e.to_string()))
+}
+
+fn table_layout(spec: &TaskSpec) -> TaskResult<&crate::layout::Layout> {
+    match &spec.output {
+        OutputSpec::Table { layout, .. } => Ok(layout),
+        OutputSpec::Shuffle { .. } => Err(TaskError::bad_spec(
+            "output",
+            "a distributed node writes a table, not shuffle buckets",
+        )),
+    }
+}
+
+async fn write_plan(
+    spec: &TaskSpec,
+    ctx: &SessionContext,
+    attempt_uri: &str,
+    partitions: usize,
+) -> TaskResult<Arc<LayoutSinkExec>> {
+    let df = ctx
+        .sql(&spec.sql)
+        .await
+        .map_err(|e| TaskError::from_datafusion("sql", e))?;
+    table_write_plan(
+        df,
+        table_layout(spec)?,
+        attempt_uri,
+        spec.stage_id,
+        spec.task_index,
+        partitions.max(1),
+    )
+    .await
+}
+
+/// The physical plan a distributed spec runs, without touching its output:
+/// for `plan`, which shows Ballista's stages.
+pub async fn physical_plan(
+    spec: &TaskSpec,
+    partitions: usize,
+) -> TaskResult<Arc<dyn ExecutionPlan>> {
+    spec.validate()?;
+    table_layout(spec)?;
+    let ctx = planning_context(spec, partitions)?;
+    register_inputs(spec, &ctx, InputSplit::WholeFiles).await?;
+    let plan: Arc<dyn ExecutionPlan> =
+        write_plan(spec, &ctx, &spec.attempt_dir(spec.attempt), partitions).await?;
+    Ok(plan)
+}
+
+/// Runs attempt `attempt` of `spec` on the cluster and writes its manifest.
+pub async fn run(spec: &TaskSpec, attempt: u32, job: &DistributedJob) -> TaskResult<TaskManifest> {
+    let started = Instant::now();
+    spec.validate()?;
+    table_layout(spec)?;
+    let ctx = planning_context(spec, job.partitions)?;
+    let task = prepare_task(spec, attempt, ctx, InputSplit::WholeFiles).await?;
+    let sink = write_plan(spec, &task.ctx, &task.attempt_uri, job.partitions).await?;
+    let schema = sink
+        .data_schema()
+        .map_err(|e| TaskError::from_datafusion("output", e))?;
+    let sort = sink.config().sort_method();
+    let plan: Arc<dyn ExecutionPlan> = sink;
+    log_plan(&plan);
+    let mut config = task.ctx.copied_config();
+    config
+        .options_mut()
+        .set(BALLISTA_JOB_NAME, &job.name)
+        .map_err(|e| TaskError::retryable(e.to_string()))?;
+    let session_id = format!("chainbatch-{}-{}-{attempt}", spec.run_id, spec.stage_id);
+    // Connecting, submitting and waiting all happen in this call; Ballista
+    // reports each failure as text, with the job's own error when it failed.
+    let failed = |e: datafusion::error::DataFusionError| {
+        let message = format!(
+            "Ballista job {:?} on {}: {}",
+            job.name,
+            job.scheduler,
+            e.find_root()
+        );
+        // A job Ballista failed had its tasks and stages retried already
+        // (lost executors included); the same plan would fail again.
+        if message.contains("Job failed due to") {
+            TaskError::bad_spec("ballista", message)
+        } else {
+            TaskError::retryable(message)
+        }
+    };
+    let stream = execute_physical_plan::<PhysicalPlanNode>(
+        job.scheduler.grpc_url(),
+        &config.ballista_config(),
+        plan,
+        &DistributedCodec::default(),
+        session_id,
+        config,
+    )
+    .await
+    .map_err(failed)?;
+    let batches: Vec<_> = stream.try_collect().await.map_err(failed)?;
+    let files = written_files(batches)?;
+    let output = TaskOutput {
+        kind: OutputKind::Table,
+        files,
+        schema: Some(schema),
+        sort,
+    };
+    finish_task(spec, attempt, &task, output, started).await
+}
+
+fn log_plan(plan: &Arc<dyn ExecutionPlan>) {
+    if std::env::var_os("CHAINBATCH_LOG_PLANS").is_some() {
+        eprintln!("{}", displayable(plan.as_ref()).indent(true));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SchedulerAddress;
+
+    #[test]
+    fn scheduler_addresses_parse_with_or_without_a_scheme() {
+        let a = SchedulerAddress::parse("df://10.0.0.5:50050").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("10.0.0.5", 50050));
+        assert_eq!(a.to_string(), "df://10.0.0.5:50050");
+        assert_eq!(SchedulerAddress::parse("http://h:1/").unwrap().host, "h");
+        assert_eq!(SchedulerAddress::parse("h:7").unwrap().port, 7);
+        assert!(
+            SchedulerAddress::parse("df://h")
+                .unwrap_err()
+                .contains("df://host:port")
+        );
+        assert!(
+            SchedulerAddress::parse("df://h:x")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(
+            SchedulerAddress::parse(":50050")
+                .unwrap_err()
+                .contains("names no host")
+        );
+    }
+}
