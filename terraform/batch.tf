@@ -8,7 +8,7 @@ resource "aws_batch_compute_environment" "fargate_spot" {
     type               = "FARGATE_SPOT"
     max_vcpus          = var.max_vcpus
     subnets            = var.subnet_ids
-    security_group_ids = var.security_group_ids
+    security_group_ids = local.compute_security_group_ids
   }
 }
 
@@ -20,7 +20,7 @@ resource "aws_batch_compute_environment" "fargate" {
     type               = "FARGATE"
     max_vcpus          = var.max_vcpus
     subnets            = var.subnet_ids
-    security_group_ids = var.security_group_ids
+    security_group_ids = local.compute_security_group_ids
   }
 }
 
@@ -37,7 +37,7 @@ resource "aws_batch_compute_environment" "ec2_spot" {
     instance_type       = ["m6i", "m7i", "r6i", "r7i"]
     instance_role       = aws_iam_instance_profile.instance[0].arn
     subnets             = var.subnet_ids
-    security_group_ids  = var.security_group_ids
+    security_group_ids  = local.compute_security_group_ids
   }
 }
 

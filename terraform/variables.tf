@@ -74,7 +74,7 @@ variable "executor_memory_mib" {
 }
 
 variable "executor_disk_gib" {
-  description = "Fargate ephemeral storage per executor, GiB: room for sort spills."
+  description = "Fargate ephemeral storage per executor, GiB: room for sort spills and Ballista shuffle files."
   type        = number
   default     = 100
 }
@@ -117,4 +117,10 @@ variable "cpu_architecture" {
     condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
     error_message = "cpu_architecture must be X86_64 or ARM64."
   }
+}
+
+variable "ballista_scheduler_port" {
+  description = "The driver's Ballista scheduler port; executors use the next two (Flight, gRPC). Matches batch.ballista in conf/aws."
+  type        = number
+  default     = 50050
 }

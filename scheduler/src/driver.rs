@@ -1,6 +1,7 @@
 //! The driver: select, validate, plan, run each stage on a backend, commit
 //! each node's output, and journal every step.
 
+use crate::backend::ballista::{Cluster, EmbeddedOptions};
 use crate::backend::batch::{BatchBackend, BatchSettings};
 use crate::backend::{Backend, BackendKind, StageRun};
 use crate::commit::journal::{self, Journal, RunStatus, StageRecord};
@@ -38,6 +39,36 @@ pub struct RunOptions {
     /// losing its host): continue the earlier attempt's run `run_id` if it
     /// left a journal, else start it.
     pub continue_attempt: bool,
+    /// Where distributed nodes run on `--backend ballista`.
+    pub ballista: BallistaOptions,
+}
+
+/// The Ballista cluster of `--backend ballista`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BallistaOptions {
+    /// An existing cluster's scheduler (`df://host:50050`); none: start an
+    /// embedded one.
+    pub url: Option<String>,
+    /// Executor processes of the embedded cluster.
+    pub executors: usize,
+    /// Tasks each embedded executor runs at once.
+    pub executor_vcores: usize,
+    /// Each embedded executor's memory pool.
+    pub executor_memory_bytes: u64,
+    /// Partitions of a distributed node on an existing cluster.
+    pub partitions: usize,
+}
+
+impl Default for BallistaOptions {
+    fn default() -> Self {
+        Self {
+            url: None,
+            executors: 2,
+            executor_vcores: 1,
+            executor_memory_bytes: 1024 * 1024 * 1024,
+            partitions: 8,
+        }
+    }
 }
 
 /// Why a command failed: the config (exit 2) or the run (exit 1).
@@ -80,7 +111,8 @@ fn pipeline_names(project: &Project) -> String {
         .join(", ")
 }
 
-/// The pipeline to use: the one named, or the only one.
+/// The pipeline to use: the one named, or the only one, or the one the
+/// `default_pipeline` global names.
 pub fn pick_pipeline<'p>(
     project: &'p Project,
     name: Option<&str>,
@@ -101,13 +133,24 @@ pub fn pick_pipeline<'p>(
         None if project.pipelines.len() == 1 => {
             Ok(project.pipelines.values().next().expect("one pipeline"))
         }
-        None => Err(ConfigError::new(
-            "--pipeline",
-            format!(
-                "several pipelines are defined; name one of: {}",
-                pipeline_names(project)
-            ),
-        )),
+        None => match project.global_str("default_pipeline") {
+            Some(d) => project.pipelines.get(&d).ok_or_else(|| {
+                project.globals_origin.locate(ConfigError::new(
+                    "default_pipeline",
+                    format!(
+                        "names no pipeline `{d}`; pipelines: {}",
+                        pipeline_names(project)
+                    ),
+                ))
+            }),
+            None => Err(ConfigError::new(
+                "--pipeline",
+                format!(
+                    "several pipelines are defined and globals set no default_pipeline; name one of: {}",
+                    pipeline_names(project)
+                ),
+            )),
+        },
     }
 }
 
@@ -171,6 +214,21 @@ pub async fn plan(project: &Project, opts: &RunOptions) -> Result<Vec<NodePlan>,
             .await
             .map_err(DriverError::Run)?;
         stage += p.stages.len() as u32;
+        let mut p = p;
+        if opts.backend == BackendKind::Ballista && p.strategy == crate::plan::Strategy::Distributed
+        {
+            let o = &opts.ballista;
+            let partitions = match o.url {
+                Some(_) => o.partitions,
+                None => o.executors * o.executor_vcores,
+            };
+            let spec = &p.stages[0].specs[0];
+            p.ballista_stages = Some(
+                crate::backend::ballista::describe_stages(spec, partitions)
+                    .await
+                    .map_err(|e| DriverError::Run(format!("node `{}`: {e}", p.node)))?,
+            );
+        }
         out.push(p);
     }
     Ok(out)
@@ -180,12 +238,28 @@ pub async fn plan(project: &Project, opts: &RunOptions) -> Result<Vec<NodePlan>,
 /// a reachable queue and definition, and an `out_root` containers can read.
 async fn connect_backend(
     project: &Project,
-    kind: BackendKind,
+    opts: &RunOptions,
     out_root: &str,
 ) -> Result<Backend, DriverError> {
-    match kind {
+    match opts.backend {
         BackendKind::Local => Ok(Backend::Local),
         BackendKind::Process => Ok(Backend::Process),
+        BackendKind::Ballista => {
+            let o = &opts.ballista;
+            let cluster = match &o.url {
+                Some(url) => Cluster::connect(url, o.partitions).await,
+                None => {
+                    Cluster::start_embedded(&EmbeddedOptions {
+                        executors: o.executors,
+                        vcores: o.executor_vcores,
+                        memory_bytes: o.executor_memory_bytes,
+                    })
+                    .await
+                }
+            }
+            .map_err(|e| DriverError::Run(e.to_string()))?;
+            Ok(Backend::Ballista(cluster))
+        }
         BackendKind::Batch => {
             let globals = project
                 .conf_dir
@@ -477,7 +551,13 @@ pub async fn run(
         .into());
     }
     let pipeline = pick_pipeline(project, opts.pipeline.as_deref())?;
-    let backend = connect_backend(project, opts.backend, &out_root).await?;
+    let backend = connect_backend(project, opts, &out_root).await?;
+    if let Backend::Ballista(c) = &backend {
+        progress.note(&format!(
+            "Ballista scheduler {} ({} partitions a distributed stage)",
+            c.scheduler, c.partitions
+        ));
+    }
     // The partitions this run publishes are its own until it ends: no other
     // run publishes or recovers them meanwhile.
     let claims = match &resumed {

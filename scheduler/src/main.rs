@@ -201,10 +201,32 @@ struct RunArgs {
     #[arg(long)]
     dates: Option<String>,
     /// Where tasks run: local (in-process), process (chainbatch-executor
-    /// children) or batch (AWS Batch array jobs; settings under `batch:` in
-    /// globals.yml, out_root on s3://).
+    /// children), batch (AWS Batch array jobs; settings under `batch:` in
+    /// globals.yml, out_root on s3://) or ballista (distributed nodes as
+    /// Ballista jobs on an embedded cluster or --ballista-url; other stages
+    /// in-process).
     #[arg(long, default_value = "local")]
     backend: String,
+    /// With --backend ballista: the scheduler of an existing cluster,
+    /// df://host:50050, whose executors run `chainbatch-executor ballista`.
+    /// Without it the driver starts a scheduler on 127.0.0.1 and
+    /// --executors executor processes, and stops them when the run ends.
+    #[arg(long, value_name = "URL")]
+    ballista_url: Option<String>,
+    /// With --backend ballista: executor processes of the embedded cluster.
+    #[arg(long, default_value_t = 2)]
+    executors: usize,
+    /// With --backend ballista: tasks each embedded executor runs at once.
+    #[arg(long, default_value_t = 1)]
+    executor_vcores: usize,
+    /// With --backend ballista: each embedded executor's memory pool in MiB;
+    /// joins, aggregates and sorts spill to disk beyond it.
+    #[arg(long, default_value_t = 1024)]
+    executor_memory_mib: u64,
+    /// With --ballista-url: partitions of a distributed node's stages
+    /// (default: 8; embedded: executors x vcores).
+    #[arg(long)]
+    ballista_partitions: Option<usize>,
     /// Tasks at once (default: the number of cores).
     #[arg(long)]
     parallelism: Option<usize>,
@@ -407,6 +429,29 @@ fn run_options(a: &RunArgs, run_id: String) -> Result<RunOptions, ConfigError> {
     if a.max_attempts == 0 {
         return Err(ConfigError::new("--max-attempts", "must be at least 1"));
     }
+    let ballista_flags = a.ballista_url.is_some() || a.ballista_partitions.is_some();
+    if ballista_flags && backend != BackendKind::Ballista {
+        return Err(ConfigError::new(
+            "--ballista-url",
+            "applies to --backend ballista only",
+        ));
+    }
+    for (flag, v) in [
+        ("--executors", a.executors),
+        ("--executor-vcores", a.executor_vcores),
+        ("--ballista-partitions", a.ballista_partitions.unwrap_or(1)),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::new(flag, "must be at least 1"));
+        }
+    }
+    if a.executor_memory_mib < 64 {
+        return Err(ConfigError::new(
+            "--executor-memory-mib",
+            "must be at least 64",
+        ));
+    }
+    let defaults = chainbatch::driver::BallistaOptions::default();
     Ok(RunOptions {
         pipeline: a.pipeline.clone(),
         selection: Selection {
@@ -426,6 +471,13 @@ fn run_options(a: &RunArgs, run_id: String) -> Result<RunOptions, ConfigError> {
         wait: std::time::Duration::from_secs(a.wait),
         allow_incomplete: a.allow_incomplete,
         continue_attempt: false,
+        ballista: chainbatch::driver::BallistaOptions {
+            url: a.ballista_url.clone(),
+            executors: a.executors,
+            executor_vcores: a.executor_vcores,
+            executor_memory_bytes: a.executor_memory_mib * 1024 * 1024,
+            partitions: a.ballista_partitions.unwrap_or(defaults.partitions),
+        },
     })
 }
 
@@ -478,6 +530,15 @@ fn print_plan(plans: &[chainbatch::plan::NodePlan], format: PlanFormat) {
                         s.kind,
                         s.tasks,
                         human_bytes(s.input_bytes)
+                    );
+                }
+                for s in p.ballista_stages.iter().flatten() {
+                    println!(
+                        "    ballista stage {}: {} task(s), {}: {}",
+                        s.stage_id,
+                        s.tasks,
+                        s.output,
+                        s.operators.join(" <- ")
                     );
                 }
             }
@@ -567,6 +628,7 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
                     wait: std::time::Duration::ZERO,
                     allow_incomplete: false,
                     continue_attempt: false,
+                    ballista: Default::default(),
                 };
                 let (nodes, _) = driver::checked_nodes(&p, &opts).await?;
                 println!("pipeline {name}: {} node(s) ok", nodes.len());

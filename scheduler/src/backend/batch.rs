@@ -73,6 +73,9 @@ pub struct BatchSettings {
     /// Tags on every job, beside chainbatch's own.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The Ballista executor containers of distributed nodes.
+    #[serde(default)]
+    pub ballista: crate::backend::batch_cluster::BatchBallista,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -223,7 +226,7 @@ pub fn fargate_size(vcpus: f64, memory: u64) -> Result<(f64, u64), String> {
     ))
 }
 
-fn vcpus_text(vcpus: f64) -> String {
+pub(crate) fn vcpus_text(vcpus: f64) -> String {
     let v = format!("{vcpus:.2}");
     v.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -333,7 +336,7 @@ pub struct JobRequest {
 }
 
 /// Batch names: letters, digits, `-` and `_`, at most 128 characters.
-fn job_name(run_id: &str, node: &str, stage_id: u32) -> String {
+pub(crate) fn job_name(run_id: &str, node: &str, stage_id: u32) -> String {
     let raw = format!("chainbatch-{run_id}-{node}-s{stage_id}");
     let mut name: String = raw
         .chars()
@@ -629,7 +632,16 @@ impl BatchBackend {
         })
     }
 
-    async fn submit(
+    pub fn settings(&self) -> &BatchSettings {
+        &self.settings
+    }
+
+    /// The checked job definition revision every job runs.
+    pub fn definition(&self) -> &str {
+        &self.definition
+    }
+
+    pub(crate) async fn submit(
         &self,
         req: &JobRequest,
         after: Option<(&str, Dependency)>,
@@ -779,7 +791,7 @@ impl BatchBackend {
     }
 
     /// Terminates every job in `ids`; Batch fails their children too.
-    async fn terminate(&self, ids: &[String], reason: &str, progress: &Progress) {
+    pub(crate) async fn terminate(&self, ids: &[String], reason: &str, progress: &Progress) {
         for id in ids {
             if let Err(e) = self
                 .client
@@ -808,8 +820,23 @@ impl BatchBackend {
             progress.note(&n);
         }
         let mut submitted: Vec<String> = vec![];
+        let distributed = matches!(stages, [s] if s.kind == crate::plan::DISTRIBUTED_STAGE);
+        let work = async {
+            if distributed {
+                crate::backend::batch_cluster::run_distributed(
+                    self,
+                    &stages[0],
+                    progress,
+                    &mut submitted,
+                )
+                .await
+            } else {
+                self.submit_and_follow(stages, progress, &mut submitted)
+                    .await
+            }
+        };
         let result = tokio::select! {
-            r = self.submit_and_follow(stages, progress, &mut submitted) => r,
+            r = work => r,
             why = shutdown_signal() => Err(TaskFailure {
                 task_index: 0,
                 attempts: 0,

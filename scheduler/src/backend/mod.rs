@@ -4,12 +4,16 @@
 //! - `process`: each task is a `chainbatch-executor` child process with the
 //!   environment AWS Batch gives a container.
 //! - `batch`: each stage is an AWS Batch (array) job of executor containers.
+//! - `ballista`: distributed nodes run as jobs on a Ballista cluster (an
+//!   embedded one, or `--ballista-url`); other stages run as on `local`.
 //!
 //! Local and process retry a task whose failure is retryable, with
 //! exponential backoff, up to `max_attempts`; Batch does the same through
 //! the job's retry strategy. Each attempt writes to its own directory.
 
+pub mod ballista;
 pub mod batch;
+pub mod batch_cluster;
 pub mod local;
 pub mod process;
 pub mod resume;
@@ -125,6 +129,7 @@ pub enum BackendKind {
     Local,
     Process,
     Batch,
+    Ballista,
 }
 
 impl BackendKind {
@@ -133,12 +138,9 @@ impl BackendKind {
             "local" => Ok(Self::Local),
             "process" => Ok(Self::Process),
             "batch" => Ok(Self::Batch),
-            "ballista" => Err(
-                "backend `ballista` is not available in this build yet; use local, process or batch"
-                    .into(),
-            ),
+            "ballista" => Ok(Self::Ballista),
             other => Err(format!(
-                "unknown backend `{other}`; expected local, process or batch"
+                "unknown backend `{other}`; expected local, process, batch or ballista"
             )),
         }
     }
@@ -148,15 +150,17 @@ impl BackendKind {
             Self::Local => "local",
             Self::Process => "process",
             Self::Batch => "batch",
+            Self::Ballista => "ballista",
         }
     }
 }
 
-/// A backend ready to run stages; Batch holds its client.
+/// A backend ready to run stages; Batch holds its client, Ballista its cluster.
 pub enum Backend {
     Local,
     Process,
     Batch(batch::BatchBackend),
+    Ballista(ballista::Cluster),
 }
 
 impl Backend {
@@ -174,7 +178,10 @@ impl Backend {
             progress.stage(&stage.label(), stage.specs.len());
             let started = std::time::Instant::now();
             let manifests = match self {
-                Self::Local => local::run_stage(stage, progress).await?,
+                Self::Ballista(cluster) if stage.kind == crate::plan::DISTRIBUTED_STAGE => {
+                    cluster.run_stage(stage, progress).await?
+                }
+                Self::Local | Self::Ballista(_) => local::run_stage(stage, progress).await?,
                 Self::Process => process::run_stage(stage, progress).await?,
                 Self::Batch(_) => unreachable!("handled above"),
             };

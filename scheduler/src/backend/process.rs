@@ -80,7 +80,7 @@ pub async fn run_stage(
 /// A task must not outlive a driver that was killed (SIGKILL runs no
 /// destructor): the child gets SIGKILL when the driver thread that started
 /// it exits, so a later `--resume` never races a leftover attempt.
-fn die_with_parent(command: &mut tokio::process::Command) {
+pub(crate) fn die_with_parent(command: &mut tokio::process::Command) {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {

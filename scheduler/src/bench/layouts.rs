@@ -230,6 +230,7 @@ pub async fn run(
             wait: std::time::Duration::ZERO,
             allow_incomplete: true,
             continue_attempt: false,
+            ballista: Default::default(),
         };
         progress.note(&format!("writing layout {name} to {table_uri}"));
         let meter = Meter::start();

@@ -20,6 +20,10 @@ use serde::Serialize;
 
 pub const DEFAULT_TASK_BYTES: u64 = 256 * 1024 * 1024;
 
+/// The kind of the one stage of a distributed node: one spec, run as a
+/// Ballista job on `--backend ballista`, as one task elsewhere.
+pub const DISTRIBUTED_STAGE: &str = "distributed";
+
 /// How a node's work is cut into tasks, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,8 +34,10 @@ pub enum Strategy {
     Shuffle,
     /// One task per group of whole input partitions (grouped SQL).
     PerPartition,
-    /// All input in one task.
-    SingleTask,
+    /// Needs rows from many input partitions (joins, aggregates across
+    /// partitions, global sorts, windows): one physical plan that Ballista
+    /// cuts into stages on `--backend ballista`; one task elsewhere.
+    Distributed,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +69,10 @@ pub struct NodePlan {
     /// Inputs with nothing to read: a run refuses them, a plan shows them.
     pub empty_inputs: Vec<String>,
     pub stages: Vec<StagePlan>,
+    /// A distributed node's stages as Ballista runs them (`plan` with
+    /// `--backend ballista`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ballista_stages: Option<Vec<crate::backend::ballista::BallistaStage>>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,15 +192,15 @@ pub async fn plan_node(
             .all(|p| shape.group_columns.contains(&p.name));
     let (strategy, reason) = if !single || shape.has_join {
         (
-            Strategy::SingleTask,
-            "reads several datasets (a join): all input in one task".to_string(),
+            Strategy::Distributed,
+            "reads several datasets (a join or union): one plan over all input, split into stages by Ballista (one task on other backends)".to_string(),
         )
     } else if shape.needs_all_rows
         || (shape.has_aggregate && !(partitioned_input && grouped_by_partition))
     {
         (
-            Strategy::SingleTask,
-            "sorts, limits, windows or aggregates across input partitions: all input in one task"
+            Strategy::Distributed,
+            "sorts, limits, windows or aggregates across input partitions: one plan over all input, split into stages by Ballista (one task on other backends)"
                 .to_string(),
         )
     } else if shape.has_aggregate {
@@ -219,13 +229,13 @@ pub async fn plan_node(
         staging_uri: crate::paths::staging_root(out),
         layout: layout.clone(),
     };
-    // All input in one task.
-    let single_stage = |input_bytes: u64| {
+    // All input in one task (or one distributed job).
+    let single_stage = |input_bytes: u64, kind: &'static str| {
         let inputs = listed.iter().map(|(ds, f)| input_table(ds, f)).collect();
         let sql = node.sql.clone();
         StagePlan {
             stage_id: first_stage,
-            kind: "map",
+            kind,
             input_bytes,
             specs: vec![spec(
                 settings,
@@ -241,8 +251,8 @@ pub async fn plan_node(
     let mut strategy = strategy;
     let mut reason = reason;
     match strategy {
-        Strategy::SingleTask => {
-            stages.push(single_stage(input_bytes));
+        Strategy::Distributed => {
+            stages.push(single_stage(input_bytes, DISTRIBUTED_STAGE));
         }
         Strategy::PerPartition | Strategy::MapOnly => {
             let never_split = strategy == Strategy::PerPartition;
@@ -348,7 +358,7 @@ pub async fn plan_node(
     }
     // An empty window still runs one task, so the output is an empty, valid commit.
     if stages.iter().all(|s| s.specs.is_empty()) {
-        stages = vec![single_stage(0)];
+        stages = vec![single_stage(0, "map")];
     }
     let output_partition_by: Vec<String> = layout
         .partition_by
@@ -397,6 +407,7 @@ pub async fn plan_node(
         expected_output_partitions,
         empty_inputs,
         stages,
+        ballista_stages: None,
     })
 }
 
