@@ -597,3 +597,104 @@ fn without_list_jobs_permission_polls_describe_the_unfinished_children() {
     assert_eq!(rt.block_on(snapshot(&out)), expected);
     assert_eq!(peer.requests("ListJobs").len(), 1, "only the preflight's");
 }
+
+#[test]
+fn a_distributed_node_on_batch_runs_on_an_executor_array_job_that_joins_the_driver() {
+    // Transactions and token transfers on S3, joined by a distributed node.
+    let raw = prefix("raw-batch-ballista");
+    let out = Command::new(bin())
+        .args([
+            "gen",
+            "--rows",
+            "4000",
+            "--days",
+            "2",
+            "--start",
+            "2024-03-01",
+        ])
+        .args(["--tables", "transactions,token_transfers", "--out"])
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let peer = Peer::start(json!({}));
+    // Executor containers share this host: any free ports.
+    let p = batch_project(
+        "  ballista:\n    executors: 2\n    vcpus: 1\n    memory_mib: 2048\n    \
+         scheduler_host: 127.0.0.1\n    scheduler_port: 0\n    flight_port: 0\n    \
+         grpc_port: 0\n    register_timeout_seconds: 120\n",
+    );
+    crate::distributed::add_join_pipeline(&p);
+    let out = prefix("out-batch-ballista");
+    let o = p
+        .command_on(
+            &[
+                "run",
+                "--env",
+                "batchtest",
+                "--backend",
+                "batch",
+                "--pipeline",
+                "tx_token_join",
+                "--run-id",
+                "batch-ballista",
+            ],
+            &raw,
+            &out,
+        )
+        .env("AWS_ENDPOINT_URL_BATCH", &peer.url)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "batch run: {err}");
+    assert!(err.contains("Ballista executor(s) of 1 vCPU"), "{err}");
+
+    // One job: the executors, an array of 2 running `chainbatch-executor
+    // ballista` with the scheduler's address; terminated once the node ran.
+    let submits = peer.requests("SubmitJob");
+    assert_eq!(submits.len(), 1, "{submits:?}");
+    let s = &submits[0];
+    assert_eq!(s["containerOverrides"]["command"], json!(["ballista"]));
+    assert_eq!(s["arrayProperties"]["size"], 2);
+    assert_eq!(
+        s["containerOverrides"]["resourceRequirements"],
+        json!([{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}])
+    );
+    let env = env_of(s);
+    assert!(
+        env["CHAINBATCH_BALLISTA_SCHEDULER"].starts_with("127.0.0.1:"),
+        "{env:?}"
+    );
+    assert_eq!(env["CHAINBATCH_BALLISTA_VCORES"], "1");
+    assert_eq!(env["CHAINBATCH_NODE"], "transfers_with_fees");
+    assert_eq!(s["retryStrategy"], retry_strategy(3));
+    assert!(
+        s["jobName"]
+            .as_str()
+            .unwrap()
+            .contains("transfers_with_fees-executors"),
+        "{s}"
+    );
+    let terminated = peer.requests("TerminateJob");
+    assert_eq!(terminated.len(), 1, "{terminated:?}");
+
+    // The output is the local backend's, row for row.
+    let local = tempfile::tempdir().unwrap();
+    let o = p
+        .command_on(
+            &["run", "--pipeline", "tx_token_join"],
+            &raw,
+            &local.path().display().to_string(),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = tempfile::tempdir().unwrap();
+    crate::s3::download(&format!("{out}/transfers_with_fees"), got.path());
+    use crate::distributed::{JOIN_COLUMNS, output_rows};
+    let batch_rows = output_rows(got.path(), JOIN_COLUMNS);
+    let local_rows = output_rows(&local.path().join("transfers_with_fees"), JOIN_COLUMNS);
+    assert!(local_rows.len() > 100, "{} rows", local_rows.len());
+    assert_eq!(batch_rows, local_rows);
+}

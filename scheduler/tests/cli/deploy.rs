@@ -110,6 +110,132 @@ fn executor_image_runs_the_pipeline_tasks_against_seaweedfs() {
     assert_eq!(rt.block_on(snapshot(&out)), expected);
 }
 
+#[test]
+fn executor_containers_join_an_embedded_scheduler_and_run_a_distributed_node() {
+    let tag = format!(
+        "ballista-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let image = format!("chainbatch-executor:{tag}");
+    let _cleanup = RemoveImage(image.clone());
+    let build = Command::new(repo().join("docker/build.sh"))
+        .args(["--only", "executor", "--tag", &tag, "--bin-dir"])
+        .arg(executor_bin().parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "docker/build.sh: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    // The embedded cluster starts its executors through this wrapper: each
+    // is `docker run` of the image with the executor's arguments, on the
+    // host network (the scheduler listens on 127.0.0.1), S3 settings by
+    // name. A stopped wrapper removes its container.
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("executor-in-docker");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nname=cb-test-$$\n\
+             trap 'docker rm -f $name >/dev/null 2>&1' EXIT INT TERM\n\
+             docker run --rm --name $name --label chainbatch-test={tag} --network host \
+             -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_REGION \
+             -e AWS_ENDPOINT_URL -e AWS_ALLOW_HTTP {image} \"$@\" &\nwait $!\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let raw = prefix("raw-container-ballista");
+    let generated = Command::new(bin())
+        .args([
+            "gen",
+            "--rows",
+            "3000",
+            "--days",
+            "2",
+            "--start",
+            "2024-03-01",
+        ])
+        .args(["--tables", "transactions,token_transfers", "--out", &raw])
+        .output()
+        .unwrap();
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let out = prefix("out-container-ballista");
+    let p = Project::fixture();
+    crate::distributed::add_join_pipeline(&p);
+    let o = p
+        .command_on(
+            &[
+                "run",
+                "--pipeline",
+                "tx_token_join",
+                "--backend",
+                "ballista",
+                "--executors",
+                "2",
+            ],
+            &raw,
+            &out,
+        )
+        .env("CHAINBATCH_EXECUTOR", &wrapper)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "run on executor containers: {stderr}");
+
+    let local = tempfile::tempdir().unwrap();
+    let o = p
+        .command_on(
+            &["run", "--pipeline", "tx_token_join"],
+            &raw,
+            &local.path().display().to_string(),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = tempfile::tempdir().unwrap();
+    crate::s3::download(&format!("{out}/transfers_with_fees"), got.path());
+    use crate::distributed::{JOIN_COLUMNS, output_rows};
+    let rows = output_rows(got.path(), JOIN_COLUMNS);
+    assert!(rows.len() > 100, "{} rows", rows.len());
+    assert_eq!(
+        rows,
+        output_rows(&local.path().join("transfers_with_fees"), JOIN_COLUMNS)
+    );
+    // The files came from Ballista tasks, and no container is left.
+    let files = data_files(got.path());
+    assert!(
+        files.iter().all(|f| f.contains("-s") && f.contains("-t")),
+        "{files:?}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=chainbatch-test={tag}"),
+        ]);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "executor containers left running: {left}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// Removes the test image however the test ends.
 struct RemoveImage(String);
 

@@ -13,6 +13,7 @@ mod config_errors;
 mod crash;
 mod datasets;
 mod deploy;
+mod distributed;
 mod driver_job;
 mod end_to_end;
 mod planning;

@@ -26,7 +26,7 @@ pub(crate) fn prefix(name: &str) -> String {
 /// Copies every object below `uri` into `dir`. Object stores are cached per
 /// process and their HTTP connections belong to the runtime that opened them,
 /// so all S3 access of this test binary goes through one runtime of its own.
-fn download(uri: &str, dir: &Path) {
+pub(crate) fn download(uri: &str, dir: &Path) {
     let (uri, dir) = (uri.to_string(), dir.to_path_buf());
     on_s3_runtime(async move { download_with(&uri, &dir).await });
 }

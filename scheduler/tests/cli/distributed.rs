@@ -1,0 +1,451 @@
+//! Distributed nodes on a real Ballista cluster of processes on 127.0.0.1:
+//! the embedded scheduler and `chainbatch-executor ballista` children,
+//! checked against DuckDB running the same SQL on the same input.
+
+use crate::support::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A pipeline with a join node (transactions ⋈ token transfers on the
+/// transaction hash), appended to the project's pipelines.
+pub(crate) fn add_join_pipeline(p: &Project) {
+    let sql = std::fs::read_to_string(repo().join("benches/peers/distributed_join.sql")).unwrap();
+    let body: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .map(|l| format!("        {l}\n"))
+        .collect();
+    let yml = format!(
+        "\ntx_token_join:\n  nodes:\n    - name: transfers_with_fees\n      inputs: [raw_transactions, raw_token_transfers]\n      outputs: transfers_with_fees\n      sql: |\n{body}"
+    );
+    let path = p.conf().join("base/pipelines.yml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&yml);
+    std::fs::write(&path, text).unwrap();
+    let cat = p.conf().join("base/catalog.yml");
+    let mut text = std::fs::read_to_string(&cat).unwrap();
+    text.push_str(
+        "\ntransfers_with_fees:\n  type: parquet\n  path: ${globals:out_root}/transfers_with_fees\n  layout:\n    bucket_by:\n      columns: [hash]\n      buckets: 4\n",
+    );
+    std::fs::write(&cat, text).unwrap();
+}
+
+/// Runs DuckDB on `sql` and returns its rows as tab-separated text, sorted.
+fn duckdb_rows(sql: &str) -> Vec<String> {
+    duckdb_rows_with(sql, None)
+}
+
+/// As [`duckdb_rows`], with the token transfers below `transfers` as the
+/// table `token_transfers_exact`: DuckDB reads a DECIMAL(76,0) as a DOUBLE,
+/// so pyarrow reads them and turns `value` into its exact decimal text.
+fn duckdb_rows_with(sql: &str, transfers: Option<&Path>) -> Vec<String> {
+    let python = std::env::var("CHAINBATCH_PYTHON").expect(
+        "CHAINBATCH_PYTHON must name a Python with duckdb; scripts/test.sh creates one in .venv",
+    );
+    let script = r#"
+import sys, duckdb
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+if len(sys.argv) > 1:
+    import pyarrow as pa, pyarrow.compute as pc, pyarrow.dataset as ds
+    t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table()
+    t = t.set_column(t.schema.get_field_index("value"), "value", pc.cast(t["value"], pa.string()))
+    con.register("token_transfers_exact", t)
+for row in con.execute(sys.stdin.read()).fetchall():
+    print("\t".join("" if v is None else str(v) for v in row))
+"#;
+    let mut child = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(transfers)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The same rows from chainbatch's output, as DuckDB prints them.
+pub(crate) fn output_rows(dir: &Path, columns: &str) -> Vec<String> {
+    duckdb_rows(&format!(
+        "SELECT {columns} FROM read_parquet('{}/**/*.parquet', hive_partitioning = true)",
+        dir.display()
+    ))
+}
+
+const PROFILE_COLUMNS: &str = "address, first_seen, last_seen, first_block, last_block, tx_sent, \
+    tx_received, fees_paid_wei, value_sent_wei, value_received_wei, token_transfers_sent, \
+    token_transfers_received, distinct_tokens";
+
+fn expected_profiles(raw: &Path) -> Vec<String> {
+    let sql = std::fs::read_to_string(repo().join("benches/peers/address_profiles_duckdb.sql"))
+        .unwrap()
+        .replace(
+            "{transactions}",
+            &raw.join("transactions").display().to_string(),
+        )
+        .replace(
+            "{token_transfers}",
+            &raw.join("token_transfers").display().to_string(),
+        );
+    duckdb_rows(&format!("SELECT {PROFILE_COLUMNS} FROM ({sql})"))
+}
+
+pub(crate) const JOIN_COLUMNS: &str =
+    "hash, block_number, log_index, from_address, to_address, token_address, value, fee_wei";
+
+fn expected_join(raw: &Path) -> Vec<String> {
+    let norm = |c: &str| {
+        format!(
+            "CASE WHEN length({c}) = 42 AND regexp_full_match({c}, '0[xX][0-9a-fA-F]+') THEN lower({c}) END"
+        )
+    };
+    duckdb_rows_with(
+        &format!(
+            "SELECT t.hash, t.block_number, tt.log_index, {} AS from_address, {} AS to_address, {} AS token_address, \
+               tt.value AS value, \
+               CAST(t.receipt_gas_used AS DECIMAL(38,0)) * CAST(t.receipt_effective_gas_price AS DECIMAL(38,0)) AS fee_wei \
+             FROM read_parquet('{}/**/*.parquet', hive_partitioning = true) AS t \
+             JOIN token_transfers_exact AS tt ON t.hash = tt.transaction_hash",
+            norm("tt.from_address"),
+            norm("tt.to_address"),
+            norm("tt.token_address"),
+            raw.join("transactions").display(),
+        ),
+        Some(&raw.join("token_transfers")),
+    )
+}
+
+/// Every process whose environment carries `mark` (the driver's executors
+/// inherit it).
+fn processes_marked(mark: &str) -> Vec<u32> {
+    let needle = format!("CHAINBATCH_TEST_MARK={mark}");
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(e.path().join("environ"))
+            && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The executors the driver started: processes carrying `mark` that run
+/// `chainbatch-executor ballista`.
+fn executors_marked(mark: &str) -> Vec<u32> {
+    processes_marked(mark)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("chainbatch-executor") && c.contains("ballista")
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn wait_gone(mark: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !executors_marked(mark).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "executors left running: {:?}",
+            executors_marked(mark)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn generated(rows: u64, days: u32, files_per_day: u32) -> Project {
+    let p = Project::generated(rows, days, files_per_day);
+    add_join_pipeline(&p);
+    p
+}
+
+#[test]
+fn join_and_cross_date_aggregate_on_two_executors_match_duckdb_and_local() {
+    let p = generated(40_000, 3, 3);
+    let mark = "distributed-exact";
+    let out = p
+        .command(&[
+            "run",
+            "--pipeline",
+            "address_profiles",
+            "--backend",
+            "ballista",
+            "--executors",
+            "2",
+        ])
+        .env("CHAINBATCH_TEST_MARK", mark)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Ballista scheduler df://127.0.0.1:"),
+        "{stderr}"
+    );
+    wait_gone(mark);
+    let profiles = output_rows(&p.out().join("address_profiles"), PROFILE_COLUMNS);
+    let expected = expected_profiles(&p.raw_root);
+    assert!(expected.len() > 1000, "{} profiles", expected.len());
+    assert_eq!(profiles.len(), expected.len());
+    assert_eq!(profiles, expected);
+    // Bucketed by address: 8 files at most, every address in one file.
+    let files = data_files(&p.out().join("address_profiles"));
+    assert!(files.len() <= 8 && files.len() >= 2, "{files:?}");
+
+    p.run_ok(&[
+        "run",
+        "--pipeline",
+        "tx_token_join",
+        "--backend",
+        "ballista",
+        "--executors",
+        "2",
+    ]);
+    let joined = output_rows(&p.out().join("transfers_with_fees"), JOIN_COLUMNS);
+    let expected_join = expected_join(&p.raw_root);
+    assert!(expected_join.len() > 1000, "{} joined", expected_join.len());
+    assert_eq!(joined, expected_join);
+
+    // The same nodes as one task on the local backend: identical output.
+    let local = tempfile::tempdir().unwrap();
+    for pipeline in ["address_profiles", "tx_token_join"] {
+        let o = p
+            .command_on(
+                &["run", "--pipeline", pipeline],
+                &p.raw_root.display().to_string(),
+                &local.path().display().to_string(),
+            )
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(
+        output_rows(&local.path().join("address_profiles"), PROFILE_COLUMNS),
+        profiles
+    );
+    assert_eq!(
+        output_rows(&local.path().join("transfers_with_fees"), JOIN_COLUMNS),
+        joined
+    );
+}
+
+#[test]
+fn plan_shows_distributed_nodes_with_ballista_stages() {
+    let p = generated(5_000, 2, 1);
+    let out = p.run_ok(&[
+        "plan",
+        "--pipeline",
+        "tx_token_join",
+        "--backend",
+        "ballista",
+        "--executors",
+        "2",
+    ]);
+    assert!(
+        out.contains("strategy: Distributed: reads several datasets (a join or union)"),
+        "{out}"
+    );
+    assert!(out.contains("stage 0 (distributed): 1 task(s)"), "{out}");
+    assert!(out.contains("ballista stage"), "{out}");
+    assert!(out.contains("LayoutSinkExec"), "{out}");
+    // The join's two sides are shuffled by the hash, then joined per partition.
+    assert!(out.contains("Hash([hash@0], 2)"), "{out}");
+    assert!(out.contains("Hash([transaction_hash@4], 2)"), "{out}");
+    assert!(out.contains("JoinExec"), "{out}");
+    // Nothing ran: no output, no executors.
+    assert!(data_files(&p.out()).is_empty());
+}
+
+#[test]
+fn a_killed_executor_loses_no_rows_and_publishes_no_file_twice() {
+    let p = generated(400_000, 4, 4);
+    let expected = expected_profiles(&p.raw_root);
+    let mut report = vec![];
+    for round in 0..2 {
+        let mark = format!("distributed-kill-{round}");
+        let out_dir = p.dir.path().join(format!("out-kill-{round}"));
+        let child = p
+            .command_on(
+                &[
+                    "run",
+                    "--pipeline",
+                    "address_profiles",
+                    "--backend",
+                    "ballista",
+                    "--executors",
+                    "3",
+                    "--run-id",
+                    &format!("kill-{round}"),
+                ],
+                &p.raw_root.display().to_string(),
+                &out_dir.display().to_string(),
+            )
+            .env("CHAINBATCH_TEST_MARK", &mark)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Kill one executor once the distributed stages are under way.
+        let started = Instant::now();
+        let mut killed_at = Duration::ZERO;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut killed = None;
+        while killed.is_none() && Instant::now() < deadline {
+            let execs = executors_marked(&mark);
+            if execs.len() == 3 {
+                std::thread::sleep(Duration::from_millis(1500 + 1000 * round as u64));
+                let victim = execs[round % execs.len()];
+                // SAFETY: signalling a process this test's driver started.
+                unsafe {
+                    libc::kill(victim as i32, libc::SIGKILL);
+                }
+                killed = Some(victim);
+                killed_at = started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let o = child.wait_with_output().unwrap();
+        let run_seconds = started.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        let outcome = if o.status.success() {
+            "completed".to_string()
+        } else {
+            assert!(stderr.contains("--resume"), "{stderr}");
+            let r = p
+                .command_on(
+                    &[
+                        "run",
+                        "--resume",
+                        &format!("kill-{round}"),
+                        "--backend",
+                        "ballista",
+                    ],
+                    &p.raw_root.display().to_string(),
+                    &out_dir.display().to_string(),
+                )
+                .output()
+                .unwrap();
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+            "failed, then --resume completed".to_string()
+        };
+        wait_gone(&mark);
+        let got = output_rows(&out_dir.join("address_profiles"), PROFILE_COLUMNS);
+        assert_eq!(got.len(), expected.len(), "round {round}: {outcome}");
+        assert_eq!(got, expected, "round {round}: {outcome}");
+        // Files of re-run task or stage attempts show Ballista recovered.
+        let mut files = data_files(&out_dir.join("address_activity"));
+        files.extend(data_files(&out_dir.join("address_profiles")));
+        let retried: Vec<&String> = files
+            .iter()
+            .filter(|f| !f.contains(".0-t") || !f.contains(".0-0"))
+            .collect();
+        let job_retries = stderr.matches("failed, retrying").count();
+        report.push(format!(
+            "kill {round}: executor {killed:?} at {:.1} s of {:.1} s: {outcome}; {} of {} files from re-run Ballista attempts; {job_retries} job(s) re-submitted by the driver",
+            killed_at.as_secs_f64(),
+            run_seconds,
+            retried.len(),
+            files.len()
+        ));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn an_unreachable_cluster_fails_clearly_and_publishes_nothing() {
+    let p = generated(5_000, 2, 1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = p.run(&[
+        "run",
+        "--pipeline",
+        "tx_token_join",
+        "--backend",
+        "ballista",
+        "--ballista-url",
+        &format!("df://127.0.0.1:{port}"),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the Ballista scheduler at df://127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    assert!(data_files(&p.out()).is_empty());
+
+    let o = p.run(&[
+        "run",
+        "--pipeline",
+        "tx_token_join",
+        "--backend",
+        "local",
+        "--ballista-url",
+        "df://127.0.0.1:50050",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("applies to --backend ballista only"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn sql_failing_on_an_executor_names_the_node_and_leaves_nothing() {
+    let p = generated(5_000, 2, 1);
+    let path = p.conf().join("base/pipelines.yml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    // Planning succeeds; the division fails on the executors, row by row.
+    text.push_str(
+        "\nbad_join:\n  nodes:\n    - name: divide_by_zero\n      inputs: [raw_transactions, raw_token_transfers]\n      outputs: transfers_with_fees\n      sql: |\n        SELECT t.hash, t.block_number / (t.block_number - t.block_number) AS boom\n        FROM raw_transactions AS t JOIN raw_token_transfers AS tt ON t.hash = tt.transaction_hash\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let mark = "distributed-bad-sql";
+    let o = p
+        .command(&["run", "--pipeline", "bad_join", "--backend", "ballista"])
+        .env("CHAINBATCH_TEST_MARK", mark)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("divide_by_zero"), "{stderr}");
+    assert!(stderr.contains("DivideByZero"), "{stderr}");
+    // Ballista retried the tasks; the driver does not run the job again.
+    assert!(stderr.contains("after 1 attempt(s)"), "{stderr}");
+    wait_gone(mark);
+    assert!(data_files(&p.out().join("transfers_with_fees")).is_empty());
+}
