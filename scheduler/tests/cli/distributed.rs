@@ -449,3 +449,75 @@ fn sql_failing_on_an_executor_names_the_node_and_leaves_nothing() {
     wait_gone(mark);
     assert!(data_files(&p.out().join("transfers_with_fees")).is_empty());
 }
+
+#[test]
+fn executors_that_cannot_reach_s3_fail_the_node_clearly_and_leave_nothing() {
+    // The driver plans against SeaweedFS; its executors are pointed at a
+    // closed port, as an executor without a route to S3 would be.
+    let raw = crate::s3::prefix("raw-ballista-no-s3");
+    let o = Command::new(bin())
+        .args([
+            "gen",
+            "--rows",
+            "3000",
+            "--days",
+            "2",
+            "--start",
+            "2024-03-01",
+        ])
+        .args(["--tables", "transactions,token_transfers", "--out", &raw])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("executor-without-s3");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexport AWS_ENDPOINT_URL=http://127.0.0.1:{closed}\n\
+             export CHAINBATCH_S3_MAX_RETRIES=1 CHAINBATCH_S3_RETRY_TIMEOUT_SECS=2\n\
+             exec {} \"$@\"\n",
+            executor_bin().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = Project::fixture();
+    add_join_pipeline(&p);
+    let out = crate::s3::prefix("out-ballista-no-s3");
+    let mark = "distributed-no-s3";
+    let o = p
+        .command_on(
+            &[
+                "run",
+                "--pipeline",
+                "tx_token_join",
+                "--backend",
+                "ballista",
+            ],
+            &raw,
+            &out,
+        )
+        .env("CHAINBATCH_EXECUTOR", &wrapper)
+        .env("CHAINBATCH_TEST_MARK", mark)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("node `transfers_with_fees`"), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
+    wait_gone(mark);
+    assert!(
+        crate::s3::list_keys(&out)
+            .iter()
+            .all(|k| k.contains("_chainbatch/")),
+        "published: {:?}",
+        crate::s3::list_keys(&out)
+    );
+}
