@@ -66,7 +66,8 @@ pub enum StorageError {
 
 /// Stores are opened once per process and reused, keeping their connection
 /// pools. An S3 store's connections live on the tokio runtime that first used
-/// it, so a process uses one runtime for storage (both binaries do).
+/// it, so a process uses one runtime for storage (the task binary its own, a
+/// Ballista executor the runtime its tasks run on).
 fn stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
     static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
     STORES.get_or_init(Default::default)

@@ -650,6 +650,7 @@ pub async fn run(
             let _ = commit::remove_prefix(&crate::paths::run_staging(ds, &j.run_id)).await;
         }
     }
+    backend.shutdown().await;
     let saved = journal::save(&out_root, &j).await;
     // Released only once the journal no longer says `running`; if the save
     // failed the lease expires and a later run recovers this one.

@@ -224,7 +224,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 1024)]
     executor_memory_mib: u64,
     /// With --ballista-url: partitions of a distributed node's stages
-    /// (default: 8; embedded: executors x vcores).
+    /// (default 8; an embedded cluster uses executors x vcores).
     #[arg(long)]
     ballista_partitions: Option<usize>,
     /// Tasks at once (default: the number of cores).
@@ -429,12 +429,17 @@ fn run_options(a: &RunArgs, run_id: String) -> Result<RunOptions, ConfigError> {
     if a.max_attempts == 0 {
         return Err(ConfigError::new("--max-attempts", "must be at least 1"));
     }
-    let ballista_flags = a.ballista_url.is_some() || a.ballista_partitions.is_some();
-    if ballista_flags && backend != BackendKind::Ballista {
-        return Err(ConfigError::new(
-            "--ballista-url",
-            "applies to --backend ballista only",
-        ));
+    for (flag, given) in [
+        ("--ballista-url", a.ballista_url.is_some()),
+        ("--ballista-partitions", a.ballista_partitions.is_some()),
+    ] {
+        if given && backend != BackendKind::Ballista {
+            return Err(ConfigError::new(flag, "applies to --backend ballista only"));
+        }
+    }
+    if let Some(url) = &a.ballista_url {
+        chainbatch_executor::distributed::job::SchedulerAddress::parse(url)
+            .map_err(|e| ConfigError::new("--ballista-url", e))?;
     }
     for (flag, v) in [
         ("--executors", a.executors),

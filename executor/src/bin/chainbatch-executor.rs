@@ -2,6 +2,8 @@
 //! a container on AWS Batch.
 
 use chainbatch_executor::distributed::executor::{ExecutorOptions, serve};
+use chainbatch_executor::distributed::job::SchedulerAddress;
+use chainbatch_executor::distributed::net::{pick_port, route_address};
 use chainbatch_executor::error::{EXIT_OK, EXIT_RETRYABLE, EXIT_USAGE};
 use chainbatch_executor::spec::parse_specs;
 use chainbatch_executor::{TaskError, storage};
@@ -68,7 +70,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct BallistaArgs {
-    /// The scheduler, host:port (a driver's embedded scheduler or a cluster's).
+    /// The scheduler, host:port or df://host:port (a driver's embedded
+    /// scheduler or a cluster's).
     #[arg(long, env = "CHAINBATCH_BALLISTA_SCHEDULER")]
     scheduler: String,
     /// The address the scheduler and the other executors reach this one at
@@ -88,8 +91,9 @@ struct BallistaArgs {
     /// Tasks run at once [default: the cores available].
     #[arg(long, env = "CHAINBATCH_BALLISTA_VCORES")]
     vcores: Option<usize>,
-    /// The memory pool the running tasks share, in MiB; beyond it sorts,
-    /// joins and aggregates spill to --work-dir.
+    /// The executor's memory pool in MiB, split evenly between its vcores
+    /// (each running task gets its share); beyond it sorts, joins and
+    /// aggregates spill to --work-dir.
     #[arg(long, env = "CHAINBATCH_BALLISTA_MEMORY_MIB", default_value_t = 2048)]
     memory_mib: u64,
     /// Shuffle files and spills.
@@ -100,7 +104,11 @@ struct BallistaArgs {
     )]
     work_dir: std::path::PathBuf,
     /// How long to wait for the scheduler to answer at startup, in seconds.
-    #[arg(long, default_value_t = 60)]
+    #[arg(
+        long,
+        env = "CHAINBATCH_BALLISTA_CONNECT_TIMEOUT",
+        default_value_t = 60
+    )]
     connect_timeout: u16,
 }
 
@@ -142,16 +150,12 @@ fn main() -> ExitCode {
 }
 
 fn serve_ballista(runtime: &tokio::runtime::Runtime, args: BallistaArgs) -> ExitCode {
-    let Some((host, port)) = args
-        .scheduler
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-    else {
-        eprintln!(
-            "chainbatch-executor: --scheduler {:?} is not host:port",
-            args.scheduler
-        );
-        return ExitCode::from(EXIT_USAGE as u8);
+    let (host, port) = match SchedulerAddress::parse(&args.scheduler) {
+        Ok(a) => (a.host, a.port),
+        Err(e) => {
+            eprintln!("chainbatch-executor: --scheduler {e}");
+            return ExitCode::from(EXIT_USAGE as u8);
+        }
     };
     let external_host = match args.external_host {
         Some(h) => h,
@@ -202,36 +206,6 @@ fn serve_ballista(runtime: &tokio::runtime::Runtime, args: BallistaArgs) -> Exit
             ExitCode::from(EXIT_RETRYABLE as u8)
         }
     }
-}
-
-/// The local address packets to the scheduler leave from: what a container
-/// on AWS Batch (its own network interface) is reached at. A UDP "connect"
-/// sends nothing; it only picks the route.
-fn route_address(host: &str, port: u16) -> std::io::Result<String> {
-    use std::net::ToSocketAddrs;
-    let target = (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))?;
-    let bind = if target.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    };
-    let socket = std::net::UdpSocket::bind(bind)?;
-    socket.connect(target)?;
-    Ok(socket.local_addr()?.ip().to_string())
-}
-
-/// `port`, or a free one for 0: Ballista advertises the configured port,
-/// not the one a listener on port 0 gets.
-fn pick_port(port: u16) -> std::io::Result<u16> {
-    if port != 0 {
-        return Ok(port);
-    }
-    Ok(std::net::TcpListener::bind("0.0.0.0:0")?
-        .local_addr()?
-        .port())
 }
 
 async fn run(spec_uri: &str, index: Option<usize>, attempt: Option<u32>) -> Result<(), TaskError> {

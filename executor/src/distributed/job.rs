@@ -118,6 +118,21 @@ async fn write_plan(
     .await
 }
 
+/// A distributed spec reads whole files or byte ranges: a row-group
+/// selection does not survive serialisation, and the whole file would be
+/// read instead.
+fn check_whole_files(spec: &TaskSpec) -> TaskResult<()> {
+    for (i, input) in spec.inputs.iter().enumerate() {
+        if let Some(j) = input.files.iter().position(|f| f.row_groups.is_some()) {
+            return Err(TaskError::bad_spec(
+                format!("inputs[{i}].files[{j}].row_groups"),
+                "a distributed task reads whole files or byte ranges, not row groups",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The physical plan a distributed spec runs, without touching its output:
 /// for `plan`, which shows Ballista's stages.
 pub async fn physical_plan(
@@ -126,6 +141,7 @@ pub async fn physical_plan(
 ) -> TaskResult<Arc<dyn ExecutionPlan>> {
     spec.validate()?;
     table_layout(spec)?;
+    check_whole_files(spec)?;
     let ctx = planning_context(spec, partitions)?;
     register_inputs(spec, &ctx, InputSplit::WholeFiles).await?;
     let plan: Arc<dyn ExecutionPlan> =
@@ -138,6 +154,7 @@ pub async fn run(spec: &TaskSpec, attempt: u32, job: &DistributedJob) -> TaskRes
     let started = Instant::now();
     spec.validate()?;
     table_layout(spec)?;
+    check_whole_files(spec)?;
     let ctx = planning_context(spec, job.partitions)?;
     let task = prepare_task(spec, attempt, ctx, InputSplit::WholeFiles).await?;
     let sink = write_plan(spec, &task.ctx, &task.attempt_uri, job.partitions).await?;
@@ -162,9 +179,7 @@ pub async fn run(spec: &TaskSpec, attempt: u32, job: &DistributedJob) -> TaskRes
             job.scheduler,
             e.find_root()
         );
-        // A job Ballista failed had its tasks and stages retried already
-        // (lost executors included); the same plan would fail again.
-        if message.contains("Job failed due to") {
+        if failed_for_good(&message) {
             TaskError::bad_spec("ballista", message)
         } else {
             TaskError::retryable(message)
@@ -191,6 +206,35 @@ pub async fn run(spec: &TaskSpec, attempt: u32, job: &DistributedJob) -> TaskRes
     finish_task(spec, attempt, &task, output, started).await
 }
 
+/// Whether Ballista failed the job for its SQL or its data, which another
+/// run of the same plan cannot mend: Ballista retried the tasks already.
+/// Failures of executors, shuffle fetches, storage or the network are
+/// worth a new attempt. Ballista reports the cause only as text.
+fn failed_for_good(message: &str) -> bool {
+    const DATA: [&str; 6] = [
+        "ArrowError",
+        "SchemaError",
+        "Plan(",
+        "SQL(",
+        "NotImplemented",
+        "ParquetError",
+    ];
+    const INFRASTRUCTURE: [&str; 9] = [
+        "FetchFailed",
+        "fetch",
+        "xecutor lost",
+        "IoError",
+        "ObjectStore",
+        "object store",
+        "error sending request",
+        "onnection",
+        "imed out",
+    ];
+    message.contains("Job failed due to")
+        && DATA.iter().any(|d| message.contains(d))
+        && !INFRASTRUCTURE.iter().any(|i| message.contains(i))
+}
+
 fn log_plan(plan: &Arc<dyn ExecutionPlan>) {
     if std::env::var_os("CHAINBATCH_LOG_PLANS").is_some() {
         eprintln!("{}", displayable(plan.as_ref()).indent(true));
@@ -199,7 +243,18 @@ fn log_plan(plan: &Arc<dyn ExecutionPlan>) {
 
 #[cfg(test)]
 mod tests {
-    use super::SchedulerAddress;
+    use super::{SchedulerAddress, failed_for_good};
+
+    #[test]
+    fn data_errors_fail_for_good_and_lost_executors_or_storage_do_not() {
+        let divide = "Job 1 failed: Job failed due to stage 3 failed: Task failed due to runtime execution error: DataFusionError(Shared(ArrowError(DivideByZero, Some(\"\"))))";
+        assert!(failed_for_good(divide));
+        let s3 = "Job 1 failed: Job failed due to stage 1 failed: Task failed due to runtime execution error: DataFusionError(ObjectStore(Generic { store: \"S3\", source: error sending request }))";
+        assert!(!failed_for_good(s3));
+        let fetch = "Job 1 failed: Job failed due to stage 2 failed: FetchFailed(executor 7, ArrowError(IpcError))";
+        assert!(!failed_for_good(fetch));
+        assert!(!failed_for_good("transport error: Connection refused"));
+    }
 
     #[test]
     fn scheduler_addresses_parse_with_or_without_a_scheme() {

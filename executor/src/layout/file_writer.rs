@@ -71,7 +71,7 @@ impl WriterContext {
 
     /// Deterministic per task, attempt and worker: a rerun overwrites, never adds.
     /// Bucketed files carry their bucket as Spark does: `part-0-3-000001_00007.zstd.parquet`.
-    /// On Ballista the task attempt follows the task: `part-0-0-s2.0-t5.1-000001.zstd.parquet`.
+    /// On Ballista the task attempt follows the task: `part-0-0-s2.0-t5.1-9f3a61c0-000001.zstd.parquet`.
     fn next_file_name(&mut self, bucket: Option<i32>) -> String {
         let seq = self.worker * 100_000 + self.next_seq;
         self.next_seq += 1;

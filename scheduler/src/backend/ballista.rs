@@ -21,6 +21,7 @@ use chainbatch_executor::distributed::SCHEDULING_POLICY;
 use chainbatch_executor::distributed::codec::DistributedCodec;
 use chainbatch_executor::distributed::executor::session_config;
 use chainbatch_executor::distributed::job::{DistributedJob, SchedulerAddress};
+use chainbatch_executor::distributed::net::pick_port;
 use datafusion::execution::FunctionRegistry;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use std::process::Stdio;
@@ -47,6 +48,7 @@ pub struct Cluster {
 
 struct Embedded {
     server: tokio::task::JoinHandle<()>,
+    executor_timeout: Duration,
     state: Arc<ballista_scheduler::state::SchedulerState<LogicalPlanNode, PhysicalPlanNode>>,
     executors: Vec<tokio::process::Child>,
     /// Each executor's standard error, for errors.
@@ -54,30 +56,33 @@ struct Embedded {
     work_dir: tempfile::TempDir,
 }
 
-impl Drop for Embedded {
-    fn drop(&mut self) {
+impl Embedded {
+    /// SIGTERM lets each executor deregister (and a containerised one
+    /// remove its container); SIGKILL follows for any still running.
+    async fn stop(&mut self) {
         self.server.abort();
-        for child in &mut self.executors {
-            // SIGTERM lets the executor deregister; the process dies with
-            // the driver anyway.
+        for child in &self.executors {
             if let Some(pid) = child.id() {
-                // SAFETY: signalling a child process we own.
+                // SAFETY: signalling a child process this driver started.
                 unsafe {
                     libc::kill(pid as i32, libc::SIGTERM);
                 }
             }
         }
-        // A moment to exit cleanly (an executor in a container removes it),
-        // then SIGKILL.
         let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline
-            && self
-                .executors
-                .iter_mut()
-                .any(|c| matches!(c.try_wait(), Ok(None)))
-        {
-            std::thread::sleep(Duration::from_millis(50));
+        for child in &mut self.executors {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, child.wait()).await.is_err() {
+                let _ = child.start_kill();
+            }
         }
+    }
+}
+
+impl Drop for Embedded {
+    /// A run that ended early (an error before `shutdown`): no waiting.
+    fn drop(&mut self) {
+        self.server.abort();
         for child in &mut self.executors {
             let _ = child.start_kill();
         }
@@ -108,14 +113,6 @@ pub enum ClusterError {
     },
     #[error("cannot reach the Ballista scheduler at {url}: {reason}")]
     Unreachable { url: String, reason: String },
-}
-
-/// A free TCP port on 127.0.0.1 (the executors need fixed ports: Ballista
-/// advertises the configured port, not the bound one).
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 impl Cluster {
@@ -152,11 +149,14 @@ impl Cluster {
 
     /// Starts a scheduler in this process, listening on `bind_host:port`
     /// (port 0: any free port) and known to executors as `advertised_host`.
+    /// An executor not heard from in `executor_timeout` is lost: its tasks
+    /// and the shuffle output they wrote are run again elsewhere.
     pub async fn start_scheduler(
         bind_host: &str,
         port: u16,
         advertised_host: &str,
         partitions: usize,
+        executor_timeout: Duration,
     ) -> Result<Self, ClusterError> {
         let sched = |e: &dyn std::fmt::Display| ClusterError::Scheduler(e.to_string());
         let listener = tokio::net::TcpListener::bind((bind_host, port))
@@ -167,10 +167,9 @@ impl Cluster {
             .with_hostname(advertised_host)
             .with_port(port)
             .with_scheduler_policy(SCHEDULING_POLICY);
-        // A killed executor is noticed within seconds, and its tasks re-run.
-        config.executor_timeout_seconds = 10;
-        config.expire_dead_executor_interval_seconds = 2;
-        config.no_executors_grace_period_seconds = 10;
+        config.executor_timeout_seconds = executor_timeout.as_secs().max(1);
+        config.expire_dead_executor_interval_seconds = (executor_timeout.as_secs() / 5).max(1);
+        config.no_executors_grace_period_seconds = executor_timeout.as_secs().max(1);
         config.override_physical_codec = Some(Arc::new(DistributedCodec::default()));
         config.override_config_producer = Some(Arc::new(session_config));
         // The scheduler decodes plans that name chainbatch's functions and
@@ -214,6 +213,7 @@ impl Cluster {
             embedded: Some(Embedded {
                 server: handle,
                 state,
+                executor_timeout,
                 executors: vec![],
                 logs: vec![],
                 work_dir,
@@ -225,9 +225,16 @@ impl Cluster {
     /// processes, and waits until every executor has registered.
     pub async fn start_embedded(opts: &EmbeddedOptions) -> Result<Self, ClusterError> {
         let executors = opts.executors.max(1);
-        let mut cluster =
-            Self::start_scheduler("127.0.0.1", 0, "127.0.0.1", executors * opts.vcores.max(1))
-                .await?;
+        // On one host an executor that stops answering is gone: noticed in
+        // seconds, and its tasks re-run.
+        let mut cluster = Self::start_scheduler(
+            "127.0.0.1",
+            0,
+            "127.0.0.1",
+            executors * opts.vcores.max(1),
+            Duration::from_secs(15),
+        )
+        .await?;
         let port = cluster.scheduler.port;
         let embedded = cluster.embedded.as_mut().expect("just started");
         let exe = executor_binary();
@@ -243,8 +250,8 @@ impl Cluster {
                 .path()
                 .join(format!("executor-{index}.log"));
             let log = std::fs::File::create(&log_path).map_err(|e| spawn_err(e.to_string()))?;
-            let flight = free_port().map_err(|e| spawn_err(e.to_string()))?;
-            let grpc = free_port().map_err(|e| spawn_err(e.to_string()))?;
+            let flight = pick_port(0).map_err(|e| spawn_err(e.to_string()))?;
+            let grpc = pick_port(0).map_err(|e| spawn_err(e.to_string()))?;
             let mut command = tokio::process::Command::new(&exe);
             command
                 .arg("ballista")
@@ -320,6 +327,45 @@ impl Cluster {
         }
     }
 
+    /// Stops the embedded scheduler and executors, if any.
+    pub async fn shutdown(mut self) {
+        if let Some(e) = self.embedded.as_mut() {
+            e.stop().await;
+        }
+    }
+
+    /// Fails when the embedded scheduler has no live executor: a job would
+    /// wait for one forever.
+    async fn check_executors_alive(&self) -> Result<(), String> {
+        let Some(e) = &self.embedded else {
+            return Ok(());
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let states = e
+            .state
+            .executor_manager
+            .get_executors_state()
+            .await
+            .map_err(|err| err.to_string())?;
+        let alive = states
+            .iter()
+            .filter(|(_, heartbeat, _)| {
+                heartbeat.is_some_and(|h| now.saturating_sub(h) < e.executor_timeout)
+            })
+            .count();
+        if alive == 0 {
+            return Err(format!(
+                "no Ballista executor of the scheduler {} is alive ({} registered, none heard from in {} s)",
+                self.scheduler,
+                states.len(),
+                e.executor_timeout.as_secs()
+            ));
+        }
+        Ok(())
+    }
+
     /// The embedded executors' process ids (for tests and progress).
     pub fn executor_pids(&self) -> Vec<u32> {
         self.embedded
@@ -345,6 +391,12 @@ impl Cluster {
             let m = with_retries(stage, progress, spec.task_index, |attempt| {
                 let job = job.clone();
                 async move {
+                    self.check_executors_alive()
+                        .await
+                        .map_err(|message| AttemptFailure {
+                            retryable: false,
+                            message,
+                        })?;
                     chainbatch_executor::distributed::job::run(spec, attempt, &job)
                         .await
                         .map_err(|e| AttemptFailure {

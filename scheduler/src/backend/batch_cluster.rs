@@ -91,7 +91,7 @@ pub fn executor_job_request(
         ),
         (
             "CHAINBATCH_BALLISTA_VCORES".to_string(),
-            (vcpus.ceil() as u64).max(1).to_string(),
+            whole_vcores(vcpus).to_string(),
         ),
         (
             "CHAINBATCH_BALLISTA_MEMORY_MIB".to_string(),
@@ -129,12 +129,17 @@ pub fn executor_job_request(
     })
 }
 
-/// The address this host's packets to the outside leave from (a UDP
-/// "connect" sends nothing).
-fn own_address() -> std::io::Result<String> {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
-    socket.connect("192.0.2.1:9")?;
-    Ok(socket.local_addr()?.ip().to_string())
+/// Tasks an executor container of `vcpus` runs at once.
+fn whole_vcores(vcpus: f64) -> usize {
+    (vcpus.ceil() as usize).max(1)
+}
+
+/// Tasks each executor of the job runs at once, as its environment says.
+fn executor_vcores(req: &JobRequest) -> usize {
+    req.environment
+        .get("CHAINBATCH_BALLISTA_VCORES")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 /// Runs a distributed stage: scheduler here, executors on Batch.
@@ -153,17 +158,41 @@ pub async fn run_distributed(
     let b = backend.settings().ballista.clone();
     let host = match &b.scheduler_host {
         Some(h) => h.clone(),
-        None => own_address().map_err(|e| {
+        // Any address outside this host picks the route (nothing is sent).
+        None => chainbatch_executor::distributed::net::route_address("192.0.2.1", 9).map_err(|e| {
             fail(format!(
                 "cannot tell the driver's address for the executor containers ({e}); set batch.ballista.scheduler_host"
             ))
         })?,
     };
-    let vcores = (b.vcpus.ceil() as usize).max(1);
-    let mut cluster =
-        Cluster::start_scheduler("0.0.0.0", b.scheduler_port, &host, b.executors * vcores)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+    if backend.settings().platform == Platform::Ec2 {
+        // EC2 containers share their instance's network: executors on one
+        // instance would collide on their ports and advertise its bridge.
+        return Err(TaskFailure {
+            retryable: false,
+            ..fail(format!(
+                "node `{}` is distributed: its Ballista executors need a network interface each, which batch.platform: ec2 does not give; run it on a fargate queue or with --backend ballista --ballista-url",
+                stage.node
+            ))
+        });
+    }
+    // Sized first: a bad size fails before anything starts.
+    let req = executor_job_request(backend, stage, "").map_err(|message| TaskFailure {
+        retryable: false,
+        ..fail(message)
+    })?;
+    let vcores = executor_vcores(&req);
+    // Executors poll every few seconds when busy, across a VPC: a minute
+    // without a poll means a lost container.
+    let mut cluster = Cluster::start_scheduler(
+        "0.0.0.0",
+        b.scheduler_port,
+        &host,
+        b.executors * vcores,
+        Duration::from_secs(60),
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
     let scheduler = format!("{host}:{}", cluster.scheduler.port);
     let req = executor_job_request(backend, stage, &scheduler).map_err(fail)?;
     let id = backend.submit(&req, None).await.map_err(fail)?;

@@ -164,6 +164,13 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Stops what the backend started (an embedded Ballista cluster).
+    pub async fn shutdown(self) {
+        if let Self::Ballista(cluster) = self {
+            cluster.shutdown().await;
+        }
+    }
+
     /// Runs a node's stages in order and returns what each produced.
     pub async fn run_stages(
         &self,

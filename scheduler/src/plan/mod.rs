@@ -21,7 +21,8 @@ use serde::Serialize;
 pub const DEFAULT_TASK_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The kind of the one stage of a distributed node: one spec, run as a
-/// Ballista job on `--backend ballista`, as one task elsewhere.
+/// Ballista job on `--backend ballista` and `batch`, as one task on `local`
+/// and `process`.
 pub const DISTRIBUTED_STAGE: &str = "distributed";
 
 /// How a node's work is cut into tasks, and why.
@@ -36,7 +37,8 @@ pub enum Strategy {
     PerPartition,
     /// Needs rows from many input partitions (joins, aggregates across
     /// partitions, global sorts, windows): one physical plan that Ballista
-    /// cuts into stages on `--backend ballista`; one task elsewhere.
+    /// cuts into stages on `--backend ballista` and `batch`; one task on
+    /// `local` and `process`.
     Distributed,
 }
 
@@ -193,14 +195,14 @@ pub async fn plan_node(
     let (strategy, reason) = if !single || shape.has_join {
         (
             Strategy::Distributed,
-            "reads several datasets (a join or union): one plan over all input, split into stages by Ballista (one task on other backends)".to_string(),
+            "reads several datasets (a join or union): one plan over all input, split into stages by Ballista (one task on local and process)".to_string(),
         )
     } else if shape.needs_all_rows
         || (shape.has_aggregate && !(partitioned_input && grouped_by_partition))
     {
         (
             Strategy::Distributed,
-            "sorts, limits, windows or aggregates across input partitions: one plan over all input, split into stages by Ballista (one task on other backends)"
+            "sorts, limits, windows or aggregates across input partitions: one plan over all input, split into stages by Ballista (one task on local and process)"
                 .to_string(),
         )
     } else if shape.has_aggregate {
