@@ -103,10 +103,10 @@ pub enum ClusterError {
         reason: String,
     },
     #[error(
-        "the Ballista executors did not register with the scheduler within {seconds} s ({registered} of {expected}); their last output:\n{output}"
+        "the Ballista executors did not all register with the scheduler ({registered} of {expected}: {why}); their last output:\n{output}"
     )]
     ExecutorsMissing {
-        seconds: u64,
+        why: String,
         registered: usize,
         expected: usize,
         output: String,
@@ -317,7 +317,11 @@ impl Cluster {
                     .collect::<Vec<_>>()
                     .join("\n");
                 return Err(ClusterError::ExecutorsMissing {
-                    seconds: timeout.as_secs(),
+                    why: if exited {
+                        "an executor exited".into()
+                    } else {
+                        format!("waited {} s", timeout.as_secs())
+                    },
                     registered,
                     expected,
                     output,

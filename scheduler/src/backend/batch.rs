@@ -426,7 +426,7 @@ pub fn retry_strategy(attempts: u32) -> RetryStrategy {
 /// A poll that failed: throttled or transient ones are retried for as long
 /// as they last; others for [`POLL_GIVE_UP`] in a row.
 #[derive(Debug)]
-struct PollError {
+pub(crate) struct PollError {
     message: String,
     transient: bool,
 }
@@ -693,7 +693,7 @@ impl BatchBackend {
             .ok_or_else(|| "AWS Batch SubmitJob returned no job id".to_string())
     }
 
-    async fn describe(&self, ids: &[String]) -> Result<Vec<JobDetail>, PollError> {
+    pub(crate) async fn describe(&self, ids: &[String]) -> Result<Vec<JobDetail>, PollError> {
         let mut out = vec![];
         for chunk in ids.chunks(DESCRIBE_BATCH) {
             let r = self
@@ -1080,7 +1080,7 @@ fn last_exit_code(d: &JobDetail) -> Option<i32> {
 
 /// Why a child failed for good: its status reason, and its last attempt's
 /// exit code and log stream.
-fn failure_reason(d: &JobDetail) -> String {
+pub(crate) fn failure_reason(d: &JobDetail) -> String {
     let mut parts = vec![format!(
         "job {} FAILED: {}",
         d.job_id().unwrap_or("?"),

@@ -203,10 +203,28 @@ pub async fn run_distributed(
     ));
     progress.stage(&stage.label(), stage.specs.len());
     let started = Instant::now();
-    cluster
-        .wait_for_executors(b.executors, Duration::from_secs(b.register_timeout_seconds))
-        .await
-        .map_err(|e| fail(format!("executor job {id}: {e}")))?;
+    // Executors register once Batch has started them; a job that failed
+    // first (no capacity, a bad image) ends the wait.
+    let deadline = Instant::now() + Duration::from_secs(b.register_timeout_seconds);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = left.min(Duration::from_secs(5));
+        match cluster.wait_for_executors(b.executors, wait).await {
+            Ok(()) => break,
+            Err(e) if left <= wait => return Err(fail(format!("executor job {id}: {e}"))),
+            Err(_) => {}
+        }
+        if let Ok(details) = backend.describe(std::slice::from_ref(&id)).await
+            && let Some(d) = details
+                .iter()
+                .find(|d| d.status() == Some(&aws_sdk_batch::types::JobStatus::Failed))
+        {
+            return Err(fail(format!(
+                "the Ballista executors never joined: {}",
+                crate::backend::batch::failure_reason(d)
+            )));
+        }
+    }
     let manifests = cluster.run_stage(stage, progress).await?;
     progress.stage_finished();
     backend
