@@ -110,6 +110,14 @@ struct BallistaArgs {
         default_value_t = 60
     )]
     connect_timeout: u16,
+    /// Exit (code 0) once the scheduler has not answered for this many
+    /// seconds: the driver that ran it is gone.
+    #[arg(
+        long,
+        env = "CHAINBATCH_BALLISTA_ORPHAN_TIMEOUT",
+        default_value_t = 120
+    )]
+    orphan_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -189,6 +197,7 @@ fn serve_ballista(runtime: &tokio::runtime::Runtime, args: BallistaArgs) -> Exit
         memory_bytes: args.memory_mib * 1024 * 1024,
         work_dir: args.work_dir,
         connect_timeout_seconds: args.connect_timeout,
+        orphan_timeout: std::time::Duration::from_secs(args.orphan_timeout),
     };
     eprintln!(
         "chainbatch-executor: Ballista executor {}:{} joining scheduler {}:{} ({} vcores, {} MiB pool)",

@@ -38,6 +38,9 @@ pub struct ExecutorOptions {
     pub work_dir: PathBuf,
     /// How long to wait for the scheduler at startup.
     pub connect_timeout_seconds: u16,
+    /// Exit once the scheduler has not answered for this long: a driver
+    /// that died (its embedded scheduler with it) leaves no executor behind.
+    pub orphan_timeout: std::time::Duration,
 }
 
 /// The session settings both sides plan and run with: chainbatch's (plain
@@ -55,8 +58,45 @@ pub fn function_registry() -> datafusion::error::Result<BallistaFunctionRegistry
     Ok(BallistaFunctionRegistry::from(&ctx.state()))
 }
 
-/// Runs the executor until it is told to stop (SIGINT or SIGTERM).
+/// Returns once the scheduler at `host:port` has refused or ignored
+/// connections for `give_up` in a row.
+async fn scheduler_gone(host: String, port: u16, give_up: std::time::Duration) {
+    use std::time::{Duration, Instant};
+    let mut last_answer = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let answered = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        .is_ok_and(|c| c.is_ok());
+        if answered {
+            last_answer = Instant::now();
+        } else if last_answer.elapsed() >= give_up {
+            return;
+        }
+    }
+}
+
+/// Runs the executor until it is told to stop (SIGINT or SIGTERM), or its
+/// scheduler is gone for `opts.orphan_timeout`.
 pub async fn serve(opts: ExecutorOptions) -> Result<(), BallistaError> {
+    let gone = scheduler_gone(
+        opts.scheduler_host.clone(),
+        opts.scheduler_port,
+        opts.orphan_timeout,
+    );
+    tokio::select! {
+        r = serve_until_stopped(opts) => r,
+        () = gone => {
+            eprintln!("chainbatch-executor: the scheduler stopped answering; exiting");
+            Ok(())
+        }
+    }
+}
+
+async fn serve_until_stopped(opts: ExecutorOptions) -> Result<(), BallistaError> {
     std::fs::create_dir_all(&opts.work_dir)?;
     let spill_dir = opts.work_dir.clone();
     let runtime_producer = Arc::new(move |_: &SessionConfig| {

@@ -196,7 +196,13 @@ pub async fn run(spec: &TaskSpec, attempt: u32, job: &DistributedJob) -> TaskRes
     .await
     .map_err(failed)?;
     let batches: Vec<_> = stream.try_collect().await.map_err(failed)?;
-    let files = written_files(batches)?;
+    let (files, superseded) = super::latest_attempts(written_files(batches)?);
+    if superseded > 0 {
+        eprintln!(
+            "chainbatch: Ballista re-ran tasks of {:?}: {superseded} file(s) of superseded attempts are not published",
+            job.name
+        );
+    }
     let output = TaskOutput {
         kind: OutputKind::Table,
         files,

@@ -45,6 +45,64 @@ fn process_tag() -> &'static str {
     })
 }
 
+/// Where a file a Ballista task wrote came from, read back from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileAttempt {
+    pub stage: u32,
+    pub stage_attempt: u32,
+    pub task: u32,
+    pub task_attempt: u32,
+}
+
+/// The attempt a file belongs to, from the `-s<stage>.<attempt>-t<task>.<attempt>-`
+/// part of its name; `None` for a file no Ballista task wrote.
+pub fn file_attempt(path: &str) -> Option<FileAttempt> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let parts: Vec<&str> = name.split('-').collect();
+    let pair = |p: &str| -> Option<(u32, u32)> {
+        let (a, b) = p.split_once('.')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    };
+    parts.windows(2).find_map(|w| {
+        let (stage, stage_attempt) = pair(w[0].strip_prefix('s')?)?;
+        let (task, task_attempt) = pair(w[1].strip_prefix('t')?)?;
+        Some(FileAttempt {
+            stage,
+            stage_attempt,
+            task,
+            task_attempt,
+        })
+    })
+}
+
+/// The files of the latest attempt of each task. When Ballista rolls a
+/// stage back (an executor holding its input was lost) and runs it again,
+/// the job may report a task's files of the earlier stage attempt beside
+/// those of the new one: the same rows twice. Returns what is kept and how
+/// many files were superseded.
+pub fn latest_attempts(
+    files: Vec<crate::manifest::WrittenFile>,
+) -> (Vec<crate::manifest::WrittenFile>, usize) {
+    use std::collections::HashMap;
+    let mut latest: HashMap<(u32, u32), (u32, u32)> = HashMap::new();
+    for a in files.iter().filter_map(|f| file_attempt(&f.path)) {
+        let e = latest
+            .entry((a.stage, a.task))
+            .or_insert((a.stage_attempt, a.task_attempt));
+        *e = (*e).max((a.stage_attempt, a.task_attempt));
+    }
+    let before = files.len();
+    let kept: Vec<_> = files
+        .into_iter()
+        .filter(|f| match file_attempt(&f.path) {
+            Some(a) => latest[&(a.stage, a.task)] == (a.stage_attempt, a.task_attempt),
+            None => true,
+        })
+        .collect();
+    let dropped = before - kept.len();
+    (kept, dropped)
+}
+
 fn task_attempt(task_id: &str) -> Option<String> {
     let rest = task_id.strip_prefix("TID ")?;
     let mut parts = rest.rsplitn(3, '/');
@@ -63,7 +121,43 @@ fn task_attempt(task_id: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::attempt_tag;
+    use super::{attempt_tag, latest_attempts};
+
+    #[test]
+    fn only_the_latest_attempt_of_each_task_is_kept() {
+        use crate::manifest::WrittenFile;
+        let file = |path: &str| WrittenFile {
+            path: path.to_string(),
+            partition: String::new(),
+            bucket: None,
+            rows: 1,
+            bytes: 1,
+            row_groups: 1,
+            checksum: "0".into(),
+            stats: Default::default(),
+        };
+        let files = vec![
+            file("date=2024-03-01/part-0-0-s2.0-t0.0-3cbec02f-000000.zstd.parquet"),
+            file("date=2024-03-01/part-0-0-s2.1-t0.0-099d2a76-000000.zstd.parquet"),
+            file("date=2024-03-02/part-0-0-s2.1-t1.0-3cbec02f-000000.zstd.parquet"),
+            file("date=2024-03-04/part-0-0-s2.0-t0.0-3cbec02f-000001.zstd.parquet"),
+            file("date=2024-03-04/part-0-0-s2.1-t0.0-099d2a76-000001.zstd.parquet"),
+            file("part-0-0-s2.0-t3.0-3cbec02f-000000_00001.zstd.parquet"),
+            file("part-0-0-s2.0-t3.2-77777777-000000_00001.zstd.parquet"),
+        ];
+        let (kept, dropped) = latest_attempts(files);
+        assert_eq!(dropped, 3);
+        let names: Vec<&str> = kept.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "date=2024-03-01/part-0-0-s2.1-t0.0-099d2a76-000000.zstd.parquet",
+                "date=2024-03-02/part-0-0-s2.1-t1.0-3cbec02f-000000.zstd.parquet",
+                "date=2024-03-04/part-0-0-s2.1-t0.0-099d2a76-000001.zstd.parquet",
+                "part-0-0-s2.0-t3.2-77777777-000000_00001.zstd.parquet",
+            ]
+        );
+    }
 
     #[test]
     fn attempt_tags_carry_stage_and_task_attempts_and_the_process() {

@@ -304,8 +304,24 @@ fn plan_shows_distributed_nodes_with_ballista_stages() {
 fn a_killed_executor_loses_no_rows_and_publishes_no_file_twice() {
     let p = generated(400_000, 4, 4);
     let expected = expected_profiles(&p.raw_root);
+    // The activity rows as the local backend writes them (one task).
+    let local = tempfile::tempdir().unwrap();
+    let o = p
+        .command_on(
+            &["run", "--pipeline", "address_profiles"],
+            &p.raw_root.display().to_string(),
+            &local.path().display().to_string(),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let expected_activity = duckdb_rows(&format!(
+        "SELECT count(*) FROM read_parquet('{}/**/*.parquet')",
+        local.path().join("address_activity").display()
+    ))
+    .remove(0);
     let mut report = vec![];
-    for round in 0..2 {
+    for round in 0..3 {
         let mark = format!("distributed-kill-{round}");
         let out_dir = p.dir.path().join(format!("out-kill-{round}"));
         let child = p
@@ -373,6 +389,21 @@ fn a_killed_executor_loses_no_rows_and_publishes_no_file_twice() {
             "failed, then --resume completed".to_string()
         };
         wait_gone(&mark);
+        // Every activity row once: no file of a superseded attempt published.
+        let activity = duckdb_rows(&format!(
+            "SELECT count(*), count(DISTINCT (transaction_hash, activity, address, token_address)) \
+             FROM read_parquet('{}/**/*.parquet')",
+            out_dir.join("address_activity").display()
+        ));
+        let [counts] = activity.as_slice() else {
+            panic!("{activity:?}")
+        };
+        let (all, distinct) = counts.split_once('\t').unwrap();
+        assert_eq!(
+            all, distinct,
+            "round {round}: {outcome}: duplicated activity rows"
+        );
+        assert_eq!(all, expected_activity, "round {round}: {outcome}");
         let got = output_rows(&out_dir.join("address_profiles"), PROFILE_COLUMNS);
         assert_eq!(got.len(), expected.len(), "round {round}: {outcome}");
         assert_eq!(got, expected, "round {round}: {outcome}");
@@ -381,8 +412,9 @@ fn a_killed_executor_loses_no_rows_and_publishes_no_file_twice() {
         files.extend(data_files(&out_dir.join("address_profiles")));
         let retried: Vec<&String> = files.iter().filter(|f| is_rerun_attempt(f)).collect();
         let job_retries = stderr.matches("failed, retrying").count();
+        let superseded = stderr.matches("superseded attempts").count();
         report.push(format!(
-            "kill {round}: executor {killed:?} at {:.1} s of {:.1} s: {outcome}; {} of {} files from re-run Ballista attempts; {job_retries} job(s) re-submitted by the driver",
+            "kill {round}: executor {killed:?} at {:.1} s of {:.1} s: {outcome}; {} of {} files from re-run Ballista attempts; {superseded} job(s) reported superseded attempts' files (not published); {job_retries} job(s) re-submitted by the driver",
             killed_at.as_secs_f64(),
             run_seconds,
             retried.len(),
@@ -535,4 +567,59 @@ fn executors_that_cannot_reach_s3_fail_the_node_clearly_and_leave_nothing() {
         "published: {:?}",
         crate::s3::list_keys(&out)
     );
+}
+
+#[test]
+fn executors_outliving_a_killed_driver_exit_once_its_scheduler_is_gone() {
+    // Executors started through a wrapper are not the driver's children, as
+    // containers are not: only the wrapper dies with the driver.
+    let p = generated(200_000, 2, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("detached-executor");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nCHAINBATCH_BALLISTA_ORPHAN_TIMEOUT=3 setsid {} \"$@\" &\nwait\n",
+            executor_bin().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mark = "distributed-orphans";
+    let mut driver = p
+        .command(&[
+            "run",
+            "--pipeline",
+            "address_profiles",
+            "--backend",
+            "ballista",
+        ])
+        .env("CHAINBATCH_EXECUTOR", &wrapper)
+        .env("CHAINBATCH_TEST_MARK", mark)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while executors_marked(mark).len() < 2 {
+        assert!(Instant::now() < deadline, "executors never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    assert_eq!(
+        executors_marked(mark).len(),
+        2,
+        "the executors outlive the driver"
+    );
+    // Gone within the orphan timeout and a watchdog round or two.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !executors_marked(mark).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "orphaned executors still running: {:?}",
+            executors_marked(mark)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
