@@ -837,12 +837,7 @@ impl BatchBackend {
         };
         let result = tokio::select! {
             r = work => r,
-            why = shutdown_signal() => Err(TaskFailure {
-                task_index: 0,
-                attempts: 0,
-                message: format!("interrupted by {why}"),
-                retryable: true,
-            }),
+            why = shutdown_signal() => Err(TaskFailure::of_stage(format!("interrupted by {why}"))),
         };
         if let Err(f) = &result
             && !submitted.is_empty()
@@ -865,12 +860,7 @@ impl BatchBackend {
         progress: &Progress,
         submitted: &mut Vec<String>,
     ) -> Result<Vec<StageOutcome>, TaskFailure> {
-        let fail = |message: String| TaskFailure {
-            task_index: 0,
-            attempts: 0,
-            message,
-            retryable: true,
-        };
+        let fail = TaskFailure::of_stage;
         let mut jobs = vec![];
         for (i, stage) in stages.iter().enumerate() {
             let mut req = job_request(&self.settings, stage).map_err(fail)?;

@@ -6,7 +6,9 @@
 //! cancel a running job's tasks on executors that outlive it.
 
 use crate::backend::ballista::Cluster;
-use crate::backend::batch::{BatchBackend, JobRequest, Platform, fargate_size, job_name};
+use crate::backend::batch::{
+    BatchBackend, BatchSettings, JobRequest, Platform, fargate_size, job_name,
+};
 use crate::backend::{StageOutcome, StageRun, TaskFailure};
 use crate::progress::Progress;
 use serde::{Deserialize, Serialize};
@@ -57,13 +59,23 @@ impl Default for BatchBallista {
     }
 }
 
+/// vCPUs and memory (MiB) of an executor container, as the platform runs them.
+pub fn executor_size(s: &BatchSettings) -> Result<(f64, u64), String> {
+    let b = &s.ballista;
+    match s.platform {
+        Platform::Ec2 => Ok((b.vcpus.ceil().max(1.0), b.memory_mib)),
+        Platform::Fargate => fargate_size(b.vcpus, b.memory_mib),
+    }
+}
+
 /// The executor array job for a distributed stage whose scheduler listens at
-/// `scheduler` (host:port).
+/// `scheduler` (host:port), of containers of `size` (see [`executor_size`]).
 pub fn executor_job_request(
     backend: &BatchBackend,
     stage: &StageRun,
     scheduler: &str,
-) -> Result<JobRequest, String> {
+    (vcpus, memory_mib): (f64, u64),
+) -> JobRequest {
     let s = backend.settings();
     let b = &s.ballista;
     let run_id = stage
@@ -71,10 +83,6 @@ pub fn executor_job_request(
         .first()
         .map(|s| s.run_id.clone())
         .unwrap_or_default();
-    let (vcpus, memory_mib) = match s.platform {
-        Platform::Ec2 => (b.vcpus.ceil().max(1.0), b.memory_mib),
-        Platform::Fargate => fargate_size(b.vcpus, b.memory_mib)?,
-    };
     let pool_mib = memory_mib.saturating_sub(s.memory_overhead_mib).max(256);
     let mut tags = s.tags.clone();
     tags.insert("chainbatch:run".into(), run_id.clone());
@@ -110,7 +118,7 @@ pub fn executor_job_request(
             "/tmp/chainbatch-ballista".to_string(),
         ),
     ]);
-    Ok(JobRequest {
+    JobRequest {
         job_name: job_name(
             &run_id,
             &format!("{}-executors", stage.node),
@@ -126,20 +134,12 @@ pub fn executor_job_request(
         attempts: stage.max_attempts.clamp(1, 10),
         timeout_seconds: s.job_timeout_seconds,
         tags,
-    })
+    }
 }
 
 /// Tasks an executor container of `vcpus` runs at once.
 fn whole_vcores(vcpus: f64) -> usize {
     (vcpus.ceil() as usize).max(1)
-}
-
-/// Tasks each executor of the job runs at once, as its environment says.
-fn executor_vcores(req: &JobRequest) -> usize {
-    req.environment
-        .get("CHAINBATCH_BALLISTA_VCORES")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
 }
 
 /// Runs a distributed stage: scheduler here, executors on Batch.
@@ -149,12 +149,7 @@ pub async fn run_distributed(
     progress: &Progress,
     submitted: &mut Vec<String>,
 ) -> Result<Vec<StageOutcome>, TaskFailure> {
-    let fail = |message: String| TaskFailure {
-        task_index: 0,
-        attempts: 0,
-        message,
-        retryable: true,
-    };
+    let fail = TaskFailure::of_stage;
     let b = backend.settings().ballista.clone();
     let host = match &b.scheduler_host {
         Some(h) => h.clone(),
@@ -177,11 +172,11 @@ pub async fn run_distributed(
         });
     }
     // Sized first: a bad size fails before anything starts.
-    let req = executor_job_request(backend, stage, "").map_err(|message| TaskFailure {
+    let size = executor_size(backend.settings()).map_err(|message| TaskFailure {
         retryable: false,
         ..fail(message)
     })?;
-    let vcores = executor_vcores(&req);
+    let vcores = whole_vcores(size.0);
     // Executors poll every few seconds when busy, across a VPC: a minute
     // without a poll means a lost container.
     let mut cluster = Cluster::start_scheduler(
@@ -194,7 +189,7 @@ pub async fn run_distributed(
     .await
     .map_err(|e| fail(e.to_string()))?;
     let scheduler = format!("{host}:{}", cluster.scheduler.port);
-    let req = executor_job_request(backend, stage, &scheduler).map_err(fail)?;
+    let req = executor_job_request(backend, stage, &scheduler, size);
     let id = backend.submit(&req, None).await.map_err(fail)?;
     submitted.push(id.clone());
     progress.note(&format!(

@@ -63,6 +63,19 @@ pub struct TaskFailure {
     pub retryable: bool,
 }
 
+impl TaskFailure {
+    /// A retryable failure of a whole stage (submitting, following or
+    /// running its job), not of one task's attempts.
+    pub fn of_stage(message: String) -> Self {
+        Self {
+            task_index: 0,
+            attempts: 0,
+            message,
+            retryable: true,
+        }
+    }
+}
+
 impl std::fmt::Display for TaskFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -602,21 +602,7 @@ fn without_list_jobs_permission_polls_describe_the_unfinished_children() {
 fn a_distributed_node_on_batch_runs_on_an_executor_array_job_that_joins_the_driver() {
     // Transactions and token transfers on S3, joined by a distributed node.
     let raw = prefix("raw-batch-ballista");
-    let out = Command::new(bin())
-        .args([
-            "gen",
-            "--rows",
-            "4000",
-            "--days",
-            "2",
-            "--start",
-            "2024-03-01",
-        ])
-        .args(["--tables", "transactions,token_transfers", "--out"])
-        .arg(&raw)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    gen_transfers(&raw, 4000, 2);
 
     let peer = Peer::start(json!({}));
     // Executor containers share this host: any free ports.

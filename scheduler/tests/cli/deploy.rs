@@ -23,25 +23,7 @@ fn docker(args: &[&str]) -> String {
 
 #[test]
 fn executor_image_runs_the_pipeline_tasks_against_seaweedfs() {
-    let tag = format!(
-        "test-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    let image = format!("chainbatch-executor:{tag}");
-    let _cleanup = RemoveImage(image.clone());
-    let build = Command::new(repo().join("docker/build.sh"))
-        .args(["--only", "executor", "--tag", &tag, "--bin-dir"])
-        .arg(executor_bin().parent().unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "docker/build.sh: {}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    let (_, image, _cleanup) = build_executor_image("test");
     // Small, non-root, and nothing but the executor as its entry point.
     assert_eq!(
         docker(&["image", "inspect", "-f", "{{.Config.User}}", &image]),
@@ -112,25 +94,7 @@ fn executor_image_runs_the_pipeline_tasks_against_seaweedfs() {
 
 #[test]
 fn executor_containers_join_an_embedded_scheduler_and_run_a_distributed_node() {
-    let tag = format!(
-        "ballista-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    let image = format!("chainbatch-executor:{tag}");
-    let _cleanup = RemoveImage(image.clone());
-    let build = Command::new(repo().join("docker/build.sh"))
-        .args(["--only", "executor", "--tag", &tag, "--bin-dir"])
-        .arg(executor_bin().parent().unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "docker/build.sh: {}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    let (tag, image, _cleanup) = build_executor_image("ballista");
     // The embedded cluster starts its executors through this wrapper: each
     // is `docker run` of the image with the executor's arguments, on the
     // host network (the scheduler listens on 127.0.0.1), S3 settings by
@@ -151,24 +115,7 @@ fn executor_containers_join_an_embedded_scheduler_and_run_a_distributed_node() {
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let raw = prefix("raw-container-ballista");
-    let generated = Command::new(bin())
-        .args([
-            "gen",
-            "--rows",
-            "3000",
-            "--days",
-            "2",
-            "--start",
-            "2024-03-01",
-        ])
-        .args(["--tables", "transactions,token_transfers", "--out", &raw])
-        .output()
-        .unwrap();
-    assert!(
-        generated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&generated.stderr)
-    );
+    gen_transfers(&raw, 3000, 2);
     let out = prefix("out-container-ballista");
     let p = Project::fixture();
     crate::distributed::add_join_pipeline(&p);
@@ -234,6 +181,31 @@ fn executor_containers_join_an_embedded_scheduler_and_run_a_distributed_node() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// Builds the executor image from the test binaries with docker/build.sh,
+/// under a fresh tag; returns the tag, the image, and what removes it.
+fn build_executor_image(prefix: &str) -> (String, String, RemoveImage) {
+    let tag = format!(
+        "{prefix}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let image = format!("chainbatch-executor:{tag}");
+    let cleanup = RemoveImage(image.clone());
+    let build = Command::new(repo().join("docker/build.sh"))
+        .args(["--only", "executor", "--tag", &tag, "--bin-dir"])
+        .arg(executor_bin().parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "docker/build.sh: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    (tag, image, cleanup)
 }
 
 /// Removes the test image however the test ends.

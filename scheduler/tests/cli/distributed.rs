@@ -499,20 +499,7 @@ fn executors_that_cannot_reach_s3_fail_the_node_clearly_and_leave_nothing() {
     // The driver plans against SeaweedFS; its executors are pointed at a
     // closed port, as an executor without a route to S3 would be.
     let raw = crate::s3::prefix("raw-ballista-no-s3");
-    let o = Command::new(bin())
-        .args([
-            "gen",
-            "--rows",
-            "3000",
-            "--days",
-            "2",
-            "--start",
-            "2024-03-01",
-        ])
-        .args(["--tables", "transactions,token_transfers", "--out", &raw])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    gen_transfers(&raw, 3000, 2);
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -209,3 +209,30 @@ pub fn gen_raw(
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Generated transactions and their token transfers from 2024-03-01, below
+/// `out` (a path or URI): what distributed nodes join.
+pub fn gen_transfers(out: &str, rows: u64, days: u32) {
+    let o = Command::new(bin())
+        .args([
+            "gen",
+            "--rows",
+            &rows.to_string(),
+            "--days",
+            &days.to_string(),
+        ])
+        .args([
+            "--start",
+            "2024-03-01",
+            "--tables",
+            "transactions,token_transfers",
+        ])
+        .args(["--out", out])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "gen --tables transactions,token_transfers: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
