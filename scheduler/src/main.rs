@@ -202,9 +202,10 @@ struct RunArgs {
     dates: Option<String>,
     /// Where tasks run: local (in-process), process (chainbatch-executor
     /// children), batch (AWS Batch array jobs; settings under `batch:` in
-    /// globals.yml, out_root on s3://) or ballista (distributed nodes as
-    /// Ballista jobs on an embedded cluster or --ballista-url; other stages
-    /// in-process).
+    /// globals.yml, out_root on s3://; distributed nodes on Ballista
+    /// executors in a Batch array job, `batch.ballista`) or ballista
+    /// (distributed nodes as Ballista jobs on an embedded cluster or
+    /// --ballista-url; other stages in-process).
     #[arg(long, default_value = "local")]
     backend: String,
     /// With --backend ballista: the scheduler of an existing cluster,
