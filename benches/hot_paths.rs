@@ -129,6 +129,7 @@ fn planner_listing(c: &mut Criterion) {
         save_mode: SaveMode::OverwritePartitions,
         date_column: Some("date".into()),
         completeness: None,
+        glue: None,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut g = c.benchmark_group("planner");

@@ -1,6 +1,6 @@
 # Sourced by test.sh after seaweedfs.sh: starts moto server (from the venv)
-# on 127.0.0.1 as the AWS Batch API peer, creates the test job queue and job
-# definition through a real API call (readiness), and exports
+# on 127.0.0.1 as the AWS Batch, Glue and Athena API peer, creates the test
+# job queue and job definition through a real API call (readiness), and exports
 # CHAINBATCH_MOTO_URL. The server stops when the calling shell exits.
 
 MOTO_PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

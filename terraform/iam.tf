@@ -1,6 +1,7 @@
 # Least privilege. The executor reads its input buckets (the public
 # blockchain data among them) and reads and writes its own bucket. The driver
-# may also submit, follow and terminate Batch jobs and write Glue tables.
+# may also submit, follow and terminate Batch jobs, write Glue tables and
+# query them through the Athena workgroup.
 locals {
   data_bucket_arn = aws_s3_bucket.data.arn
   input_bucket_arns = [
@@ -119,11 +120,25 @@ data "aws_iam_policy_document" "driver" {
       "glue:GetTable",
       "glue:CreateTable",
       "glue:UpdateTable",
+      "glue:GetPartition",
       "glue:GetPartitions",
       "glue:BatchCreatePartition",
       "glue:BatchDeletePartition",
     ]
     resources = local.glue_arns
+  }
+
+  # `run --verify-athena` counts committed rows through the workgroup; its
+  # results land in the data bucket, which the driver may already write.
+  statement {
+    sid = "VerifyWithAthena"
+    actions = [
+      "athena:GetWorkGroup",
+      "athena:StartQueryExecution",
+      "athena:GetQueryExecution",
+      "athena:GetQueryResults",
+    ]
+    resources = [aws_athena_workgroup.chainbatch.arn]
   }
 }
 

@@ -26,6 +26,18 @@ output "athena_workgroup" {
   value = aws_athena_workgroup.chainbatch.name
 }
 
+# Paste into conf/aws/globals.yml: where outputs are registered and verified.
+output "conf_aws_catalog" {
+  value = <<-YAML
+    glue:
+      database: ${aws_glue_catalog_database.eth.name}
+      region: ${var.region}
+    athena:
+      workgroup: ${aws_athena_workgroup.chainbatch.name}
+      region: ${var.region}
+  YAML
+}
+
 # Paste into conf/aws/globals.yml (or export CHAINBATCH_BUCKET).
 output "conf_aws_batch" {
   value = <<-YAML

@@ -43,6 +43,8 @@ pub struct Dataset {
     pub date_column: Option<String>,
     /// Inputs only: the completeness gate (see `completeness`).
     pub completeness: Option<crate::completeness::Completeness>,
+    /// Outputs only: the Glue table Athena reads the dataset through.
+    pub glue: Option<crate::glue::settings::DatasetGlue>,
 }
 
 pub type Catalog = BTreeMap<String, Dataset>;
@@ -56,6 +58,7 @@ const DATASET_KEYS: &[&str] = &[
     "save_mode",
     "date_column",
     "completeness",
+    "glue",
 ];
 
 pub fn parse_catalog(root: &Value) -> Result<Catalog, ConfigError> {
@@ -163,6 +166,16 @@ fn parse_dataset(name: &str, v: &Value) -> Result<Dataset, ConfigError> {
             "{block_column, blocks, count_column, blocks_number_column}",
         )?),
     };
+    let glue = match get(m, "glue") {
+        None => None,
+        Some(v) => crate::glue::settings::DatasetGlue::parse(name, v)?,
+    };
+    if glue.is_some() && kind != DatasetType::Parquet {
+        return Err(ConfigError::new(
+            format!("{name}.glue"),
+            "only parquet datasets are registered in Glue",
+        ));
+    }
     Ok(Dataset {
         name: name.to_string(),
         kind,
@@ -173,6 +186,7 @@ fn parse_dataset(name: &str, v: &Value) -> Result<Dataset, ConfigError> {
         save_mode,
         date_column,
         completeness,
+        glue,
     })
 }
 

@@ -16,7 +16,7 @@ use crate::plan::{DEFAULT_TASK_BYTES, NodePlan, PlanSettings, infer_schema, plan
 use crate::progress::Progress;
 use chainbatch_executor::storage;
 use object_store::ObjectStoreExt;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub wait: std::time::Duration,
     /// Publish input dates that fail the completeness gate (with a note).
     pub allow_incomplete: bool,
+    /// Count the registered partitions' rows through Athena after commit.
+    pub verify_athena: bool,
     /// This is a later attempt of a job (AWS Batch retried the driver after
     /// losing its host): continue the earlier attempt's run `run_id` if it
     /// left a journal, else start it.
@@ -537,6 +539,7 @@ pub async fn run(
         .await
         .map_err(DriverError::Run)?;
     let settings = settings(project, opts)?;
+    let glue = crate::glue::prepare(project, &nodes, &shapes, opts.verify_athena).await?;
     let runs_root = journal::runs_root(&out_root);
     if resumed.is_none()
         && journal::load(&out_root, &opts.run_id)
@@ -585,6 +588,15 @@ pub async fn run(
     for note in recovered {
         progress.note(&note);
     }
+    if let Some(g) = &glue {
+        match crate::glue::finish_pending(&out_root, &g.registrar).await {
+            Ok(notes) => notes.iter().for_each(|n| progress.note(n)),
+            Err(e) => {
+                leases.release().await;
+                return Err(DriverError::Run(e));
+            }
+        }
+    }
     let mut j = match resumed {
         Some(mut j) => {
             j.status = RunStatus::Running;
@@ -617,8 +629,18 @@ pub async fn run(
         return Err(DriverError::Run(e));
     }
     let result = run_nodes(
-        project, opts, progress, &nodes, &shapes, &settings, &out_root, &runs_root, &backend,
-        &leases, &mut j,
+        project,
+        opts,
+        progress,
+        &nodes,
+        &shapes,
+        &settings,
+        &out_root,
+        &runs_root,
+        &backend,
+        &leases,
+        glue.as_ref(),
+        &mut j,
     )
     .await;
     j.finished_at = Some(journal::now_secs());
@@ -681,6 +703,7 @@ async fn run_nodes(
     runs_root: &str,
     backend: &Backend,
     leases: &LeaseSet,
+    glue: Option<&crate::glue::GlueRun>,
     j: &mut Journal,
 ) -> Result<Vec<NodeSummary>, RunFailure> {
     let mut summaries = vec![];
@@ -837,7 +860,14 @@ async fn run_nodes(
             crate::paths::run_trash(out_root, &opts.run_id),
             node.name
         );
-        let record = commit::plan_commit(&node.name, ds, &opts.run_id, &trash, &manifests).await?;
+        let mut record =
+            commit::plan_commit(&node.name, ds, &opts.run_id, &trash, &manifests).await?;
+        record.registration =
+            glue.and_then(|g| g.tables.get(&ds.name))
+                .map(|t| journal::Registration {
+                    table: t.clone(),
+                    done: false,
+                });
         check_lease(leases, &node.name, &record)?;
         let (rows, bytes, partitions, files) = (
             record.rows,
@@ -849,6 +879,9 @@ async fn run_nodes(
         commit::remove_prefix(&trash).await?;
         commit::remove_prefix(&crate::paths::run_staging(ds, &opts.run_id)).await?;
         commit::remove_prefix(&crate::paths::run_shuffle(&ds.path, &opts.run_id)).await?;
+        if let Some(g) = glue {
+            register_and_verify(g, out_root, node, &manifests, progress, j).await?;
+        }
         summaries.push(NodeSummary {
             node: node.name.clone(),
             dataset: ds.name.clone(),
@@ -861,6 +894,82 @@ async fn run_nodes(
         });
     }
     Ok(summaries)
+}
+
+/// Registers a node's commit in Glue (the last commit of `j`), records that
+/// in the journal, and with `--verify-athena` compares Athena's row counts
+/// with the manifests'. The data is committed either way: a failure here
+/// says so, and a pending registration is finished by the next run or `gc`.
+async fn register_and_verify(
+    g: &crate::glue::GlueRun,
+    out_root: &str,
+    node: &Node,
+    manifests: &[chainbatch_executor::TaskManifest],
+    progress: &Progress,
+    j: &mut Journal,
+) -> Result<(), RunFailure> {
+    let idx = j.commits.len() - 1;
+    let committed = |e: String| {
+        RunFailure::final_(format!(
+            "node `{}` is committed, but {e}; the next run or `chainbatch gc` finishes its \
+             Glue registration",
+            node.name
+        ))
+    };
+    crash_point("before_register");
+    let Some(done) = crate::glue::register_commit(&g.registrar, &j.commits[idx])
+        .await
+        .map_err(|e| committed(e.to_string()))?
+    else {
+        return Ok(());
+    };
+    let reg = j.commits[idx].registration.as_mut().expect("registered");
+    reg.done = true;
+    let table = reg.table.clone();
+    progress.note(&format!("{}: {}", node.name, done.describe(&table)));
+    journal::save(out_root, j).await?;
+    let Some(athena) = &g.athena else {
+        return Ok(());
+    };
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for p in manifests.iter().flat_map(|m| &m.partitions) {
+        *expected
+            .entry(p.path.trim_matches('/').to_string())
+            .or_default() += p.rows;
+    }
+    let partitions: Vec<String> = expected.keys().cloned().collect();
+    let counts = athena
+        .count_rows(&table, &partitions)
+        .await
+        .map_err(|e| committed(format!("--verify-athena failed: {e}")))?;
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter(|(p, n)| counts.rows.get(*p).copied().unwrap_or(0) != **n)
+        .map(|(p, n)| {
+            format!(
+                "  {}: Athena counts {} row(s), the commit has {n}",
+                if p.is_empty() { "(table)" } else { p },
+                counts.rows.get(p).copied().unwrap_or(0)
+            )
+        })
+        .collect();
+    if !wrong.is_empty() {
+        return Err(RunFailure::final_(format!(
+            "node `{}` is committed, but Athena reads other row counts from {}:\n{}",
+            node.name,
+            table.name(),
+            wrong.join("\n")
+        )));
+    }
+    progress.note(&format!(
+        "{}: Athena counts the same rows in {} partition(s) of {} ({} query(ies), {} scanned)",
+        node.name,
+        expected.len(),
+        table.name(),
+        counts.queries,
+        crate::progress::human_bytes(counts.bytes_scanned)
+    ));
+    Ok(())
 }
 
 /// A node publishes only while its run still holds the dataset's lease, and

@@ -1,6 +1,7 @@
 //! chainbatch: the driver. Config, catalog, pipelines, planner, backends,
 //! commit, and the tools around them.
 
+pub mod athena;
 pub mod backend;
 pub mod bench;
 pub mod bucket_check;
@@ -10,6 +11,7 @@ pub mod completeness;
 pub mod conf;
 pub mod driver;
 pub mod eth;
+pub mod glue;
 pub mod paths;
 pub mod pipeline;
 pub mod plan;

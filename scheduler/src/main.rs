@@ -55,6 +55,18 @@ enum Command {
         #[command(flatten)]
         project: ProjectArgs,
     },
+    /// Create or update the Glue tables of datasets already written, and
+    /// register every partition found under their paths (runs do this for
+    /// what they commit). Needs `glue:` in globals.yml and the dataset's
+    /// `glue:` in catalog.yml.
+    #[command(after_help = "Example: chainbatch register clean_transactions --env aws")]
+    Register {
+        #[command(flatten)]
+        project: ProjectArgs,
+        /// Catalog datasets to register.
+        #[arg(required = true, value_name = "DATASET")]
+        datasets: Vec<String>,
+    },
     /// Generate synthetic `eth` tables (transactions, blocks, logs, token transfers) in the AWS layout.
     Gen(GenArgs),
     /// Import data exported by other tools into the AWS layout.
@@ -252,6 +264,11 @@ struct RunArgs {
     /// journal; by default such a run fails and publishes nothing.
     #[arg(long)]
     allow_incomplete: bool,
+    /// After registering the outputs in Glue, count each written
+    /// partition's rows through Athena (globals.yml `athena:`) and fail
+    /// unless they equal the commit's; reports the bytes Athena scanned.
+    #[arg(long)]
+    verify_athena: bool,
     /// Plan and print, but run nothing.
     #[arg(long)]
     dry_run: bool,
@@ -476,6 +493,7 @@ fn run_options(a: &RunArgs, run_id: String) -> Result<RunOptions, ConfigError> {
         resume: a.resume.is_some(),
         wait: std::time::Duration::from_secs(a.wait),
         allow_incomplete: a.allow_incomplete,
+        verify_athena: a.verify_athena,
         continue_attempt: false,
         ballista: chainbatch::driver::BallistaOptions {
             url: a.ballista_url.clone(),
@@ -633,6 +651,7 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
                     resume: false,
                     wait: std::time::Duration::ZERO,
                     allow_incomplete: false,
+                    verify_athena: false,
                     continue_attempt: false,
                     ballista: Default::default(),
                 };
@@ -693,13 +712,31 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
                 std::process::id()
             );
             let lease_opts = driver::lease_options(&p, &gc_id, std::time::Duration::ZERO)?;
-            let notes = chainbatch::commit::collect_garbage(&root, &p.catalog, &lease_opts)
+            let mut notes = chainbatch::commit::collect_garbage(&root, &p.catalog, &lease_opts)
                 .await
                 .map_err(DriverError::Run)?;
+            // Registrations a crash or an unreachable Glue left pending.
+            let glue = chainbatch::glue::settings::GlueSettings::from_globals(&p.globals)
+                .map_err(|e| p.globals_origin.locate(e))?;
+            if let Some(g) = glue {
+                let registrar = chainbatch::glue::register::Registrar::connect(&g).await;
+                notes.extend(
+                    chainbatch::glue::finish_pending(&root, &registrar)
+                        .await
+                        .map_err(DriverError::Run)?,
+                );
+            }
             for n in &notes {
                 println!("{n}");
             }
             println!("gc: {} item(s)", notes.len());
+            Ok(())
+        }
+        Command::Register { project, datasets } => {
+            let p = load_project(&project, "register")?;
+            for d in &datasets {
+                println!("{}", chainbatch::glue::register_existing(&p, d).await?);
+            }
             Ok(())
         }
         Command::Import {

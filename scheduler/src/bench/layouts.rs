@@ -229,6 +229,7 @@ pub async fn run(
             resume: false,
             wait: std::time::Duration::ZERO,
             allow_incomplete: true,
+            verify_athena: false,
             continue_attempt: false,
             ballista: Default::default(),
         };

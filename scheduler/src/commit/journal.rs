@@ -46,6 +46,17 @@ pub struct CommitRecord {
     pub partitions: Vec<String>,
     pub rows: u64,
     pub bytes: u64,
+    /// The Glue table to register the partitions in, once published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<Registration>,
+}
+
+/// A commit's Glue registration: pending until the catalog has the table and
+/// every published partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub table: crate::glue::table::TableDef,
+    pub done: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -169,6 +169,7 @@ pub async fn plan_commit(
         partitions: partitions.into_iter().collect(),
         rows,
         bytes,
+        registration: None,
     })
 }
 

@@ -16,6 +16,7 @@ mod deploy;
 mod distributed;
 mod driver_job;
 mod end_to_end;
+mod glue;
 mod planning;
 mod s3;
 mod s3_faults;

@@ -1,0 +1,577 @@
+//! Glue registration and the Athena check, against moto as the Glue and
+//! Athena API (started by scripts/test.sh) behind scripts/catalog_peer.py,
+//! which enforces Glue's documented limits and runs Athena's queries in
+//! DuckDB over the table's files on S3 (SeaweedFS).
+
+use crate::s3::{import_fixture, list_keys, prefix};
+use crate::support::*;
+use aws_sdk_glue::Client;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+const REGION: &str = "us-east-1";
+
+fn moto_url() -> String {
+    std::env::var("CHAINBATCH_MOTO_URL").expect(
+        "CHAINBATCH_MOTO_URL must point at moto server: scripts/test.sh starts it and sets it",
+    )
+}
+
+struct CatalogPeer {
+    url: String,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl CatalogPeer {
+    fn start(faults: Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let python = std::env::var("CHAINBATCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(python)
+            .arg(repo().join("scripts/catalog_peer.py"))
+            .args(["--moto", &moto_url(), "--log"])
+            .arg(&log)
+            .args(["--faults", &faults.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start catalog_peer.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .unwrap_or_else(|| panic!("catalog_peer.py did not start: {line:?}"));
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The request bodies of one operation with the HTTP status answered.
+    fn answered(&self, op: &str) -> Vec<(Value, u64)> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["op"] == op)
+            .map(|v| (v["body"].clone(), v["status"].as_u64().unwrap_or(0)))
+            .collect()
+    }
+}
+
+impl Drop for CatalogPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn glue() -> Client {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(moto_url())
+        .load()
+        .await;
+    Client::new(&conf)
+}
+
+/// A database of its own for each test (moto's catalog is shared).
+async fn fresh_database(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let db = format!("cb_{name}_{nanos}");
+    glue()
+        .await
+        .create_database()
+        .database_input(
+            aws_sdk_glue::types::DatabaseInput::builder()
+                .name(&db)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    db
+}
+
+fn catalog_globals(db: &str, workgroup: &str) -> Vec<String> {
+    vec![
+        "--globals".into(),
+        format!("glue={{database: {db}, region: {REGION}}}"),
+        "--globals".into(),
+        format!("athena={{workgroup: {workgroup}, region: {REGION}}}"),
+    ]
+}
+
+fn run_with(
+    p: &Project,
+    peer: &CatalogPeer,
+    args: &[&str],
+    raw: &str,
+    out: &str,
+    db: &str,
+    workgroup: &str,
+) -> Command {
+    let globals = catalog_globals(db, workgroup);
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(globals.iter().map(String::as_str));
+    let mut c = p.command_on(&all, raw, out);
+    c.env("AWS_ENDPOINT_URL_GLUE", &peer.url)
+        .env("AWS_ENDPOINT_URL_ATHENA", &peer.url);
+    c
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// `(name, type)` of a Glue table's columns and partition keys, its
+/// location, SerDe and partitions (values joined by `/`, location).
+struct SeenTable {
+    columns: Vec<(String, String)>,
+    keys: Vec<(String, String)>,
+    location: String,
+    serde: String,
+    parameters: std::collections::HashMap<String, String>,
+    partitions: BTreeSet<(String, String)>,
+}
+
+async fn seen_table(db: &str, table: &str) -> Option<SeenTable> {
+    let g = glue().await;
+    let t = match g.get_table().database_name(db).name(table).send().await {
+        Ok(o) => o.table.unwrap(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_entity_not_found_exception()) =>
+        {
+            return None;
+        }
+        Err(e) => panic!("GetTable {db}.{table}: {e:?}"),
+    };
+    let cols = |c: &[aws_sdk_glue::types::Column]| -> Vec<(String, String)> {
+        c.iter()
+            .map(|c| (c.name().to_string(), c.r#type().unwrap_or_default().into()))
+            .collect()
+    };
+    let sd = t.storage_descriptor().unwrap();
+    let mut partitions = BTreeSet::new();
+    let mut pages = g
+        .get_partitions()
+        .database_name(db)
+        .table_name(table)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for p in page.unwrap().partitions() {
+            partitions.insert((
+                p.values().join("/"),
+                p.storage_descriptor()
+                    .and_then(|s| s.location())
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
+        }
+    }
+    Some(SeenTable {
+        columns: cols(sd.columns()),
+        keys: cols(t.partition_keys()),
+        location: sd.location().unwrap_or_default().to_string(),
+        serde: sd
+            .serde_info()
+            .and_then(|s| s.serialization_library())
+            .unwrap_or_default()
+            .to_string(),
+        parameters: t.parameters().cloned().unwrap_or_default(),
+        partitions,
+    })
+}
+
+/// The `date=` partitions a dataset has on S3, as Glue should list them.
+fn written_partitions(out: &str, dataset: &str) -> BTreeSet<(String, String)> {
+    list_keys(&format!("{out}/{dataset}"))
+        .iter()
+        .filter(|k| k.ends_with(".parquet") && !k.contains("/_chainbatch/"))
+        .filter_map(|k| {
+            let dir = k.rsplit_once('/')?.0;
+            let seg = dir.rsplit_once('/')?.1;
+            let date = seg.strip_prefix("date=")?;
+            Some((date.to_string(), format!("{out}/{dataset}/date={date}/")))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn eth_daily_outputs_are_registered_once_and_athena_counts_the_committed_rows() {
+    let peer = CatalogPeer::start(serde_json::json!({}));
+    let db = fresh_database("daily").await;
+    let raw = prefix("raw-glue");
+    import_fixture(&raw);
+    let out = prefix("out-glue");
+    let p = Project::fixture();
+    let o = run_with(
+        &p,
+        &peer,
+        &["run", "--verify-athena"],
+        &raw,
+        &out,
+        &db,
+        "primary",
+    )
+    .output()
+    .unwrap();
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    assert_eq!(peer.answered("StartQueryExecution").len(), 3, "{log}");
+    assert!(
+        log.contains("clean_transactions: Athena counts the same rows"),
+        "{log}"
+    );
+
+    let t = seen_table(&db, "clean_transactions").await.expect("table");
+    assert_eq!(t.location, format!("{out}/clean_transactions/"));
+    assert_eq!(t.keys, vec![("date".to_string(), "date".to_string())]);
+    for want in [
+        ("hash", "string"),
+        ("block_number", "bigint"),
+        ("block_timestamp", "timestamp"),
+        ("value", "decimal(38,0)"),
+        ("fee_wei", "decimal(38,0)"),
+        ("receipt_status", "bigint"),
+    ] {
+        assert!(
+            t.columns
+                .contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} in {:?}",
+            t.columns
+        );
+    }
+    assert!(
+        !t.columns.iter().any(|(n, _)| n == "date"),
+        "{:?}",
+        t.columns
+    );
+    assert_eq!(
+        t.serde,
+        "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    );
+    assert_eq!(
+        t.parameters.get("classification").map(String::as_str),
+        Some("parquet")
+    );
+    let written = written_partitions(&out, "clean_transactions");
+    assert!(!written.is_empty());
+    assert_eq!(t.partitions, written);
+    for ds in ["daily_address_stats", "daily_summary"] {
+        let t = seen_table(&db, ds).await.expect(ds);
+        assert_eq!(t.partitions, written_partitions(&out, ds), "{ds}");
+    }
+
+    // A rerun replaces files in the same partitions: the catalog is
+    // unchanged, nothing is created twice.
+    let creates = peer.answered("CreateTable").len();
+    let o = run_with(&p, &peer, &["run"], &raw, &out, &db, "primary")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(peer.answered("CreateTable").len(), creates);
+    assert!(peer.answered("UpdateTable").is_empty());
+    let again = seen_table(&db, "clean_transactions").await.unwrap();
+    assert_eq!(again.partitions, written);
+    assert!(
+        text(&o).contains(&format!(
+            "0 partition(s) registered, {} already there",
+            written.len()
+        )),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test]
+async fn a_registration_cut_short_by_a_crash_is_finished_by_gc_and_by_the_next_run() {
+    let peer = CatalogPeer::start(serde_json::json!({}));
+    let raw = prefix("raw-glue-crash");
+    import_fixture(&raw);
+    let out = prefix("out-glue-crash");
+    let p = Project::fixture();
+    for finisher in ["gc", "run"] {
+        let db = fresh_database("crash").await;
+        let crashed = run_with(&p, &peer, &["run"], &raw, &out, &db, "primary")
+            .env("CHAINBATCH_CRASH_AT", "before_register")
+            .output()
+            .unwrap();
+        assert!(!crashed.status.success(), "{finisher}");
+        // Committed, not registered.
+        assert!(!written_partitions(&out, "clean_transactions").is_empty());
+        assert!(seen_table(&db, "clean_transactions").await.is_none());
+        let o = run_with(&p, &peer, &[finisher], &raw, &out, &db, "primary")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{finisher}: {}", text(&o));
+        assert!(
+            text(&o).contains("finished run"),
+            "{finisher}: {}",
+            text(&o)
+        );
+        let t = seen_table(&db, "clean_transactions").await.expect(finisher);
+        assert_eq!(
+            t.partitions,
+            written_partitions(&out, "clean_transactions"),
+            "{finisher}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_fifty_partitions_take_three_batch_create_partition_calls() {
+    let peer = CatalogPeer::start(serde_json::json!({}));
+    let db = fresh_database("many").await;
+    let p = Project::generated(2_500, 250, 1);
+    let out = prefix("out-glue-many");
+    let o = run_with(
+        &p,
+        &peer,
+        &["run", "--nodes", "clean_transactions"],
+        &p.raw_root.display().to_string(),
+        &out,
+        &db,
+        "primary",
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let calls: Vec<usize> = peer
+        .answered("BatchCreatePartition")
+        .iter()
+        .filter(|(b, _)| b["DatabaseName"] == db.as_str())
+        .map(|(b, status)| {
+            assert_eq!(*status, 200);
+            b["PartitionInputList"].as_array().unwrap().len()
+        })
+        .collect();
+    assert_eq!(calls, vec![100, 100, 50]);
+    let t = seen_table(&db, "clean_transactions").await.unwrap();
+    assert_eq!(t.partitions.len(), 250);
+    assert_eq!(t.partitions, written_partitions(&out, "clean_transactions"));
+}
+
+#[tokio::test]
+async fn partition_projection_sets_properties_and_registers_no_partition() {
+    let peer = CatalogPeer::start(serde_json::json!({}));
+    let db = fresh_database("projection").await;
+    let raw = prefix("raw-glue-projection");
+    import_fixture(&raw);
+    let out = prefix("out-glue-projection");
+    let p = Project::fixture();
+    let catalog = p.conf().join("base/catalog.yml");
+    let text_before = std::fs::read_to_string(&catalog).unwrap();
+    // clean_transactions is the first dataset with `glue: true`.
+    let changed = text_before.replacen(
+        "  glue: true\n",
+        "  glue:\n    partitions: projection\n    projection_range: 2015-07-30,NOW\n",
+        1,
+    );
+    assert_ne!(changed, text_before);
+    std::fs::write(&catalog, changed).unwrap();
+    let o = run_with(
+        &p,
+        &peer,
+        &["run", "--nodes", "clean_transactions", "--verify-athena"],
+        &raw,
+        &out,
+        &db,
+        "primary",
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t = seen_table(&db, "clean_transactions").await.unwrap();
+    assert!(t.partitions.is_empty());
+    let param = |k: &str| t.parameters.get(k).cloned().unwrap_or_default();
+    assert_eq!(param("projection.enabled"), "true");
+    assert_eq!(param("projection.date.type"), "date");
+    assert_eq!(param("projection.date.format"), "yyyy-MM-dd");
+    assert_eq!(param("projection.date.range"), "2015-07-30,NOW");
+    assert_eq!(
+        param("storage.location.template"),
+        format!("{out}/clean_transactions/date=${{date}}/")
+    );
+    assert!(peer.answered("BatchCreatePartition").is_empty());
+}
+
+#[tokio::test]
+async fn missing_catalogs_and_unreadable_types_are_refused_before_anything_is_written() {
+    let peer = CatalogPeer::start(serde_json::json!({}));
+    let raw = prefix("raw-glue-bad");
+    import_fixture(&raw);
+    let p = Project::fixture();
+
+    // No such database: exit 2, nothing written, no table.
+    let out = prefix("out-glue-nodb");
+    let o = run_with(&p, &peer, &["run"], &raw, &out, "cb_nowhere", "primary")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("Glue database `cb_nowhere` does not exist in us-east-1"),
+        "{}",
+        text(&o)
+    );
+    assert!(list_keys(&out).is_empty(), "{:?}", list_keys(&out));
+
+    // No such workgroup for --verify-athena: exit 2, nothing written.
+    let db = fresh_database("bad").await;
+    let out = prefix("out-glue-nowg");
+    let o = run_with(
+        &p,
+        &peer,
+        &["run", "--verify-athena"],
+        &raw,
+        &out,
+        &db,
+        "nope",
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("Athena workgroup `nope` does not exist"),
+        "{}",
+        text(&o)
+    );
+    assert!(list_keys(&out).is_empty());
+    assert!(seen_table(&db, "clean_transactions").await.is_none());
+
+    // Token transfers' exact uint256 value is DECIMAL(76,0): Athena cannot
+    // declare it, so the run stops before it writes anything.
+    let tt = p.dir.path().join("raw-tt");
+    gen_transfers(&tt.display().to_string(), 2_000, 2);
+    let pipelines = p.conf().join("base/pipelines.yml");
+    let mut yaml = std::fs::read_to_string(&pipelines).unwrap();
+    yaml.push_str(
+        "\nraw_values:\n  nodes:\n    - name: transfer_values\n      inputs: [raw_token_transfers]\n      outputs: transfer_values\n      sql: |\n        SELECT transaction_hash, block_number, value, block_timestamp FROM raw_token_transfers\n",
+    );
+    std::fs::write(&pipelines, yaml).unwrap();
+    let catalog = p.conf().join("base/catalog.yml");
+    let mut yaml = std::fs::read_to_string(&catalog).unwrap();
+    yaml.push_str(
+        "\ntransfer_values:\n  type: parquet\n  path: ${globals:out_root}/transfer_values\n  partitions:\n    date: date\n  layout: ${globals:layouts.daily}\n  glue: true\n",
+    );
+    std::fs::write(&catalog, yaml).unwrap();
+    let out = prefix("out-glue-wide");
+    let o = run_with(
+        &p,
+        &peer,
+        &["run", "--pipeline", "raw_values"],
+        &tt.display().to_string(),
+        &out,
+        &db,
+        "primary",
+    )
+    .output()
+    .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("transfer_values.glue"), "{t}");
+    assert!(t.contains("column `value` is Decimal256(76, 0)"), "{t}");
+    assert!(
+        t.contains("CAST(value AS VARCHAR)") && t.contains("DECIMAL(38,0)"),
+        "{t}"
+    );
+    assert!(list_keys(&out).is_empty());
+    assert!(seen_table(&db, "transfer_values").await.is_none());
+}
+
+#[tokio::test]
+async fn a_failed_athena_query_fails_the_run_with_athenas_reason_after_the_commit() {
+    let peer = CatalogPeer::start(serde_json::json!({
+        "fail_queries": "HIVE_BAD_DATA: Field value's type DECIMAL in parquet is incompatible"
+    }));
+    let db = fresh_database("failedquery").await;
+    let raw = prefix("raw-glue-fail");
+    import_fixture(&raw);
+    let out = prefix("out-glue-fail");
+    let p = Project::fixture();
+    let o = run_with(
+        &p,
+        &peer,
+        &["run", "--nodes", "clean_transactions", "--verify-athena"],
+        &raw,
+        &out,
+        &db,
+        "primary",
+    )
+    .output()
+    .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("node `clean_transactions` is committed"), "{t}");
+    assert!(
+        t.contains("failed: HIVE_BAD_DATA: Field value's type"),
+        "{t}"
+    );
+    // Committed and registered: the check is what failed.
+    let seen = seen_table(&db, "clean_transactions").await.unwrap();
+    assert_eq!(
+        seen.partitions,
+        written_partitions(&out, "clean_transactions")
+    );
+}
+
+#[tokio::test]
+async fn register_puts_data_already_written_in_the_catalog() {
+    let peer = CatalogPeer::start(serde_json::json!({}));
+    let raw = prefix("raw-glue-register");
+    import_fixture(&raw);
+    let out = prefix("out-glue-register");
+    let p = Project::fixture();
+    // Written without a catalog, then registered.
+    let o = p.command_on(&["run"], &raw, &out).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let db = fresh_database("register").await;
+    let o = run_with(
+        &p,
+        &peer,
+        &["register", "clean_transactions", "daily_summary"],
+        &raw,
+        &out,
+        &db,
+        "primary",
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    for ds in ["clean_transactions", "daily_summary"] {
+        let t = seen_table(&db, ds).await.expect(ds);
+        assert_eq!(t.partitions, written_partitions(&out, ds), "{ds}");
+    }
+    let o = run_with(
+        &p,
+        &peer,
+        &["register", "clean_transactionz"],
+        &raw,
+        &out,
+        &db,
+        "primary",
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("did you mean `clean_transactions`?"),
+        "{}",
+        text(&o)
+    );
+}
