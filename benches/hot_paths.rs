@@ -130,6 +130,7 @@ fn planner_listing(c: &mut Criterion) {
         date_column: Some("date".into()),
         completeness: None,
         glue: None,
+        athena: None,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut g = c.benchmark_group("planner");

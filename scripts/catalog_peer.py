@@ -17,6 +17,13 @@ in front of it:
   GetQueryExecution (state, reason, DataScannedInBytes: the bytes of the
   files read) and GetQueryResults (a header row, then the data, as
   VarCharValue, paginated) are the engine's;
+* UNLOAD (SELECT ...) TO 's3://...' WITH (format = 'PARQUET',
+  partitioned_by = ARRAY[...]) runs the SELECT in DuckDB and writes its rows
+  below the target as Athena does: hive directories for the partition
+  columns (which leave the files), files named `<query id>_<n>` with no
+  extension; it fails as Athena does when the target is not empty
+  (HIVE_PATH_ALREADY_EXISTS) or the rows fall in more than 100 partitions
+  (HIVE_TOO_MANY_OPEN_PARTITIONS);
 * faults: {"fail_queries": "<reason>"} makes every query FAILED with that
   StateChangeReason.
 
@@ -38,6 +45,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 GLUE_MAX_PARTITIONS = 100
 ATHENA_PAGE = 1000
 TABLE_REF = re.compile(r'FROM\s+"([^"]+)"\."([^"]+)"', re.IGNORECASE)
+UNLOAD = re.compile(r"^\s*UNLOAD\s*\((.*)\)\s*TO\s*'([^']+)'\s*WITH\s*\((.*)\)\s*$",
+                    re.IGNORECASE | re.DOTALL)
+PARTITIONED_BY = re.compile(r"partitioned_by\s*=\s*ARRAY\s*\[([^\]]*)\]", re.IGNORECASE)
+UNLOAD_MAX_PARTITIONS = 100
 PARTITION_EQ = re.compile(r'"(\w+)"\s*=\s*(?:DATE\s+)?\'([^\']*)\'')
 
 
@@ -84,21 +95,71 @@ class Peer:
         try:
             if "fail_queries" in self.faults:
                 raise RuntimeError(self.faults["fail_queries"])
-            rows, columns, scanned = self.execute(query, region)
+            rows, columns, scanned = self.execute(query, region, query_id)
             result = {"state": "SUCCEEDED", "rows": rows, "columns": columns, "scanned": scanned}
         except Exception as e:  # the engine's error is the query's reason
             result = {"state": "FAILED", "reason": str(e), "scanned": 0}
         with self.lock:
             self.queries[query_id] = result
 
-    def execute(self, query, region):
+    def execute(self, query, region, query_id):
         import boto3
         import duckdb
 
-        ref = TABLE_REF.search(query)
-        if not ref:
+        unload = UNLOAD.match(query)
+        select = unload.group(1) if unload else query
+        refs = sorted(set(TABLE_REF.findall(select)))
+        if not refs:
             raise RuntimeError(f"no table in query: {query}")
-        database, table = ref.group(1), ref.group(2)
+        s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+        con = duckdb.connect()
+        scanned = 0
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, (database, table) in enumerate(refs):
+                scanned += self.load_table(con, s3, region, database, table,
+                                           os.path.join(tmp, str(i)), select)
+            if not unload:
+                cur = con.execute(query)
+                columns = [d[0] for d in cur.description]
+                rows = [[None if v is None else str(v) for v in r] for r in cur.fetchall()]
+                return rows, columns, scanned
+            self.unload(con, s3, select, unload.group(2), unload.group(3), tmp, query_id)
+            return [], [], scanned
+
+    def unload(self, con, s3, select, target, options, tmp, query_id):
+        url = urllib.parse.urlparse(target)
+        prefix = url.path.lstrip("/")
+        if s3.list_objects_v2(Bucket=url.netloc, Prefix=prefix, MaxKeys=1).get("KeyCount", 0):
+            raise RuntimeError(
+                f"HIVE_PATH_ALREADY_EXISTS: Target directory for table already exists: {target}. "
+                f"You may need to manually clean the data at location '{target}' before retrying. "
+                "Athena will not delete data in your account.")
+        m = PARTITIONED_BY.search(options)
+        cols = [c.strip().strip("'\"") for c in m.group(1).split(",")] if m else []
+        if cols:
+            quoted = ", ".join(f'"{c}"' for c in cols)
+            n = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {quoted} FROM ({select}))").fetchone()[0]
+            if n > UNLOAD_MAX_PARTITIONS:
+                raise RuntimeError("HIVE_TOO_MANY_OPEN_PARTITIONS: Exceeded limit of "
+                                   f"{UNLOAD_MAX_PARTITIONS} open writers for partitions/buckets")
+        out = os.path.join(tmp, "unload")
+        if cols:
+            con.execute(f"COPY ({select}) TO '{out}' "
+                        f"(FORMAT PARQUET, COMPRESSION ZSTD, PARTITION_BY ({', '.join(cols)}))")
+        else:
+            os.makedirs(out)
+            con.execute(f"COPY ({select}) TO '{out}/0' (FORMAT PARQUET, COMPRESSION ZSTD)")
+        n = 0
+        for root, _, files in os.walk(out):
+            for f in sorted(files):
+                rel = os.path.relpath(root, out)
+                key = prefix + ("" if rel == "." else rel + "/") + f"{query_id}_{n}"
+                s3.upload_file(os.path.join(root, f), url.netloc, key)
+                n += 1
+
+    def load_table(self, con, s3, region, database, table, tmp, query):
+        """Downloads a Glue table's files (the partitions `query` names) and
+        makes them the view "database"."table"; returns the bytes read."""
         t = self.glue(region).get_table(DatabaseName=database, Name=table)["Table"]
         location = t["StorageDescriptor"]["Location"]
         keys = [k["Name"] for k in t.get("PartitionKeys", [])]
@@ -107,38 +168,32 @@ class Peer:
             if k in keys:
                 wanted.setdefault(k, set()).add(v)
         url = urllib.parse.urlparse(location)
-        s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
         prefix = url.path.lstrip("/")
         scanned = 0
-        with tempfile.TemporaryDirectory() as tmp:
-            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=url.netloc, Prefix=prefix)
-            n = 0
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    rel = obj["Key"][len(prefix):].lstrip("/")
-                    parts = rel.split("/")
-                    if any(p.startswith(("_", ".")) for p in parts) or not rel.endswith(".parquet"):
-                        continue
-                    values = dict(p.split("=", 1) for p in parts[:-1] if "=" in p)
-                    if any(values.get(k) not in vs for k, vs in wanted.items()):
-                        continue
-                    target = os.path.join(tmp, rel)
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    s3.download_file(url.netloc, obj["Key"], target)
-                    scanned += obj["Size"]
-                    n += 1
-            con = duckdb.connect()
-            con.execute(f'CREATE SCHEMA "{database}"')
-            if n == 0:
-                raise RuntimeError(f"HIVE_CANNOT_OPEN_SPLIT: no data at {location}")
-            pattern = os.path.join(tmp, *(["*"] * len(keys)), "*.parquet")
-            con.execute(f'CREATE VIEW "{database}"."{table}" AS SELECT * FROM read_parquet('
-                        f"'{pattern}', hive_partitioning = {str(bool(keys)).lower()}, "
-                        "union_by_name = true)")
-            cur = con.execute(query)
-            columns = [d[0] for d in cur.description]
-            rows = [[None if v is None else str(v) for v in r] for r in cur.fetchall()]
-        return rows, columns, scanned
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=url.netloc, Prefix=prefix)
+        n = 0
+        for page in pages:
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(prefix):].lstrip("/")
+                parts = rel.split("/")
+                if any(p.startswith(("_", ".")) for p in parts) or not rel.endswith(".parquet"):
+                    continue
+                values = dict(p.split("=", 1) for p in parts[:-1] if "=" in p)
+                if any(values.get(k) not in vs for k, vs in wanted.items()):
+                    continue
+                target = os.path.join(tmp, rel)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                s3.download_file(url.netloc, obj["Key"], target)
+                scanned += obj["Size"]
+                n += 1
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
+        if n == 0:
+            raise RuntimeError(f"HIVE_CANNOT_OPEN_SPLIT: no data at {location}")
+        pattern = os.path.join(tmp, *(["*"] * len(keys)), "*.parquet")
+        con.execute(f'CREATE VIEW "{database}"."{table}" AS SELECT * FROM read_parquet('
+                    f"'{pattern}', hive_partitioning = {str(bool(keys)).lower()}, "
+                    "union_by_name = true)")
+        return scanned
 
     def execution(self, data, query_id):
         doc = json.loads(data)

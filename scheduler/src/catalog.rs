@@ -45,6 +45,9 @@ pub struct Dataset {
     pub completeness: Option<crate::completeness::Completeness>,
     /// Outputs only: the Glue table Athena reads the dataset through.
     pub glue: Option<crate::glue::settings::DatasetGlue>,
+    /// Inputs only: the Athena query whose UNLOADed result the dataset is
+    /// (`type: athena`); its path is the run's staging prefix.
+    pub athena: Option<crate::athena::unload::AthenaSource>,
 }
 
 pub type Catalog = BTreeMap<String, Dataset>;
@@ -59,13 +62,17 @@ const DATASET_KEYS: &[&str] = &[
     "date_column",
     "completeness",
     "glue",
+    "query",
+    "sql_file",
+    "database",
 ];
 
-pub fn parse_catalog(root: &Value) -> Result<Catalog, ConfigError> {
+/// `conf_dir` is where `sql_file` of an Athena dataset is read from.
+pub fn parse_catalog(root: &Value, conf_dir: &std::path::Path) -> Result<Catalog, ConfigError> {
     let mut out = Catalog::new();
     for (name, v) in mapping(root, "")? {
         let name = name.as_str().unwrap_or_default().to_string();
-        out.insert(name.clone(), parse_dataset(&name, v)?);
+        out.insert(name.clone(), parse_dataset(&name, v, conf_dir)?);
     }
     for ds in out.values() {
         if let Some(b) = ds.completeness.as_ref().and_then(|c| c.blocks.as_ref())
@@ -83,21 +90,43 @@ pub fn parse_catalog(root: &Value) -> Result<Catalog, ConfigError> {
     Ok(out)
 }
 
-fn parse_dataset(name: &str, v: &Value) -> Result<Dataset, ConfigError> {
+fn parse_dataset(
+    name: &str,
+    v: &Value,
+    conf_dir: &std::path::Path,
+) -> Result<Dataset, ConfigError> {
     let m = mapping(v, name)?;
     check_keys(m, DATASET_KEYS, name)?;
-    let kind = match required_str(m, "type", name)?.as_str() {
-        "parquet" => DatasetType::Parquet,
+    let kind_name = required_str(m, "type", name)?;
+    let athena = match kind_name.as_str() {
+        "athena" => Some(parse_athena(name, m, conf_dir)?),
+        _ => {
+            for k in ["query", "sql_file", "database"] {
+                if get(m, k).is_some() {
+                    return Err(ConfigError::new(
+                        format!("{name}.{k}"),
+                        "applies only to `type: athena` datasets",
+                    ));
+                }
+            }
+            None
+        }
+    };
+    let kind = match kind_name.as_str() {
+        "parquet" | "athena" => DatasetType::Parquet,
         "jsonl" | "json" => DatasetType::Jsonl,
         "csv" => DatasetType::Csv,
         other => {
             return Err(ConfigError::new(
                 format!("{name}.type"),
-                format!("unknown dataset type `{other}`; expected parquet, jsonl or csv"),
+                format!("unknown dataset type `{other}`; expected parquet, jsonl, csv or athena"),
             ));
         }
     };
-    let path = required_str(m, "path", name)?;
+    let path = match &athena {
+        Some(_) => crate::athena::unload::UNSTAGED_PATH.to_string(),
+        None => required_str(m, "path", name)?,
+    };
     if path.trim().is_empty() {
         return Err(ConfigError::new(
             format!("{name}.path"),
@@ -187,6 +216,54 @@ fn parse_dataset(name: &str, v: &Value) -> Result<Dataset, ConfigError> {
         date_column,
         completeness,
         glue,
+        athena,
+    })
+}
+
+/// `type: athena`: `query` or `sql_file` (relative to the conf folder), and
+/// `database`; no `path` (the run unloads the result below its staging).
+fn parse_athena(
+    name: &str,
+    m: &serde_norway::Mapping,
+    conf_dir: &std::path::Path,
+) -> Result<crate::athena::unload::AthenaSource, ConfigError> {
+    if get(m, "path").is_some() {
+        return Err(ConfigError::new(
+            format!("{name}.path"),
+            "an Athena dataset has no path: each run UNLOADs the query's result below \
+             <out_root>/_chainbatch/athena/",
+        ));
+    }
+    let query = match (
+        optional_str(m, "query", name)?,
+        optional_str(m, "sql_file", name)?,
+    ) {
+        (Some(q), None) => q,
+        (None, Some(f)) => {
+            let path = conf_dir.join(&f);
+            std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::new(
+                    format!("{name}.sql_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                format!("{name}.query"),
+                "give either query or sql_file, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                format!("{name}.query"),
+                "is required for `type: athena` (or sql_file)",
+            ));
+        }
+    };
+    Ok(crate::athena::unload::AthenaSource {
+        query,
+        database: optional_str(m, "database", name)?,
     })
 }
 

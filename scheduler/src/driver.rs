@@ -528,6 +528,9 @@ pub async fn run(
         }
         None => opts,
     };
+    // Athena inputs are read from the run's own UNLOAD prefixes.
+    let staged = crate::athena::unload::staged(project, &out_root, &opts.run_id);
+    let project = &staged;
     let (nodes, shapes) = checked_nodes(project, opts).await?;
     let mut roots = vec![("out_root".to_string(), out_root.clone())];
     for n in &nodes {
@@ -540,6 +543,7 @@ pub async fn run(
         .map_err(DriverError::Run)?;
     let settings = settings(project, opts)?;
     let glue = crate::glue::prepare(project, &nodes, &shapes, opts.verify_athena).await?;
+    let sources = crate::athena::unload::prepare(project, &nodes, opts.dates.as_ref()).await?;
     let runs_root = journal::runs_root(&out_root);
     if resumed.is_none()
         && journal::load(&out_root, &opts.run_id)
@@ -622,27 +626,37 @@ pub async fn run(
             planned: vec![],
             claims: claims.clone(),
             incomplete: vec![],
+            unloads: vec![],
         },
     };
     if let Err(e) = journal::save(&out_root, &j).await {
         leases.release().await;
         return Err(DriverError::Run(e));
     }
-    let result = run_nodes(
-        project,
-        opts,
-        progress,
-        &nodes,
-        &shapes,
-        &settings,
-        &out_root,
-        &runs_root,
-        &backend,
-        &leases,
-        glue.as_ref(),
-        &mut j,
-    )
-    .await;
+    let unloaded = match &sources {
+        Some(s) => unload_sources(s, &out_root, progress, &mut j).await,
+        None => Ok(()),
+    };
+    let result = match unloaded {
+        Err(f) => Err(f),
+        Ok(()) => {
+            run_nodes(
+                project,
+                opts,
+                progress,
+                &nodes,
+                &shapes,
+                &settings,
+                &out_root,
+                &runs_root,
+                &backend,
+                &leases,
+                glue.as_ref(),
+                &mut j,
+            )
+            .await
+        }
+    };
     j.finished_at = Some(journal::now_secs());
     let result = match result {
         Ok(s) => {
@@ -671,6 +685,11 @@ pub async fn run(
             let ds = &project.catalog[&n.output];
             let _ = commit::remove_prefix(&crate::paths::run_staging(ds, &j.run_id)).await;
         }
+    }
+    // Athena inputs unloaded for this run go with it (a resume reuses them).
+    if sources.is_some() && (result.is_ok() || !j.resumable) {
+        let root = crate::athena::unload::staging_root(&out_root, &j.run_id);
+        let _ = commit::remove_prefix(&root).await;
     }
     backend.shutdown().await;
     let saved = journal::save(&out_root, &j).await;
@@ -894,6 +913,42 @@ async fn run_nodes(
         });
     }
     Ok(summaries)
+}
+
+/// UNLOADs the run's Athena inputs, recording each finished one in the
+/// journal so that `--resume` does not query it again.
+async fn unload_sources(
+    s: &crate::athena::unload::Sources,
+    out_root: &str,
+    progress: &Progress,
+    j: &mut Journal,
+) -> Result<(), RunFailure> {
+    let done = j.unloads.clone();
+    crate::athena::unload::run_unloads(
+        &s.athena,
+        &s.unloads,
+        &done,
+        &s.default_database,
+        async |u, scanned| {
+            progress.note(&format!(
+                "Athena: unloaded dataset `{}` to {} ({} scanned)",
+                u.dataset,
+                u.target,
+                crate::progress::human_bytes(scanned)
+            ));
+            j.unloads.push(u.target.clone());
+            journal::save(out_root, j).await
+        },
+    )
+    .await
+    .map_err(|e| RunFailure::final_(e.to_string()))?;
+    if !done.is_empty() {
+        progress.note(&format!(
+            "Athena: {} UNLOAD(s) of the resumed run reused",
+            done.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Registers a node's commit in Glue (the last commit of `j`), records that

@@ -100,6 +100,10 @@ pub struct Journal {
     /// incomplete (`--allow-incomplete`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incomplete: Vec<String>,
+    /// UNLOAD targets of Athena inputs already written, not queried again
+    /// on `--resume`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unloads: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

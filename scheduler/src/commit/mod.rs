@@ -419,7 +419,10 @@ pub async fn collect_garbage(
         .filter(|j| j.status == journal::RunStatus::Running)
         .map(|j| j.run_id.as_str())
         .collect();
-    let mut roots: Vec<String> = vec![format!("{}/", crate::paths::runs_root(out_root))];
+    let mut roots: Vec<String> = vec![
+        format!("{}/", crate::paths::runs_root(out_root)),
+        format!("{}/_chainbatch/athena/", out_root.trim_end_matches('/')),
+    ];
     for ds in catalog.values() {
         roots.push(format!("{}/", crate::paths::staging_root(ds)));
         roots.push(format!("{}/", crate::paths::shuffle_root(&ds.path)));

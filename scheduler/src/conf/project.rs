@@ -235,7 +235,8 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ConfigError> {
     let catalog_v = interp
         .resolve(&Value::Mapping(catalog_m.value.clone()), "")
         .map_err(|e| catalog_m.locate(e, &catalog_file))?;
-    let catalog = parse_catalog(&catalog_v).map_err(|e| catalog_m.locate(e, &catalog_file))?;
+    let catalog = parse_catalog(&catalog_v, &opts.conf_dir)
+        .map_err(|e| catalog_m.locate(e, &catalog_file))?;
     let pipelines_file = base_dir.join("pipelines.yml");
     let pipelines_v = interp
         .resolve(&Value::Mapping(pipelines_m.value.clone()), "")

@@ -61,8 +61,8 @@ impl AthenaSettings {
         match crate::conf::interpolate::lookup(globals, "athena") {
             None | Some(serde_norway::Value::Null) => Err(ConfigError::new(
                 "athena",
-                "is required in globals.yml for --verify-athena: {workgroup, region} \
-                 (see conf/aws/globals.yml)",
+                "is required in globals.yml for --verify-athena and for datasets of \
+                 `type: athena`: {workgroup, region} (see conf/aws/globals.yml)",
             )),
             Some(v) => crate::conf::typed::deserialize(
                 v,

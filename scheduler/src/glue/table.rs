@@ -101,7 +101,8 @@ pub fn plan_table(
         return Err(ConfigError::new(
             format!("{}.path", ds.name),
             format!(
-                "is {}; a Glue table's files must be on S3 (s3://...)",
+                "is {}; a Glue table's files must be on S3 (s3://...); to run without \
+                 registering tables, pass --globals glue=null",
                 ds.path
             ),
         ));

@@ -124,6 +124,12 @@ fn parse_node(
         ));
     };
     check_dataset(catalog, output, &format!("{key}.outputs"))?;
+    if catalog[output].athena.is_some() {
+        return Err(ConfigError::new(
+            format!("{key}.outputs"),
+            format!("dataset `{output}` is an Athena query; nodes write parquet datasets"),
+        ));
+    }
     if catalog[output].kind != DatasetType::Parquet {
         return Err(ConfigError::new(
             format!("{key}.outputs"),

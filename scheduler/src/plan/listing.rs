@@ -68,7 +68,8 @@ pub async fn list_dataset(
             .iter()
             .chain(std::iter::once(file))
             .any(|s| s.starts_with('_') || s.starts_with('.'))
-            || !extension_matches(ds.kind, file)
+            // Athena names UNLOAD's Parquet files without an extension.
+            || !(ds.athena.is_some() || extension_matches(ds.kind, file))
         {
             continue;
         }

@@ -54,7 +54,16 @@ fn run_aws(p: &Project, raw: &Path) -> Output {
 }
 
 fn run_aws_with(p: &Project, raw: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["run", "--env", "aws", "--pipeline", "eth_daily"];
+    // Outputs on local disk: no Glue catalog to register them in.
+    let mut args = vec![
+        "run",
+        "--env",
+        "aws",
+        "--pipeline",
+        "eth_daily",
+        "--globals",
+        "glue=null",
+    ];
     args.extend_from_slice(extra);
     p.command_on(
         &args,
@@ -324,6 +333,8 @@ async fn a_compaction_between_plan_and_read_is_named_and_a_rerun_reads_the_compa
                 "aws",
                 "--pipeline",
                 "eth_daily",
+                "--globals",
+                "glue=null",
                 "--backend",
                 "process",
                 "--max-attempts",

@@ -575,3 +575,140 @@ async fn register_puts_data_already_written_in_the_catalog() {
         text(&o)
     );
 }
+
+/// A Glue table over raw transactions on S3, as a user's catalog has one.
+async fn raw_table(db: &str, location: &str) {
+    use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
+    let key = Column::builder()
+        .name("date")
+        .r#type("string")
+        .build()
+        .unwrap();
+    glue()
+        .await
+        .create_table()
+        .database_name(db)
+        .table_input(
+            TableInput::builder()
+                .name("eth_transactions")
+                .table_type("EXTERNAL_TABLE")
+                .partition_keys(key)
+                .storage_descriptor(StorageDescriptor::builder().location(location).build())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// raw_transactions becomes the result of an Athena query over that table.
+fn read_raw_through_athena(p: &Project, db: &str) {
+    let catalog = p.conf().join("base/catalog.yml");
+    let yaml = std::fs::read_to_string(&catalog).unwrap();
+    let start = yaml.find("raw_transactions:\n").unwrap();
+    let end = start + yaml[start..].find("\n\n").unwrap();
+    let athena = format!(
+        "raw_transactions:\n  type: athena\n  query: SELECT * FROM \"{db}\".\"eth_transactions\"\n  partitions:\n    date: string\n  schema: ${{globals:raw_transactions_schema}}"
+    );
+    std::fs::write(
+        &catalog,
+        format!("{}{athena}{}", &yaml[..start], &yaml[end..]),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_athena_query_as_input_is_unloaded_100_days_at_a_time_and_equals_reading_the_files() {
+    let peer = CatalogPeer::start(serde_json::json!({}));
+    let db = fresh_database("source").await;
+    let raw = prefix("raw-athena");
+    let o = Command::new(bin())
+        .args([
+            "gen",
+            "--rows",
+            "2500",
+            "--days",
+            "250",
+            "--start",
+            "2024-03-01",
+        ])
+        .args(["--tables", "transactions", "--out", &raw])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let window = "2024-03-01..2024-11-05";
+    let direct = Project::fixture();
+    let o = direct
+        .command(&["run", "--nodes", "clean_transactions", "--dates", window])
+        .args(["--globals", &format!("raw_root={raw}")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    raw_table(&db, &format!("{raw}/transactions/")).await;
+    let p = Project::fixture();
+    read_raw_through_athena(&p, &db);
+    let out = prefix("out-athena");
+    let args = [
+        "run",
+        "--nodes",
+        "clean_transactions",
+        "--dates",
+        window,
+        "--run-id",
+        "athena-1",
+    ];
+    let o = run_with(&p, &peer, &args, &raw, &out, &db, "primary")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let unloads: Vec<String> = peer
+        .answered("StartQueryExecution")
+        .iter()
+        .map(|(b, _)| b["QueryString"].as_str().unwrap().to_string())
+        .filter(|q| q.starts_with("UNLOAD"))
+        .collect();
+    assert_eq!(unloads.len(), 3, "{unloads:#?}");
+    assert!(
+        unloads[0].contains("BETWEEN '2024-03-01' AND '2024-06-08'"),
+        "{}",
+        unloads[0]
+    );
+    assert!(
+        unloads[2].contains("BETWEEN '2024-09-17' AND '2024-11-05'"),
+        "{}",
+        unloads[2]
+    );
+    // The staging prefix goes with the run.
+    assert!(list_keys(&format!("{out}/_chainbatch/athena")).is_empty());
+
+    let got = tempfile::tempdir().unwrap();
+    crate::s3::download(&format!("{out}/clean_transactions"), got.path());
+    let sql = "SELECT hash, value, fee_wei, CAST(date AS VARCHAR) FROM t ORDER BY hash";
+    let expected = rows_as_text(&direct.query("clean_transactions", sql).await);
+    assert_eq!(expected.len(), 2500);
+    assert_eq!(rows_as_text(&query_dir(got.path(), sql).await), expected);
+
+    // Athena writes only to an empty prefix: what an earlier attempt left
+    // there stops the run before it queries, naming the prefix.
+    let left = format!("{out}/_chainbatch/athena/athena-2/raw_transactions/u000/leftover");
+    crate::s3::on_s3_runtime({
+        let left = left.clone();
+        async move {
+            use object_store::ObjectStoreExt;
+            let loc = chainbatch_executor::storage::resolve(&left).unwrap();
+            loc.store.put(&loc.path, "x".into()).await.unwrap();
+        }
+    });
+    let before = peer.answered("StartQueryExecution").len();
+    let mut args = args;
+    args[6] = "athena-2";
+    let o = run_with(&p, &peer, &args, &raw, &out, &db, "primary")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("is not empty"), "{}", text(&o));
+    assert!(text(&o).contains("raw_transactions/u000/"), "{}", text(&o));
+    assert_eq!(peer.answered("StartQueryExecution").len(), before);
+}

@@ -1,6 +1,6 @@
-//! Athena as the reader's check: after registration, `--verify-athena` counts
+//! Athena: the reader's check (after registration, `--verify-athena` counts
 //! each written partition's rows through Athena in the configured workgroup
-//! and compares them with the commit's manifests.
+//! and compares them with the commit's manifests) and a source (`unload`).
 
 use crate::glue::settings::AthenaSettings;
 use crate::glue::table::TableDef;
@@ -10,6 +10,8 @@ use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultCo
 use chainbatch_executor::layout::hive;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+pub mod unload;
 
 /// Partitions one count query filters on, to keep its text well inside
 /// Athena's 256 KB limit.
@@ -125,7 +127,11 @@ impl Athena {
     }
 
     /// Starts a query and waits for it; returns its id and bytes scanned.
-    async fn run_query(&self, query: &str, database: &str) -> Result<(String, u64), AthenaError> {
+    pub async fn run_query(
+        &self,
+        query: &str,
+        database: &str,
+    ) -> Result<(String, u64), AthenaError> {
         let mut start = self
             .client
             .start_query_execution()
