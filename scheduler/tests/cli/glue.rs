@@ -711,4 +711,26 @@ async fn an_athena_query_as_input_is_unloaded_100_days_at_a_time_and_equals_read
     assert!(text(&o).contains("is not empty"), "{}", text(&o));
     assert!(text(&o).contains("raw_transactions/u000/"), "{}", text(&o));
     assert_eq!(peer.answered("StartQueryExecution").len(), before);
+
+    // A run that stops after its UNLOADs resumes from them: no query twice.
+    args[6] = "athena-3";
+    let crashed = run_with(&p, &peer, &args, &raw, &out, &db, "primary")
+        .env("CHAINBATCH_CRASH_AT", "after_tasks")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    let unloaded = peer.answered("StartQueryExecution").len();
+    assert_eq!(unloaded, before + 3);
+    let resume = ["run", "--resume", "athena-3"];
+    let o = run_with(&p, &peer, &resume, &raw, &out, &db, "primary")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("3 UNLOAD(s) of the resumed run reused"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(peer.answered("StartQueryExecution").len(), unloaded);
+    assert!(list_keys(&format!("{out}/_chainbatch/athena")).is_empty());
 }
