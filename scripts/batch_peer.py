@@ -46,7 +46,6 @@ exits. Otherwise the peer prints `PORT <n>` once it listens on
 """
 
 import argparse
-import http.client
 import base64
 import json
 import os
@@ -58,7 +57,9 @@ import time
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from moto_proxy import ProxyHandler, forward
 
 QUEUE = "chainbatch-test"
 DEFINITION = "chainbatch-executor"
@@ -346,15 +347,7 @@ class Peer:
         return s
 
     def forward(self, method, path, headers, body):
-        conn = http.client.HTTPConnection(self.moto.hostname, self.moto.port, timeout=60)
-        fwd = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
-        conn.request(method, path, body=body, headers=fwd)
-        r = conn.getresponse()
-        data = r.read()
-        out = (r.status, [(k, v) for k, v in r.getheaders()
-                          if k.lower() not in ("content-length", "transfer-encoding", "connection")], data)
-        conn.close()
-        return out
+        return forward(self.moto, method, path, headers, body)
 
     # -- faults -----------------------------------------------------------
 
@@ -549,34 +542,11 @@ class Peer:
 
 
 def handler_for(peer):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            self.proxy(b"")
-
-        def do_POST(self):
-            n = int(self.headers.get("Content-Length") or 0)
-            self.proxy(self.rfile.read(n))
-
-        def reply(self, status, headers, data):
-            self.send_response(status)
-            for k, v in headers:
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(ProxyHandler):
         def error(self, status, kind, message):
             err = json.dumps({"__type": kind, "message": message}).encode()
             self.reply(status, [("Content-Type", "application/json"),
                                 ("x-amzn-ErrorType", kind)], err)
-
-        def json_reply(self, doc):
-            self.reply(200, [("Content-Type", "application/json")], json.dumps(doc).encode())
 
         def proxy(self, raw):
             op = OPS.get(self.path.rstrip("/").rsplit("/", 1)[-1].lower(), self.path)

@@ -32,7 +32,6 @@ Usage:
 """
 
 import argparse
-import http.client
 import json
 import os
 import re
@@ -40,7 +39,9 @@ import sys
 import tempfile
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from moto_proxy import ProxyHandler, forward
 
 GLUE_MAX_PARTITIONS = 100
 ATHENA_PAGE = 1000
@@ -73,15 +74,7 @@ class Peer:
                                 "status": status}) + "\n")
 
     def forward(self, method, path, headers, body):
-        conn = http.client.HTTPConnection(self.moto.hostname, self.moto.port, timeout=60)
-        fwd = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
-        conn.request(method, path, body=body, headers=fwd)
-        r = conn.getresponse()
-        data = r.read()
-        out = (r.status, [(k, v) for k, v in r.getheaders()
-                          if k.lower() not in ("content-length", "transfer-encoding", "connection")], data)
-        conn.close()
-        return out
+        return forward(self.moto, method, path, headers, body)
 
     # -- Athena's engine ----------------------------------------------------
 
@@ -232,26 +225,8 @@ class Peer:
 
 
 def handler_for(peer):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *a):
-            pass
-
-        def do_POST(self):
-            n = int(self.headers.get("Content-Length") or 0)
-            self.proxy(self.rfile.read(n))
-
-        def reply(self, status, headers, data):
-            self.send_response(status)
-            for k, v in headers:
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def json_reply(self, doc):
-            self.reply(200, [("Content-Type", "application/x-amz-json-1.1")], json.dumps(doc).encode())
+    class Handler(ProxyHandler):
+        content_type = "application/x-amz-json-1.1"
 
         def proxy(self, raw):
             target = self.headers.get("X-Amz-Target", ".")

@@ -234,33 +234,7 @@ fn parse_athena(
              <out_root>/_chainbatch/athena/",
         ));
     }
-    let query = match (
-        optional_str(m, "query", name)?,
-        optional_str(m, "sql_file", name)?,
-    ) {
-        (Some(q), None) => q,
-        (None, Some(f)) => {
-            let path = conf_dir.join(&f);
-            std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::new(
-                    format!("{name}.sql_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?
-        }
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                format!("{name}.query"),
-                "give either query or sql_file, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                format!("{name}.query"),
-                "is required for `type: athena` (or sql_file)",
-            ));
-        }
-    };
+    let query = crate::conf::typed::text_or_file(m, "query", "sql_file", name, conf_dir)?;
     Ok(crate::athena::unload::AthenaSource {
         query,
         database: optional_str(m, "database", name)?,

@@ -688,7 +688,7 @@ pub async fn run(
     }
     // Athena inputs unloaded for this run go with it (a resume reuses them).
     if sources.is_some() && (result.is_ok() || !j.resumable) {
-        let root = crate::athena::unload::staging_root(&out_root, &j.run_id);
+        let root = crate::paths::run_athena(&out_root, &j.run_id);
         let _ = commit::remove_prefix(&root).await;
     }
     backend.shutdown().await;

@@ -5,6 +5,7 @@
 //! <out_root>/_chainbatch/runs/<run>/journal.json     run journal
 //! <out_root>/_chainbatch/runs/<run>/stage-<n>.json   stage specs
 //! <out_root>/_chainbatch/runs/<run>/trash/           replaced files
+//! <out_root>/_chainbatch/athena/<run>/<dataset>/u<n>/ Athena inputs, UNLOADed
 //! <dataset>/_chainbatch/staging/<run>/<stage>/...    task output
 //! <dataset>/_chainbatch/shuffle/<run>/...            shuffle files
 //! <dataset>/_chainbatch/leases/<run>.json            run leases
@@ -25,6 +26,16 @@ pub fn runs_root(out_root: &str) -> String {
 /// Where a run keeps the files its publishes replaced until it ends.
 pub fn run_trash(out_root: &str, run_id: &str) -> String {
     format!("{}/{run_id}/trash", runs_root(out_root))
+}
+
+/// Where every run UNLOADs its Athena inputs.
+pub fn athena_root(out_root: &str) -> String {
+    under(out_root, "athena")
+}
+
+/// One run's Athena inputs.
+pub fn run_athena(out_root: &str, run_id: &str) -> String {
+    format!("{}/{run_id}", athena_root(out_root))
 }
 
 /// The staging folder of a dataset, for every run.

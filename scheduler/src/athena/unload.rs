@@ -31,14 +31,6 @@ pub struct AthenaSource {
     pub database: Option<String>,
 }
 
-/// Where a run's Athena inputs are unloaded.
-pub fn staging_root(out_root: &str, run_id: &str) -> String {
-    format!(
-        "{}/_chainbatch/athena/{run_id}",
-        out_root.trim_end_matches('/')
-    )
-}
-
 /// One UNLOAD: a chunk of the window into a prefix of its own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unload {
@@ -191,7 +183,7 @@ pub fn staged(
 ) -> crate::conf::project::Project {
     let mut p = project.clone();
     for ds in p.catalog.values_mut().filter(|d| d.athena.is_some()) {
-        ds.path = format!("{}/{}", staging_root(out_root, run_id), ds.name);
+        ds.path = format!("{}/{}", crate::paths::run_athena(out_root, run_id), ds.name);
     }
     p
 }

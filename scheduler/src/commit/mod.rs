@@ -421,7 +421,7 @@ pub async fn collect_garbage(
         .collect();
     let mut roots: Vec<String> = vec![
         format!("{}/", crate::paths::runs_root(out_root)),
-        format!("{}/_chainbatch/athena/", out_root.trim_end_matches('/')),
+        format!("{}/", crate::paths::athena_root(out_root)),
     ];
     for ds in catalog.values() {
         roots.push(format!("{}/", crate::paths::staging_root(ds)));

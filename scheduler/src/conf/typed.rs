@@ -113,3 +113,34 @@ pub fn deserialize<T: DeserializeOwned>(
         ConfigError::new(key, format!("expected {expected}: {msg}"))
     })
 }
+
+/// Text given inline under `inline` or in a file named by `file` (relative
+/// to `conf_dir`): exactly one of the two.
+pub fn text_or_file(
+    m: &Mapping,
+    inline: &str,
+    file: &str,
+    key: &str,
+    conf_dir: &std::path::Path,
+) -> Result<String, ConfigError> {
+    match (optional_str(m, inline, key)?, optional_str(m, file, key)?) {
+        (Some(s), None) => Ok(s),
+        (None, Some(f)) => {
+            let path = conf_dir.join(&f);
+            std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::new(
+                    format!("{key}.{file}"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })
+        }
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            format!("{key}.{inline}"),
+            format!("give either {inline} or {file}, not both"),
+        )),
+        (None, None) => Err(ConfigError::new(
+            format!("{key}.{inline}"),
+            format!("is required (or {file})"),
+        )),
+    }
+}

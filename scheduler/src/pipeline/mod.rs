@@ -136,33 +136,7 @@ fn parse_node(
             format!("dataset `{output}` is not parquet; nodes write parquet"),
         ));
     }
-    let sql = match (
-        optional_str(m, "sql", key)?,
-        optional_str(m, "sql_file", key)?,
-    ) {
-        (Some(s), None) => s,
-        (None, Some(f)) => {
-            let path = conf_dir.join(&f);
-            std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::new(
-                    format!("{key}.sql_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?
-        }
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                format!("{key}.sql"),
-                "give either sql or sql_file, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                format!("{key}.sql"),
-                "is required (or sql_file)",
-            ));
-        }
-    };
+    let sql = crate::conf::typed::text_or_file(m, "sql", "sql_file", key, conf_dir)?;
     let layout = match get(m, "layout") {
         None | Some(Value::Null) => None,
         Some(l) => Some(parse_layout(l, &format!("{key}.layout"))?),

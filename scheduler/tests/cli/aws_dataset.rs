@@ -10,12 +10,6 @@ use crate::support::*;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn python() -> String {
-    std::env::var("CHAINBATCH_PYTHON").expect(
-        "CHAINBATCH_PYTHON must name the test venv's python (pandas, pyarrow): scripts/test.sh sets it",
-    )
-}
-
 /// `scripts/producer_fixture.py` into `raw` (`<raw>/transactions/date=.../`).
 fn producer_files(raw: &Path, args: &[&str]) {
     let out = Command::new(python())

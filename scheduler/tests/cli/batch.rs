@@ -7,83 +7,23 @@
 use crate::s3::{prefix, snapshot};
 use crate::support::*;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn moto_url() -> String {
-    std::env::var("CHAINBATCH_MOTO_URL").expect(
-        "CHAINBATCH_MOTO_URL must point at moto server: scripts/test.sh starts it and sets it",
+/// batch_peer.py in front of the shared moto server, running children of
+/// the executor binary.
+fn start_peer(faults: Value) -> MotoPeer {
+    let exe = executor_bin();
+    MotoPeer::start(
+        "batch_peer.py",
+        &[
+            "--entrypoint".as_ref(),
+            exe.as_os_str(),
+            "--slots".as_ref(),
+            "2".as_ref(),
+        ],
+        &faults,
     )
-}
-
-fn python() -> String {
-    std::env::var("CHAINBATCH_PYTHON")
-        .expect("CHAINBATCH_PYTHON must name the test venv's python: scripts/test.sh sets it")
-}
-
-/// One batch_peer.py in front of the shared moto server, with its own
-/// request log and faults.
-struct Peer {
-    child: Child,
-    url: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Peer {
-    fn start(faults: Value) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("requests.jsonl");
-        let mut child = Command::new(python())
-            .arg(repo().join("scripts/batch_peer.py"))
-            .args(["--moto", &moto_url(), "--entrypoint"])
-            .arg(executor_bin())
-            .arg("--log")
-            .arg(&log)
-            .args(["--faults", &faults.to_string(), "--slots", "2"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start batch_peer.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .unwrap_or_else(|| panic!("batch_peer.py did not start: {line:?}"));
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// The request bodies of one operation, in order.
-    fn requests(&self, op: &str) -> Vec<Value> {
-        self.answered(op).into_iter().map(|(b, _)| b).collect()
-    }
-
-    /// The request bodies of one operation with the HTTP status answered.
-    fn answered(&self, op: &str) -> Vec<(Value, u64)> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["op"] == op)
-            .map(|v| (v["body"].clone(), v["status"].as_u64().unwrap_or(0)))
-            .collect()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A project whose `batchtest` environment points the batch backend at the
@@ -136,7 +76,7 @@ const BUCKETED: [&str; 4] = [
     "target_task_bytes=1",
 ];
 
-fn batch_run(p: &Project, peer: &Peer, raw: &str, out: &str, extra: &[&str]) -> Command {
+fn batch_run(p: &Project, peer: &MotoPeer, raw: &str, out: &str, extra: &[&str]) -> Command {
     let mut args = vec!["run", "--env", "batchtest", "--backend", "batch"];
     args.extend_from_slice(&BUCKETED);
     args.extend_from_slice(extra);
@@ -199,7 +139,7 @@ fn batch_runs_eth_daily_with_the_exact_requests_and_the_process_backends_output(
     let raw = raw_on_s3("raw-batch", 51);
     let (_, expected) = reference(&raw);
 
-    let peer = Peer::start(json!({
+    let peer = start_peer(json!({
         "throttle": {"ops": ["DescribeJobs", "ListJobs"], "first": 8, "every": 5},
         "list_page": 40,
     }));
@@ -335,7 +275,7 @@ fn batch_retries_lost_hosts_and_retryable_exits_and_reduce_reads_the_retried_map
     let (_, expected) = reference(&raw);
     // Fargate start failures as Batch reports them: the attempt's status
     // reason `Task failed to start`, the container's reason saying why.
-    let peer = Peer::start(json!({"rules": [
+    let peer = start_peer(json!({"rules": [
         {"job": "clean_transactions-s0", "index": 0, "attempt": 1,
          "status_reason": "Host EC2 (instance i-0123456789abcdef0) terminated."},
         {"job": "clean_transactions-s0", "index": 1, "attempt": 1,
@@ -389,7 +329,7 @@ fn batch_failures_name_the_task_terminate_every_job_and_publish_nothing() {
     let p = batch_project("");
 
     // A bad spec (exit 3) is not retried; the rest of the array succeeds.
-    let peer = Peer::start(json!({"rules": [
+    let peer = start_peer(json!({"rules": [
         {"job": "clean_transactions-s0", "index": 1, "exit_code": 3},
     ]}));
     let out = prefix("out-batch-fail");
@@ -411,7 +351,7 @@ fn batch_failures_name_the_task_terminate_every_job_and_publish_nothing() {
     assert!(!out_has_data(&out), "nothing published");
 
     // A retryable exit on every attempt exhausts --max-attempts.
-    let peer = Peer::start(json!({"rules": [
+    let peer = start_peer(json!({"rules": [
         {"job": "clean_transactions-s0", "index": 0, "attempt": "*", "exit_code": 4},
     ]}));
     let out = prefix("out-batch-exhausted");
@@ -438,7 +378,7 @@ fn out_has_data(out: &str) -> bool {
 #[test]
 fn interrupting_a_batch_run_terminates_every_submitted_job() {
     let raw = raw_on_s3("raw-batch-int", 1);
-    let peer = Peer::start(json!({"rules": [{"job": "chainbatch-", "hold": true}]}));
+    let peer = start_peer(json!({"rules": [{"job": "chainbatch-", "hold": true}]}));
     let p = batch_project("");
     let out = prefix("out-batch-int");
     let child = batch_run(&p, &peer, &raw, &out, &[])
@@ -470,7 +410,7 @@ fn interrupting_a_batch_run_terminates_every_submitted_job() {
 fn batch_settings_are_checked_before_anything_is_submitted() {
     let raw = prefix("raw-batch-none");
     let out = prefix("out-batch-none");
-    let peer = Peer::start(json!({}));
+    let peer = start_peer(json!({}));
     let cases: [(&str, &[&str], i32, &str); 8] = [
         (
             "  image_tag: v9\n",
@@ -552,7 +492,7 @@ fn ec2_jobs_ask_for_whole_vcpus_and_unrounded_memory() {
     let p = batch_project("  platform: ec2\n  vcpus: 2\n  memory_mib: 3000\n");
 
     // The EC2 definition takes 1 vCPU and 3000 MiB as asked.
-    let peer = Peer::start(json!({}));
+    let peer = start_peer(json!({}));
     let out = prefix("out-batch-ec2");
     let ec2 = ["--globals", "batch.job_definition=chainbatch-executor-ec2"];
     let o = batch_run(&p, &peer, &raw, &out, &ec2).output().unwrap();
@@ -570,7 +510,7 @@ fn ec2_jobs_ask_for_whole_vcpus_and_unrounded_memory() {
 
     // A Fargate definition does not take that size: Batch rejects it (as
     // AWS does), and the run stops.
-    let peer = Peer::start(json!({}));
+    let peer = start_peer(json!({}));
     let out = prefix("out-batch-ec2-on-fargate");
     let o = batch_run(&p, &peer, &raw, &out, &[]).output().unwrap();
     let err = stderr(&o);
@@ -586,7 +526,7 @@ fn ec2_jobs_ask_for_whole_vcpus_and_unrounded_memory() {
 fn without_list_jobs_permission_polls_describe_the_unfinished_children() {
     let raw = raw_on_s3("raw-batch-nolist", 1);
     let (_, expected) = reference(&raw);
-    let peer = Peer::start(json!({"deny": ["ListJobs"]}));
+    let peer = start_peer(json!({"deny": ["ListJobs"]}));
     let p = batch_project("");
     let out = prefix("out-batch-nolist");
     let o = batch_run(&p, &peer, &raw, &out, &[]).output().unwrap();
@@ -604,7 +544,7 @@ fn a_distributed_node_on_batch_runs_on_an_executor_array_job_that_joins_the_driv
     let raw = prefix("raw-batch-ballista");
     gen_transfers(&raw, 4000, 2);
 
-    let peer = Peer::start(json!({}));
+    let peer = start_peer(json!({}));
     // Executor containers share this host: any free ports.
     let p = batch_project(
         "  ballista:\n    executors: 2\n    vcpus: 1\n    memory_mib: 2048\n    \

@@ -8,71 +8,13 @@ use crate::support::*;
 use aws_sdk_glue::Client;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const REGION: &str = "us-east-1";
 
-fn moto_url() -> String {
-    std::env::var("CHAINBATCH_MOTO_URL").expect(
-        "CHAINBATCH_MOTO_URL must point at moto server: scripts/test.sh starts it and sets it",
-    )
-}
-
-struct CatalogPeer {
-    url: String,
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl CatalogPeer {
-    fn start(faults: Value) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("requests.jsonl");
-        let python = std::env::var("CHAINBATCH_PYTHON").unwrap_or_else(|_| "python3".into());
-        let mut child = Command::new(python)
-            .arg(repo().join("scripts/catalog_peer.py"))
-            .args(["--moto", &moto_url(), "--log"])
-            .arg(&log)
-            .args(["--faults", &faults.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start catalog_peer.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .unwrap_or_else(|| panic!("catalog_peer.py did not start: {line:?}"));
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// The request bodies of one operation with the HTTP status answered.
-    fn answered(&self, op: &str) -> Vec<(Value, u64)> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["op"] == op)
-            .map(|v| (v["body"].clone(), v["status"].as_u64().unwrap_or(0)))
-            .collect()
-    }
-}
-
-impl Drop for CatalogPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// catalog_peer.py in front of the shared moto server.
+fn start_peer(faults: Value) -> MotoPeer {
+    MotoPeer::start("catalog_peer.py", &[], &faults)
 }
 
 async fn glue() -> Client {
@@ -115,22 +57,38 @@ fn catalog_globals(db: &str, workgroup: &str) -> Vec<String> {
     ]
 }
 
-fn run_with(
-    p: &Project,
-    peer: &CatalogPeer,
-    args: &[&str],
-    raw: &str,
-    out: &str,
-    db: &str,
-    workgroup: &str,
-) -> Command {
-    let globals = catalog_globals(db, workgroup);
+/// Where a test's run reads, writes and registers.
+struct Target<'a> {
+    raw: &'a str,
+    out: &'a str,
+    db: &'a str,
+    workgroup: &'a str,
+}
+
+impl<'a> Target<'a> {
+    fn new(raw: &'a str, out: &'a str, db: &'a str) -> Self {
+        Self {
+            raw,
+            out,
+            db,
+            workgroup: "primary",
+        }
+    }
+}
+
+/// `chainbatch ARGS` with the Glue and Athena APIs behind `peer`.
+fn command_with(p: &Project, peer: &MotoPeer, t: &Target, args: &[&str]) -> Command {
+    let globals = catalog_globals(t.db, t.workgroup);
     let mut all: Vec<&str> = args.to_vec();
     all.extend(globals.iter().map(String::as_str));
-    let mut c = p.command_on(&all, raw, out);
+    let mut c = p.command_on(&all, t.raw, t.out);
     c.env("AWS_ENDPOINT_URL_GLUE", &peer.url)
         .env("AWS_ENDPOINT_URL_ATHENA", &peer.url);
     c
+}
+
+fn run_with(p: &Project, peer: &MotoPeer, t: &Target, args: &[&str]) -> Output {
+    command_with(p, peer, t, args).output().unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -214,7 +172,7 @@ fn written_partitions(out: &str, dataset: &str) -> BTreeSet<(String, String)> {
 
 #[tokio::test]
 async fn eth_daily_outputs_are_registered_once_and_athena_counts_the_committed_rows() {
-    let peer = CatalogPeer::start(serde_json::json!({}));
+    let peer = start_peer(serde_json::json!({}));
     let db = fresh_database("daily").await;
     let raw = prefix("raw-glue");
     import_fixture(&raw);
@@ -223,14 +181,9 @@ async fn eth_daily_outputs_are_registered_once_and_athena_counts_the_committed_r
     let o = run_with(
         &p,
         &peer,
+        &Target::new(&raw, &out, &db),
         &["run", "--verify-athena"],
-        &raw,
-        &out,
-        &db,
-        "primary",
-    )
-    .output()
-    .unwrap();
+    );
     let log = text(&o);
     assert!(o.status.success(), "{log}");
     assert_eq!(peer.answered("StartQueryExecution").len(), 3, "{log}");
@@ -281,9 +234,7 @@ async fn eth_daily_outputs_are_registered_once_and_athena_counts_the_committed_r
     // A rerun replaces files in the same partitions: the catalog is
     // unchanged, nothing is created twice.
     let creates = peer.answered("CreateTable").len();
-    let o = run_with(&p, &peer, &["run"], &raw, &out, &db, "primary")
-        .output()
-        .unwrap();
+    let o = run_with(&p, &peer, &Target::new(&raw, &out, &db), &["run"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(peer.answered("CreateTable").len(), creates);
     assert!(peer.answered("UpdateTable").is_empty());
@@ -301,14 +252,14 @@ async fn eth_daily_outputs_are_registered_once_and_athena_counts_the_committed_r
 
 #[tokio::test]
 async fn a_registration_cut_short_by_a_crash_is_finished_by_gc_and_by_the_next_run() {
-    let peer = CatalogPeer::start(serde_json::json!({}));
+    let peer = start_peer(serde_json::json!({}));
     let raw = prefix("raw-glue-crash");
     import_fixture(&raw);
     let out = prefix("out-glue-crash");
     let p = Project::fixture();
     for finisher in ["gc", "run"] {
         let db = fresh_database("crash").await;
-        let crashed = run_with(&p, &peer, &["run"], &raw, &out, &db, "primary")
+        let crashed = command_with(&p, &peer, &Target::new(&raw, &out, &db), &["run"])
             .env("CHAINBATCH_CRASH_AT", "before_register")
             .output()
             .unwrap();
@@ -316,9 +267,7 @@ async fn a_registration_cut_short_by_a_crash_is_finished_by_gc_and_by_the_next_r
         // Committed, not registered.
         assert!(!written_partitions(&out, "clean_transactions").is_empty());
         assert!(seen_table(&db, "clean_transactions").await.is_none());
-        let o = run_with(&p, &peer, &[finisher], &raw, &out, &db, "primary")
-            .output()
-            .unwrap();
+        let o = run_with(&p, &peer, &Target::new(&raw, &out, &db), &[finisher]);
         assert!(o.status.success(), "{finisher}: {}", text(&o));
         assert!(
             text(&o).contains("finished run"),
@@ -336,21 +285,16 @@ async fn a_registration_cut_short_by_a_crash_is_finished_by_gc_and_by_the_next_r
 
 #[tokio::test]
 async fn two_hundred_fifty_partitions_take_three_batch_create_partition_calls() {
-    let peer = CatalogPeer::start(serde_json::json!({}));
+    let peer = start_peer(serde_json::json!({}));
     let db = fresh_database("many").await;
     let p = Project::generated(2_500, 250, 1);
     let out = prefix("out-glue-many");
     let o = run_with(
         &p,
         &peer,
+        &Target::new(&p.raw_root.display().to_string(), &out, &db),
         &["run", "--nodes", "clean_transactions"],
-        &p.raw_root.display().to_string(),
-        &out,
-        &db,
-        "primary",
-    )
-    .output()
-    .unwrap();
+    );
     assert!(o.status.success(), "{}", text(&o));
     let calls: Vec<usize> = peer
         .answered("BatchCreatePartition")
@@ -369,7 +313,7 @@ async fn two_hundred_fifty_partitions_take_three_batch_create_partition_calls() 
 
 #[tokio::test]
 async fn partition_projection_sets_properties_and_registers_no_partition() {
-    let peer = CatalogPeer::start(serde_json::json!({}));
+    let peer = start_peer(serde_json::json!({}));
     let db = fresh_database("projection").await;
     let raw = prefix("raw-glue-projection");
     import_fixture(&raw);
@@ -388,14 +332,9 @@ async fn partition_projection_sets_properties_and_registers_no_partition() {
     let o = run_with(
         &p,
         &peer,
+        &Target::new(&raw, &out, &db),
         &["run", "--nodes", "clean_transactions", "--verify-athena"],
-        &raw,
-        &out,
-        &db,
-        "primary",
-    )
-    .output()
-    .unwrap();
+    );
     assert!(o.status.success(), "{}", text(&o));
     let t = seen_table(&db, "clean_transactions").await.unwrap();
     assert!(t.partitions.is_empty());
@@ -413,16 +352,14 @@ async fn partition_projection_sets_properties_and_registers_no_partition() {
 
 #[tokio::test]
 async fn missing_catalogs_and_unreadable_types_are_refused_before_anything_is_written() {
-    let peer = CatalogPeer::start(serde_json::json!({}));
+    let peer = start_peer(serde_json::json!({}));
     let raw = prefix("raw-glue-bad");
     import_fixture(&raw);
     let p = Project::fixture();
 
     // No such database: exit 2, nothing written, no table.
     let out = prefix("out-glue-nodb");
-    let o = run_with(&p, &peer, &["run"], &raw, &out, "cb_nowhere", "primary")
-        .output()
-        .unwrap();
+    let o = run_with(&p, &peer, &Target::new(&raw, &out, "cb_nowhere"), &["run"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains("Glue database `cb_nowhere` does not exist in us-east-1"),
@@ -437,14 +374,12 @@ async fn missing_catalogs_and_unreadable_types_are_refused_before_anything_is_wr
     let o = run_with(
         &p,
         &peer,
+        &Target {
+            workgroup: "nope",
+            ..Target::new(&raw, &out, &db)
+        },
         &["run", "--verify-athena"],
-        &raw,
-        &out,
-        &db,
-        "nope",
-    )
-    .output()
-    .unwrap();
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains("Athena workgroup `nope` does not exist"),
@@ -474,14 +409,9 @@ async fn missing_catalogs_and_unreadable_types_are_refused_before_anything_is_wr
     let o = run_with(
         &p,
         &peer,
+        &Target::new(&tt.display().to_string(), &out, &db),
         &["run", "--pipeline", "raw_values"],
-        &tt.display().to_string(),
-        &out,
-        &db,
-        "primary",
-    )
-    .output()
-    .unwrap();
+    );
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(t.contains("transfer_values.glue"), "{t}");
@@ -496,7 +426,7 @@ async fn missing_catalogs_and_unreadable_types_are_refused_before_anything_is_wr
 
 #[tokio::test]
 async fn a_failed_athena_query_fails_the_run_with_athenas_reason_after_the_commit() {
-    let peer = CatalogPeer::start(serde_json::json!({
+    let peer = start_peer(serde_json::json!({
         "fail_queries": "HIVE_BAD_DATA: Field value's type DECIMAL in parquet is incompatible"
     }));
     let db = fresh_database("failedquery").await;
@@ -507,14 +437,9 @@ async fn a_failed_athena_query_fails_the_run_with_athenas_reason_after_the_commi
     let o = run_with(
         &p,
         &peer,
+        &Target::new(&raw, &out, &db),
         &["run", "--nodes", "clean_transactions", "--verify-athena"],
-        &raw,
-        &out,
-        &db,
-        "primary",
-    )
-    .output()
-    .unwrap();
+    );
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("node `clean_transactions` is committed"), "{t}");
@@ -532,7 +457,7 @@ async fn a_failed_athena_query_fails_the_run_with_athenas_reason_after_the_commi
 
 #[tokio::test]
 async fn register_puts_data_already_written_in_the_catalog() {
-    let peer = CatalogPeer::start(serde_json::json!({}));
+    let peer = start_peer(serde_json::json!({}));
     let raw = prefix("raw-glue-register");
     import_fixture(&raw);
     let out = prefix("out-glue-register");
@@ -544,14 +469,9 @@ async fn register_puts_data_already_written_in_the_catalog() {
     let o = run_with(
         &p,
         &peer,
+        &Target::new(&raw, &out, &db),
         &["register", "clean_transactions", "daily_summary"],
-        &raw,
-        &out,
-        &db,
-        "primary",
-    )
-    .output()
-    .unwrap();
+    );
     assert!(o.status.success(), "{}", text(&o));
     for ds in ["clean_transactions", "daily_summary"] {
         let t = seen_table(&db, ds).await.expect(ds);
@@ -560,14 +480,9 @@ async fn register_puts_data_already_written_in_the_catalog() {
     let o = run_with(
         &p,
         &peer,
+        &Target::new(&raw, &out, &db),
         &["register", "clean_transactionz"],
-        &raw,
-        &out,
-        &db,
-        "primary",
-    )
-    .output()
-    .unwrap();
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(
         text(&o).contains("did you mean `clean_transactions`?"),
@@ -620,7 +535,7 @@ fn read_raw_through_athena(p: &Project, db: &str) {
 
 #[tokio::test]
 async fn an_athena_query_as_input_is_unloaded_100_days_at_a_time_and_equals_reading_the_files() {
-    let peer = CatalogPeer::start(serde_json::json!({}));
+    let peer = start_peer(serde_json::json!({}));
     let db = fresh_database("source").await;
     let raw = prefix("raw-athena");
     let o = Command::new(bin())
@@ -659,9 +574,7 @@ async fn an_athena_query_as_input_is_unloaded_100_days_at_a_time_and_equals_read
         "--run-id",
         "athena-1",
     ];
-    let o = run_with(&p, &peer, &args, &raw, &out, &db, "primary")
-        .output()
-        .unwrap();
+    let o = run_with(&p, &peer, &Target::new(&raw, &out, &db), &args);
     assert!(o.status.success(), "{}", text(&o));
     let unloads: Vec<String> = peer
         .answered("StartQueryExecution")
@@ -704,9 +617,7 @@ async fn an_athena_query_as_input_is_unloaded_100_days_at_a_time_and_equals_read
     let before = peer.answered("StartQueryExecution").len();
     let mut args = args;
     args[6] = "athena-2";
-    let o = run_with(&p, &peer, &args, &raw, &out, &db, "primary")
-        .output()
-        .unwrap();
+    let o = run_with(&p, &peer, &Target::new(&raw, &out, &db), &args);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("is not empty"), "{}", text(&o));
     assert!(text(&o).contains("raw_transactions/u000/"), "{}", text(&o));
@@ -714,7 +625,7 @@ async fn an_athena_query_as_input_is_unloaded_100_days_at_a_time_and_equals_read
 
     // A run that stops after its UNLOADs resumes from them: no query twice.
     args[6] = "athena-3";
-    let crashed = run_with(&p, &peer, &args, &raw, &out, &db, "primary")
+    let crashed = command_with(&p, &peer, &Target::new(&raw, &out, &db), &args)
         .env("CHAINBATCH_CRASH_AT", "after_tasks")
         .output()
         .unwrap();
@@ -722,9 +633,7 @@ async fn an_athena_query_as_input_is_unloaded_100_days_at_a_time_and_equals_read
     let unloaded = peer.answered("StartQueryExecution").len();
     assert_eq!(unloaded, before + 3);
     let resume = ["run", "--resume", "athena-3"];
-    let o = run_with(&p, &peer, &resume, &raw, &out, &db, "primary")
-        .output()
-        .unwrap();
+    let o = run_with(&p, &peer, &Target::new(&raw, &out, &db), &resume);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("3 UNLOAD(s) of the resumed run reused"),

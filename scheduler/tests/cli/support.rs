@@ -236,3 +236,79 @@ pub fn gen_transfers(out: &str, rows: u64, days: u32) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+pub fn moto_url() -> String {
+    std::env::var("CHAINBATCH_MOTO_URL").expect(
+        "CHAINBATCH_MOTO_URL must point at moto server: scripts/test.sh starts it and sets it",
+    )
+}
+
+pub fn python() -> String {
+    std::env::var("CHAINBATCH_PYTHON")
+        .expect("CHAINBATCH_PYTHON must name the test venv's python: scripts/test.sh sets it")
+}
+
+/// A peer (`scripts/<name>.py`) in front of the shared moto server, with
+/// its own request log (a JSON line a request: op, body, status) and faults.
+pub struct MotoPeer {
+    child: std::process::Child,
+    pub url: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl MotoPeer {
+    /// Starts `script` with `--moto URL --log FILE --faults JSON` and `args`;
+    /// it prints `PORT n` once it listens.
+    pub fn start(script: &str, args: &[&std::ffi::OsStr], faults: &serde_json::Value) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let mut child = Command::new(python())
+            .arg(repo().join("scripts").join(script))
+            .args(["--moto", &moto_url(), "--log"])
+            .arg(&log)
+            .args(["--faults", &faults.to_string()])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {script}: {e}"));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .unwrap_or_else(|| panic!("{script} did not start: {line:?}"));
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The request bodies of one operation, in order.
+    pub fn requests(&self, op: &str) -> Vec<serde_json::Value> {
+        self.answered(op).into_iter().map(|(b, _)| b).collect()
+    }
+
+    /// The request bodies of one operation with the HTTP status answered.
+    pub fn answered(&self, op: &str) -> Vec<(serde_json::Value, u64)> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["op"] == op)
+            .map(|v| (v["body"].clone(), v["status"].as_u64().unwrap_or(0)))
+            .collect()
+    }
+}
+
+impl Drop for MotoPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
