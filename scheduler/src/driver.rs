@@ -207,6 +207,8 @@ fn settings(project: &Project, opts: &RunOptions) -> Result<PlanSettings, Config
 /// dataset an earlier selected node writes are planned against what is there
 /// now; at run time they are planned after that node commits.
 pub async fn plan(project: &Project, opts: &RunOptions) -> Result<Vec<NodePlan>, DriverError> {
+    let staged = crate::athena::unload::staged(project, &out_root(project)?, &opts.run_id);
+    let project = &staged;
     let (nodes, shapes) = checked_nodes(project, opts).await?;
     let settings = settings(project, opts)?;
     let mut out = vec![];

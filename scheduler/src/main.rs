@@ -527,6 +527,9 @@ fn print_plan(plans: &[chainbatch::plan::NodePlan], format: PlanFormat) {
                     p.input_files,
                     human_bytes(p.input_bytes)
                 );
+                for why in &p.empty_inputs {
+                    println!("  note: {why}");
+                }
                 println!(
                     "  output partitioned by: {}",
                     if p.output_partition_by.is_empty() {

@@ -177,11 +177,16 @@ pub async fn plan_node(
     let empty_inputs: Vec<String> = listed
         .iter()
         .filter(|(_, files)| files.is_empty())
-        .map(|(ds, _)| {
-            format!(
+        .map(|(ds, _)| match ds.athena {
+            Some(_) => format!(
+                "input `{}` is an Athena query, UNLOADed when a run starts: a plan lists \
+                 none of its files",
+                ds.name
+            ),
+            None => format!(
                 "input `{}` has no {:?} files under {}{window}",
                 ds.name, ds.kind, ds.path
-            )
+            ),
         })
         .collect();
     let single = listed.len() == 1;
