@@ -19,6 +19,10 @@ pub fn with_chainbatch_settings(mut config: SessionConfig) -> SessionConfig {
     // Plain strings keep output files readable by every Parquet reader.
     opts.execution.parquet.schema_force_view_types = false;
     opts.sql_parser.map_string_types_to_utf8view = false;
+    // Memory is bounded by the task's pool, not by the data: a hash join
+    // holds its whole build side in memory and cannot spill, a sort-merge
+    // join sorts both sides and spills beyond the pool.
+    opts.optimizer.prefer_hash_join = false;
     config
 }
 

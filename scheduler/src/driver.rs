@@ -224,7 +224,9 @@ pub async fn plan(project: &Project, opts: &RunOptions) -> Result<Vec<NodePlan>,
             let o = &opts.ballista;
             let partitions = match o.url {
                 Some(_) => o.partitions,
-                None => o.executors * o.executor_vcores,
+                None => {
+                    (o.executors * o.executor_vcores).max(crate::backend::ballista::MIN_PARTITIONS)
+                }
             };
             let spec = &p.stages[0].specs[0];
             p.ballista_stages = Some(

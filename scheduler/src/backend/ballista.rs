@@ -38,6 +38,12 @@ pub struct EmbeddedOptions {
     pub memory_bytes: u64,
 }
 
+/// Fewest partitions a distributed plan gets, even on one executor slot
+/// (Ballista queues the extra tasks): with one partition DataFusion joins
+/// with a hash join whose build side must fit in memory; with two or more
+/// joins sort-merge and spill within the pool.
+pub const MIN_PARTITIONS: usize = 2;
+
 /// A cluster ready to take jobs.
 pub struct Cluster {
     pub scheduler: SchedulerAddress,
@@ -142,7 +148,7 @@ impl Cluster {
         }
         Ok(Self {
             scheduler,
-            partitions: partitions.max(1),
+            partitions: partitions.max(MIN_PARTITIONS),
             embedded: None,
         })
     }
@@ -209,7 +215,7 @@ impl Cluster {
                 host: advertised_host.to_string(),
                 port,
             },
-            partitions: partitions.max(1),
+            partitions: partitions.max(MIN_PARTITIONS),
             embedded: Some(Embedded {
                 server: handle,
                 state,
