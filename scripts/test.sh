@@ -32,7 +32,7 @@ fi
 echo "== starting SeaweedFS"
 # shellcheck source=scripts/seaweedfs.sh
 source "$(dirname "$0")/seaweedfs.sh"
-echo "== starting moto (AWS Batch API peer)"
+echo "== starting moto (AWS Batch, Glue and Athena API peer)"
 # shellcheck source=scripts/moto.sh
 source "$(dirname "$0")/moto.sh"
 

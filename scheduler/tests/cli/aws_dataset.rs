@@ -48,7 +48,12 @@ fn run_aws(p: &Project, raw: &Path) -> Output {
 }
 
 fn run_aws_with(p: &Project, raw: &Path, extra: &[&str]) -> Output {
-    // Outputs on local disk: no Glue catalog to register them in.
+    aws_command(p, raw, extra).output().unwrap()
+}
+
+/// `chainbatch run --env aws` of eth_daily on `raw`, writing below the
+/// project: outputs on local disk, so no Glue catalog to register them in.
+fn aws_command(p: &Project, raw: &Path, extra: &[&str]) -> Command {
     let mut args = vec![
         "run",
         "--env",
@@ -64,8 +69,6 @@ fn run_aws_with(p: &Project, raw: &Path, extra: &[&str]) -> Output {
         &raw.display().to_string(),
         &p.out().display().to_string(),
     )
-    .output()
-    .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -319,24 +322,7 @@ async fn a_compaction_between_plan_and_read_is_named_and_a_rerun_reads_the_compa
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let o = p
-        .command_on(
-            &[
-                "run",
-                "--env",
-                "aws",
-                "--pipeline",
-                "eth_daily",
-                "--globals",
-                "glue=null",
-                "--backend",
-                "process",
-                "--max-attempts",
-                "2",
-            ],
-            &raw.display().to_string(),
-            &p.out().display().to_string(),
-        )
+    let o = aws_command(&p, &raw, &["--backend", "process", "--max-attempts", "2"])
         .env("CHAINBATCH_EXECUTOR", &script)
         .output()
         .unwrap();
