@@ -49,7 +49,6 @@ pub struct Registered {
     pub table_updated: bool,
     pub partitions_created: usize,
     pub partitions_existing: usize,
-    pub calls: usize,
 }
 
 impl Registered {
@@ -122,10 +121,9 @@ impl Registrar {
     ) -> Result<Registered, GlueError> {
         let mut done = self.ensure_table(table).await?;
         if table.registers_partitions() {
-            let (created, existing, calls) = self.add_partitions(table, partitions).await?;
+            let (created, existing) = self.add_partitions(table, partitions).await?;
             done.partitions_created = created;
             done.partitions_existing = existing;
-            done.calls = calls;
         }
         Ok(done)
     }
@@ -203,8 +201,8 @@ impl Registrar {
         &self,
         t: &TableDef,
         partitions: &[String],
-    ) -> Result<(usize, usize, usize), GlueError> {
-        let (mut created, mut existing, mut calls) = (0, 0, 0);
+    ) -> Result<(usize, usize), GlueError> {
+        let (mut created, mut existing) = (0, 0);
         for chunk in partitions.chunks(PARTITIONS_PER_CALL) {
             let inputs = chunk
                 .iter()
@@ -229,7 +227,6 @@ impl Registrar {
                 .send()
                 .await
                 .map_err(|e| api("BatchCreatePartition", &t.name(), e))?;
-            calls += 1;
             for err in out.errors() {
                 let detail = err.error_detail();
                 match detail.and_then(|d| d.error_code()) {
@@ -250,7 +247,7 @@ impl Registrar {
             }
             created += chunk.len() - out.errors().len();
         }
-        Ok((created, existing, calls))
+        Ok((created, existing))
     }
 }
 

@@ -186,11 +186,16 @@ fn executors_marked(mark: &str) -> Vec<u32> {
 }
 
 fn wait_gone(mark: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_gone_within(mark, Duration::from_secs(10));
+}
+
+/// Fails unless every executor marked `mark` exits within `limit`.
+fn wait_gone_within(mark: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
     while !executors_marked(mark).is_empty() {
         assert!(
             Instant::now() < deadline,
-            "executors left running: {:?}",
+            "executors still running after {limit:?}: {:?}",
             executors_marked(mark)
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -600,13 +605,5 @@ fn executors_outliving_a_killed_driver_exit_once_its_scheduler_is_gone() {
         "the executors outlive the driver"
     );
     // Gone within the orphan timeout and a watchdog round or two.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !executors_marked(mark).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "orphaned executors still running: {:?}",
-            executors_marked(mark)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_gone_within(mark, Duration::from_secs(30));
 }

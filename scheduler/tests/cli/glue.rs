@@ -538,20 +538,18 @@ async fn an_athena_query_as_input_is_unloaded_100_days_at_a_time_and_equals_read
     let peer = start_peer(serde_json::json!({}));
     let db = fresh_database("source").await;
     let raw = prefix("raw-athena");
-    let o = Command::new(bin())
-        .args([
-            "gen",
-            "--rows",
-            "2500",
-            "--days",
-            "250",
-            "--start",
-            "2024-03-01",
-        ])
-        .args(["--tables", "transactions", "--out", &raw])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    run_gen(&[
+        "--rows",
+        "2500",
+        "--days",
+        "250",
+        "--start",
+        "2024-03-01",
+        "--tables",
+        "transactions",
+        "--out",
+        &raw,
+    ]);
     let window = "2024-03-01..2024-11-05";
     let direct = Project::fixture();
     let o = direct

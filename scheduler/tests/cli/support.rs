@@ -182,59 +182,48 @@ pub fn gen_raw(
     start: &str,
     files_per_day: u32,
 ) -> String {
-    let out = Command::new(bin())
-        .args([
-            "gen",
-            "--rows",
-            &rows.to_string(),
-            "--days",
-            &days.to_string(),
-            "--start",
-            start,
-        ])
-        .args([
-            "--seed",
-            &seed.to_string(),
-            "--files-per-day",
-            &files_per_day.to_string(),
-            "--out",
-        ])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_gen(&[
+        "--rows",
+        &rows.to_string(),
+        "--days",
+        &days.to_string(),
+        "--start",
+        start,
+        "--seed",
+        &seed.to_string(),
+        "--files-per-day",
+        &files_per_day.to_string(),
+        "--out",
+        &dir.display().to_string(),
+    ])
 }
 
 /// Generated transactions and their token transfers from 2024-03-01, below
 /// `out` (a path or URI): what distributed nodes join.
 pub fn gen_transfers(out: &str, rows: u64, days: u32) {
-    let o = Command::new(bin())
-        .args([
-            "gen",
-            "--rows",
-            &rows.to_string(),
-            "--days",
-            &days.to_string(),
-        ])
-        .args([
-            "--start",
-            "2024-03-01",
-            "--tables",
-            "transactions,token_transfers",
-        ])
-        .args(["--out", out])
-        .output()
-        .unwrap();
+    run_gen(&[
+        "--rows",
+        &rows.to_string(),
+        "--days",
+        &days.to_string(),
+        "--start",
+        "2024-03-01",
+        "--tables",
+        "transactions,token_transfers",
+        "--out",
+        out,
+    ]);
+}
+
+/// `chainbatch gen ARGS`, which must succeed; its standard output.
+pub fn run_gen(args: &[&str]) -> String {
+    let o = Command::new(bin()).arg("gen").args(args).output().unwrap();
     assert!(
         o.status.success(),
-        "gen --tables transactions,token_transfers: {}",
+        "chainbatch gen {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 pub fn moto_url() -> String {
