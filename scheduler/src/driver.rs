@@ -547,6 +547,9 @@ pub async fn run(
         .map_err(DriverError::Run)?;
     let settings = settings(project, opts)?;
     let glue = crate::glue::prepare(project, &nodes, &shapes, opts.verify_athena).await?;
+    let delta_targets = crate::delta::plan_targets(project, &nodes, &shapes).map_err(|e| {
+        DriverError::Config(e.at(Some(project.conf_dir.join("base/catalog.yml")), None))
+    })?;
     let sources = crate::athena::unload::prepare(project, &nodes, opts.dates.as_ref()).await?;
     let runs_root = journal::runs_root(&out_root);
     if resumed.is_none()
@@ -656,6 +659,7 @@ pub async fn run(
                 &backend,
                 &leases,
                 glue.as_ref(),
+                &delta_targets,
                 &mut j,
             )
             .await
@@ -727,6 +731,7 @@ async fn run_nodes(
     backend: &Backend,
     leases: &LeaseSet,
     glue: Option<&crate::glue::GlueRun>,
+    delta_targets: &HashMap<String, crate::delta::commit::DeltaTarget>,
     j: &mut Journal,
 ) -> Result<Vec<NodeSummary>, RunFailure> {
     let mut summaries = vec![];
@@ -883,8 +888,15 @@ async fn run_nodes(
             crate::paths::run_trash(out_root, &opts.run_id),
             node.name
         );
-        let mut record =
-            commit::plan_commit(&node.name, ds, &opts.run_id, &trash, &manifests).await?;
+        let mut record = commit::plan_commit(
+            &node.name,
+            ds,
+            &opts.run_id,
+            &trash,
+            &manifests,
+            delta_targets.get(&ds.name),
+        )
+        .await?;
         record.registration =
             glue.and_then(|g| g.tables.get(&ds.name))
                 .map(|t| journal::Registration {

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod commit;
 pub mod completeness;
 pub mod conf;
+pub mod delta;
 pub mod driver;
 pub mod eth;
 pub mod glue;

@@ -50,10 +50,16 @@ enum Command {
         format: PlanFormat,
     },
     /// Finish or roll back unfinished runs, then remove what finished runs
-    /// left in staging, shuffle and trash.
+    /// left in staging, shuffle and trash, and vacuum the Delta tables
+    /// pipelines write (`format: delta`): files only versions older than
+    /// `--delta-retain-hours` read are deleted.
     Gc {
         #[command(flatten)]
         project: ProjectArgs,
+        /// How long a Delta table's replaced files stay for readers of older
+        /// versions (time travel, and queries running while a run commits).
+        #[arg(long, default_value_t = 168, value_name = "HOURS")]
+        delta_retain_hours: u64,
     },
     /// Create or update the Glue tables of datasets already written, and
     /// register every partition found under their paths (runs do this for
@@ -706,7 +712,10 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
         Command::Bench {
             what: BenchWhat::Layouts(b),
         } => bench_layouts(b).await,
-        Command::Gc { project } => {
+        Command::Gc {
+            project,
+            delta_retain_hours,
+        } => {
             let p = load_project(&project, "gc")?;
             let root = driver::out_root(&p)?;
             let gc_id = format!(
@@ -728,6 +737,26 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
                         .await
                         .map_err(DriverError::Run)?,
                 );
+            }
+            let retain = std::time::Duration::from_secs(delta_retain_hours.saturating_mul(3600));
+            let written: std::collections::BTreeSet<&str> = p
+                .pipelines
+                .values()
+                .flat_map(|pl| pl.nodes.iter().map(|n| n.output.as_str()))
+                .collect();
+            for ds in p.catalog.values().filter(|d| d.delta.is_some()) {
+                if !written.contains(ds.name.as_str()) {
+                    continue;
+                }
+                let n = chainbatch::delta::vacuum(&ds.path, retain)
+                    .await
+                    .map_err(|e| DriverError::Run(e.to_string()))?;
+                if n > 0 {
+                    notes.push(format!(
+                        "vacuumed {n} file(s) of Delta table `{}` older than {delta_retain_hours} h",
+                        ds.name
+                    ));
+                }
             }
             for n in &notes {
                 println!("{n}");

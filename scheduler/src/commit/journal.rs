@@ -49,6 +49,10 @@ pub struct CommitRecord {
     /// The Glue table to register the partitions in, once published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<Registration>,
+    /// A Delta table's commit: made as one transaction once the new files
+    /// are in place (`retire` is then empty: the log removes old files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::delta::commit::DeltaCommit>,
 }
 
 /// A commit's Glue registration: pending until the catalog has the table and

@@ -14,6 +14,7 @@ pub mod lease;
 use crate::catalog::{Dataset, SaveMode};
 use crate::commit::journal::{CommitRecord, CommitState, Journal, Move};
 use crate::commit::lease::{Claim, LeaseError, LeaseOptions};
+use crate::delta::commit::{DeltaCommit, DeltaFile, DeltaTarget};
 use chainbatch_executor::TaskManifest;
 use chainbatch_executor::manifest::MANIFEST_FILE;
 use chainbatch_executor::storage;
@@ -22,16 +23,37 @@ use object_store::ObjectStoreExt;
 use std::collections::BTreeSet;
 
 /// Aborts the driver at a named commit step when `CHAINBATCH_CRASH_AT`
-/// names it: the crash tests use it to stop at every step in turn.
+/// names it: the crash tests use it to stop at every step in turn. With
+/// `CHAINBATCH_PAUSE_AT` naming it, the driver instead sleeps there for
+/// `CHAINBATCH_PAUSE_MS` (default 1000): the concurrency tests use it to
+/// hold a run in a known phase.
 pub fn crash_point(step: &str) {
     if std::env::var("CHAINBATCH_CRASH_AT").is_ok_and(|s| s == step) {
         eprintln!("chainbatch: CHAINBATCH_CRASH_AT={step}: aborting");
         std::process::abort();
     }
+    if std::env::var("CHAINBATCH_PAUSE_AT").is_ok_and(|s| s == step) {
+        let ms = std::env::var("CHAINBATCH_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        eprintln!("chainbatch: CHAINBATCH_PAUSE_AT={step}: pausing {ms} ms");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// The commit steps, in order, for crash injection.
 pub const CRASH_STEPS: &[&str] = &["after_tasks", "after_plan", "mid_publish", "after_publish"];
+
+/// The steps of a Delta table's commit, in order: the new files are in
+/// place, then the transaction is made.
+pub const DELTA_CRASH_STEPS: &[&str] = &[
+    "after_tasks",
+    "after_plan",
+    "mid_publish",
+    "before_delta_commit",
+    "after_publish",
+];
 
 /// Reads a task's manifest; the only proof it finished.
 pub async fn read_manifest(attempt_dir: &str) -> Result<TaskManifest, String> {
@@ -93,12 +115,16 @@ async fn partition_files(table_uri: &str, partition: &str) -> Result<Vec<String>
 }
 
 /// Builds the publish plan for a node's final stage from its manifests.
+/// `delta` is the table a `format: delta` dataset is written as: its new
+/// files get names of their own and its old files stay for the log to
+/// remove.
 pub async fn plan_commit(
     node: &str,
     ds: &Dataset,
     run_id: &str,
     trash_root: &str,
     manifests: &[TaskManifest],
+    delta: Option<&DeltaTarget>,
 ) -> Result<CommitRecord, String> {
     // One spelling of the table's URI, so moves and listings compare equal.
     let table_loc = storage::resolve(&ds.path).map_err(|e| e.to_string())?;
@@ -108,7 +134,7 @@ pub async fn plan_commit(
         .iter()
         .flat_map(|m| m.partitions.iter().map(|p| p.path.clone()))
         .collect();
-    if ds.save_mode == SaveMode::ErrorIfExists {
+    if ds.save_mode == SaveMode::ErrorIfExists && delta.is_none() {
         let any = storage::resolve(table).map_err(|e| e.to_string())?;
         let mut listing = any.store.list(Some(&any.path));
         while let Some(m) = listing.try_next().await.map_err(|e| e.to_string())? {
@@ -121,7 +147,7 @@ pub async fn plan_commit(
         }
     }
     let mut retire = vec![];
-    if ds.save_mode == SaveMode::OverwritePartitions {
+    if ds.save_mode == SaveMode::OverwritePartitions && delta.is_none() {
         for p in &partitions {
             for f in partition_files(table, p).await? {
                 let rel = f.rsplit('/').next().unwrap_or_default();
@@ -135,22 +161,24 @@ pub async fn plan_commit(
         }
     }
     let mut publish = vec![];
+    let mut delta_files = vec![];
     let (mut rows, mut bytes) = (0, 0);
     for m in manifests {
         for f in m.files.iter().filter(|f| f.path.ends_with(".parquet")) {
-            let name = match ds.save_mode {
-                // Appends keep earlier runs' files: names carry the run.
-                SaveMode::Append => {
-                    let (dir, file) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
-                    let renamed = format!("{run_id}-{file}");
-                    if dir.is_empty() {
-                        renamed
-                    } else {
-                        format!("{dir}/{renamed}")
-                    }
-                }
-                _ => f.path.clone(),
+            // Appends keep earlier runs' files, and a Delta table keeps
+            // the files older versions read: names carry the run.
+            let name = if delta.is_some() || ds.save_mode == SaveMode::Append {
+                run_file_name(run_id, &f.path)
+            } else {
+                f.path.clone()
             };
+            if delta.is_some() {
+                delta_files.push(DeltaFile {
+                    path: name.clone(),
+                    size: f.bytes,
+                    rows: f.rows,
+                });
+            }
             publish.push(Move {
                 from: format!("{}/{}", m.attempt_dir, f.path),
                 to: format!("{table}/{name}"),
@@ -170,14 +198,33 @@ pub async fn plan_commit(
         rows,
         bytes,
         registration: None,
+        delta: delta.map(|target| DeltaCommit {
+            target: target.clone(),
+            app_id: format!("chainbatch/{run_id}/{node}"),
+            run_id: run_id.to_string(),
+            node: node.to_string(),
+            files: delta_files,
+            save_mode: ds.save_mode,
+            version: None,
+        }),
     })
+}
+
+/// `date=x/part-0.parquet` as `date=x/<run>-part-0.parquet`.
+fn run_file_name(run_id: &str, path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((dir, file)) => format!("{dir}/{run_id}-{file}"),
+        None => format!("{run_id}-{path}"),
+    }
 }
 
 /// Carries out (or finishes) a durable publish plan, partition by partition:
 /// old files out to the trash, then new files in. A partition whose new
 /// files have started to move already had its old files retired, which
-/// matters when old and new files share a name.
-pub async fn publish(record: &CommitRecord) -> Result<(), String> {
+/// matters when old and new files share a name. A Delta table's new files
+/// are invisible until its transaction, made once they are all in place;
+/// returns the table version that holds it.
+pub async fn publish(record: &CommitRecord) -> Result<Option<u64>, String> {
     let table = record.table_uri.trim_end_matches('/');
     let partition_of = |uri: &str| -> String {
         let rel = uri
@@ -213,7 +260,14 @@ pub async fn publish(record: &CommitRecord) -> Result<(), String> {
             crash_point("mid_publish");
         }
     }
-    Ok(())
+    let Some(d) = &record.delta else {
+        return Ok(None);
+    };
+    crash_point("before_delta_commit");
+    crate::delta::commit::commit(d, table, &record.partitions)
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Deletes everything below a URI prefix (staging, shuffle, trash).
@@ -333,7 +387,10 @@ async fn roll_forward(j: &mut Journal) -> Result<bool, String> {
     let mut rolled_forward = false;
     for c in j.commits.iter_mut() {
         if c.state == CommitState::Publishing {
-            publish(c).await?;
+            let version = publish(c).await?;
+            if let Some(d) = c.delta.as_mut() {
+                d.version = version;
+            }
             c.state = CommitState::Published;
             rolled_forward = true;
         }
@@ -397,8 +454,11 @@ pub async fn commit(
     journal::save(out_root, journal).await?;
     crash_point("after_plan");
     let idx = journal.commits.len() - 1;
-    publish(&journal.commits[idx]).await?;
+    let version = publish(&journal.commits[idx]).await?;
     crash_point("after_publish");
+    if let Some(d) = journal.commits[idx].delta.as_mut() {
+        d.version = version;
+    }
     journal.commits[idx].state = CommitState::Published;
     journal::save(out_root, journal).await?;
     Ok(())

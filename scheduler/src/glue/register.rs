@@ -285,25 +285,32 @@ fn glue_columns(cols: &[GlueColumn], target: &str) -> Result<Vec<Column>, GlueEr
 }
 
 fn storage(t: &TableDef, location: &str) -> Result<StorageDescriptor, GlueError> {
+    let mut serde = SerDeInfo::builder()
+        .serialization_library(SERDE)
+        .parameters("serialization.format", "1");
+    if t.delta {
+        // Where Spark and Glue's Delta crawler look for the table.
+        serde = serde.parameters("path", location);
+    }
     Ok(StorageDescriptor::builder()
         .set_columns(Some(glue_columns(&t.columns, &t.name())?))
         .location(location)
         .input_format(INPUT_FORMAT)
         .output_format(OUTPUT_FORMAT)
-        .serde_info(
-            SerDeInfo::builder()
-                .serialization_library(SERDE)
-                .parameters("serialization.format", "1")
-                .build(),
-        )
+        .serde_info(serde.build())
         .build())
 }
 
 fn table_parameters(t: &TableDef) -> HashMap<String, String> {
-    let mut p: HashMap<String, String> = HashMap::from([
-        ("classification".to_string(), "parquet".to_string()),
-        ("EXTERNAL".to_string(), "TRUE".to_string()),
-    ]);
+    let mut p: HashMap<String, String> =
+        HashMap::from([("EXTERNAL".to_string(), "TRUE".to_string())]);
+    if t.delta {
+        // Athena reads a table with these from its Delta log.
+        p.insert("table_type".into(), "DELTA".into());
+        p.insert("spark.sql.sources.provider".into(), "delta".into());
+    } else {
+        p.insert("classification".into(), "parquet".into());
+    }
     p.extend(t.projection.clone());
     p
 }

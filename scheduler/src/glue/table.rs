@@ -25,6 +25,11 @@ pub struct TableDef {
     /// registered one by one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub projection: BTreeMap<String, String>,
+    /// A Delta Lake table: Athena reads its files and partitions from the
+    /// log, so partition keys are plain columns and nothing is registered
+    /// per partition.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delta: bool,
 }
 
 impl TableDef {
@@ -107,27 +112,11 @@ pub fn plan_table(
             ),
         ));
     }
-    let key_names: Vec<String> = match layout {
-        Some(l) if !l.partition_by.is_empty() => l
-            .partition_by
-            .iter()
-            .map(|p| p.name().to_string())
-            .collect(),
-        _ => ds.partitions.iter().map(|p| p.name.clone()).collect(),
-    };
-    let partition_keys = key_names
+    let keys = ds.written_partition_keys(layout, schema)?;
+    let partition_keys = keys
         .iter()
-        .map(|name| {
-            let declared = ds.partitions.iter().find(|p| &p.name == name);
-            let arrow = match declared {
-                Some(p) => chainbatch_executor::schema::parse_type(&p.data_type)
-                    .map_err(|e| ConfigError::new(format!("{}.partitions.{name}", ds.name), e))?,
-                None => schema
-                    .field_with_name(name)
-                    .map(|f| f.data_type().clone())
-                    .unwrap_or(arrow::datatypes::DataType::Utf8),
-            };
-            let glue_type = glue_type(name, &arrow).map_err(|e| {
+        .map(|(name, arrow)| {
+            let glue_type = glue_type(name, arrow).map_err(|e| {
                 ConfigError::new(format!("{}.partitions.{name}", ds.name), e.to_string())
             })?;
             Ok(GlueColumn {
@@ -136,8 +125,8 @@ pub fn plan_table(
             })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
-    let names: Vec<&str> = key_names.iter().map(String::as_str).collect();
-    let columns = data_columns(schema, &names).map_err(|e| {
+    let key_names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+    let columns = data_columns(schema, &key_names).map_err(|e| {
         ConfigError::new(
             format!("{key} (node output)"),
             format!("{e}; or take the dataset out of Glue (remove `glue:`)"),
@@ -154,6 +143,18 @@ pub fn plan_table(
                 .unwrap_or(DEFAULT_PROJECTION_RANGE),
         )?,
     };
+    let delta = ds.delta.is_some();
+    let (columns, partition_keys) = if delta {
+        if !projection.is_empty() {
+            return Err(ConfigError::new(
+                format!("{key}.partitions"),
+                "is `projection`, but a Delta table's partitions come from its log: remove it",
+            ));
+        }
+        (columns.into_iter().chain(partition_keys).collect(), vec![])
+    } else {
+        (columns, partition_keys)
+    };
     Ok(Some(TableDef {
         database: g
             .database
@@ -164,6 +165,7 @@ pub fn plan_table(
         columns,
         partition_keys,
         projection,
+        delta,
     }))
 }
 

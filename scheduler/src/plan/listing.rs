@@ -32,11 +32,17 @@ fn extension_matches(kind: DatasetType, name: &str) -> bool {
 }
 
 /// Lists the files of `ds`, keeping those whose date is in `dates` (when
-/// the dataset has a date partition column).
+/// the dataset has a date partition column). A Delta table's files are
+/// those of the version it is read at, from its log.
 pub async fn list_dataset(
     ds: &Dataset,
     dates: Option<&DateRange>,
 ) -> Result<Vec<ListedFile>, String> {
+    if let Some(d) = &ds.delta {
+        return crate::delta::read::list_files(ds, &d.read_at, dates)
+            .await
+            .map_err(|e| e.to_string());
+    }
     let root = storage::resolve(&ds.path).map_err(|e| format!("{}: {e}", ds.name))?;
     let prefix = root.path.clone();
     let date_idx = ds

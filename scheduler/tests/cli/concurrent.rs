@@ -86,8 +86,13 @@ fn assert_no_leftovers(p: &Project, context: &str) {
 fn overlapping_pair(p: &Project, i: u32, offset: Duration, wait: bool, seen: &mut Outcomes) {
     let first_id = format!("first-{i}");
     let second_id = format!("second-{i}");
-    let first = p
-        .command(&["run", "--dates", WINDOW, "--run-id", &first_id])
+    let mut first = p.command(&["run", "--dates", WINDOW, "--run-id", &first_id]);
+    // Half the pairs (a refusing and a waiting one in every four) hold the
+    // first run a second after its tasks, so they overlap on any machine.
+    if i % 4 < 2 {
+        first.env("CHAINBATCH_PAUSE_AT", "after_tasks");
+    }
+    let first = first
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -268,7 +273,9 @@ fn a_crashed_local_run_is_recovered_at_once() {
 
 /// The same on a real S3 server: the second run (over the whole dataset)
 /// starts at offsets across the first run's life; leases are conditional
-/// creates on S3.
+/// creates on S3. A run over the small fixture is short next to process
+/// start-up, so some first runs pause after their tasks (the pairs that
+/// must overlap).
 #[tokio::test]
 async fn overlapping_runs_on_s3_wait_or_refuse_and_never_lose_rows() {
     let raw = crate::s3::prefix("raw-concurrent");
@@ -289,8 +296,13 @@ async fn overlapping_runs_on_s3_wait_or_refuse_and_never_lose_rows() {
         let offset = one_run.mul_f64(1.2 * f64::from(i) / f64::from(pairs - 1));
         let first_id = format!("first-{i}");
         let second_id = format!("second-{i}");
-        let first = p
-            .command_on(&["run", "--run-id", &first_id], &raw, &out)
+        let mut first = p.command_on(&["run", "--run-id", &first_id], &raw, &out);
+        // Every fourth first run holds its lease a second longer after its
+        // tasks, so those pairs overlap however fast a run is.
+        if i % 4 == 0 {
+            first.env("CHAINBATCH_PAUSE_AT", "after_tasks");
+        }
+        let first = first
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

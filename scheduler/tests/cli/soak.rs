@@ -1,11 +1,14 @@
 //! A mixed load, as a release soaks it: daily runs and backfill chunks over
-//! overlapping and disjoint dates, all at once, on executors that are
-//! SIGKILLed mid-task, with one driver SIGKILLed mid-run. Afterwards every
-//! partition must hold exactly the rows of one clean run.
+//! overlapping and disjoint dates, all at once, writing to S3 (a SeaweedFS
+//! of the test's own), on executors that are SIGKILLed mid-task, with one
+//! driver SIGKILLed mid-run and the S3 server SIGKILLed and started again
+//! while the runs work. Afterwards every partition must hold exactly the
+//! rows of one clean run.
 
 use crate::crash::{killing_executor, snapshot};
 use crate::support::*;
-use std::process::{Child, Output, Stdio};
+use crate::weed::{Weed, download};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Run id and `--dates` of each concurrent run: three backfill chunks, a
@@ -24,23 +27,40 @@ const RUNS: &[(&str, &str)] = &[
 /// The run whose driver is SIGKILLed.
 const KILLED: &str = "chunk-b";
 
-fn start(p: &Project, run_id: &str, dates: &str, executor: &std::path::Path) -> Child {
-    p.command(&[
-        "run",
-        "--run-id",
-        run_id,
-        "--dates",
-        dates,
-        "--backend",
-        "process",
-        "--parallelism",
-        "2",
-        "--wait",
-        "600",
-        "--globals",
-        "target_task_bytes=1",
-    ])
-    .env("CHAINBATCH_EXECUTOR", executor)
+/// Where the runs write, on the test's own server.
+const OUT: &str = "s3://restart/soak";
+
+/// `chainbatch ARGS` reading the local raw data and writing to [`OUT`].
+fn command(p: &Project, weed: &str, executor: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = p.command_on(args, &p.raw_root.display().to_string(), OUT);
+    // The default S3 retries: a short outage is ridden through, a longer
+    // one fails the run with a resume hint.
+    c.env("AWS_ENDPOINT_URL", weed)
+        .env("CHAINBATCH_EXECUTOR", executor);
+    c
+}
+
+fn start(p: &Project, weed: &str, run_id: &str, dates: &str, executor: &std::path::Path) -> Child {
+    command(
+        p,
+        weed,
+        executor,
+        &[
+            "run",
+            "--run-id",
+            run_id,
+            "--dates",
+            dates,
+            "--backend",
+            "process",
+            "--parallelism",
+            "2",
+            "--wait",
+            "600",
+            "--globals",
+            "target_task_bytes=1",
+        ],
+    )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
@@ -52,17 +72,19 @@ fn text(o: &Output) -> String {
 }
 
 #[tokio::test]
-async fn mixed_runs_with_executor_and_driver_kills_lose_no_rows() {
+async fn mixed_runs_with_executor_driver_and_s3_kills_lose_no_rows() {
     let started = Instant::now();
     let reference = Project::generated(12_000, 12, 2);
     reference.run_ok(&["run"]);
     let expected = snapshot(&reference).await;
 
+    let mut weed = Weed::start_new();
+    let endpoint = weed.endpoint();
     let p = Project::generated(12_000, 12, 2);
     let (executor, kills) = killing_executor(p.dir.path());
     let mut children: Vec<(&str, &str, Child)> = RUNS
         .iter()
-        .map(|(id, dates)| (*id, *dates, start(&p, id, dates, &executor)))
+        .map(|(id, dates)| (*id, *dates, start(&p, &endpoint, id, dates, &executor)))
         .collect();
     // The driver of one chunk dies mid-run (after it started its tasks).
     std::thread::sleep(Duration::from_millis(700));
@@ -71,6 +93,12 @@ async fn mixed_runs_with_executor_and_driver_kills_lose_no_rows() {
         .find(|(id, _, _)| *id == KILLED)
         .unwrap();
     let driver_killed = killed.2.kill().is_ok();
+    // Then the S3 server dies under the others, and comes back.
+    std::thread::sleep(Duration::from_millis(800));
+    weed.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    weed.start();
+    let restarts = 1;
 
     // The killed driver last: its executor processes, orphaned, finish
     // while the other runs do, before it is resumed.
@@ -86,29 +114,58 @@ async fn mixed_runs_with_executor_and_driver_kills_lose_no_rows() {
             succeeded += 1;
             continue;
         }
-        // A killed driver, or a run whose tasks failed for a retryable
-        // reason: resumed. A run that cannot be resumed (another run
-        // recovered it first) is started again over its window.
-        if id != KILLED {
-            assert!(text(&o).contains("--resume"), "{id}: {}", text(&o));
-        }
-        let r = p.run(&["run", "--resume", id, "--wait", "600"]);
+        // A killed driver, a run the server outage stopped, or one whose
+        // tasks failed for a retryable reason: resumed. A run that cannot
+        // be resumed (it died before its journal, or another run recovered
+        // it first) is started again over its window.
+        let r = command(
+            &p,
+            &endpoint,
+            &executor,
+            &["run", "--resume", id, "--wait", "600"],
+        )
+        .output()
+        .unwrap();
         if r.status.success() {
             resumed += 1;
             continue;
         }
-        let again = p.run(&["run", "--run-id", &format!("{id}-again"), "--dates", dates]);
+        let again_id = format!("{id}-again");
+        let again = command(
+            &p,
+            &endpoint,
+            &executor,
+            &[
+                "run", "--run-id", &again_id, "--dates", dates, "--wait", "600",
+            ],
+        )
+        .output()
+        .unwrap();
         if again.status.success() {
             rerun += 1;
         } else {
-            failures.push(format!("{id}: {}\n{}", text(&r), text(&again)));
+            failures.push(format!(
+                "{id}: {}\n{}\n{}",
+                text(&o),
+                text(&r),
+                text(&again)
+            ));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(snapshot(&p).await, expected, "every partition exact");
+    let copy = p.dir.path().join("soak-copy");
+    download(&endpoint, "soak", &copy);
+    let out = |ds: &str| copy.join(ds);
+    let mut seen = vec![];
+    for ds in ["clean_transactions", "daily_address_stats", "daily_summary"] {
+        seen.push(rows_as_text(
+            &query_dir(&out(ds), "SELECT * FROM t ORDER BY 1, 2, 3").await,
+        ));
+    }
+    assert_eq!(seen, expected, "every partition exact");
     for ds in ["clean_transactions", "daily_address_stats", "daily_summary"] {
         for state in ["staging", "leases"] {
-            let left = files_below(&p.out().join(ds).join("_chainbatch").join(state), true);
+            let left = files_below(&out(ds).join("_chainbatch").join(state), true);
             assert!(left.is_empty(), "{ds} {state} left: {left:?}");
         }
     }
@@ -120,7 +177,7 @@ async fn mixed_runs_with_executor_and_driver_kills_lose_no_rows() {
     let partitions: usize = ["clean_transactions", "daily_address_stats", "daily_summary"]
         .iter()
         .map(|ds| {
-            std::fs::read_dir(p.out().join(ds))
+            std::fs::read_dir(out(ds))
                 .unwrap()
                 .flatten()
                 .filter(|e| e.file_name().to_string_lossy().starts_with("date="))
@@ -128,9 +185,9 @@ async fn mixed_runs_with_executor_and_driver_kills_lose_no_rows() {
         })
         .sum();
     eprintln!(
-        "soak: {} runs at once, {executor_kills} executors and {} driver SIGKILLed; \
-         {succeeded} succeeded, {resumed} resumed, {rerun} started again; \
-         {partitions} partitions ({rows} rows) checked, 0 rows lost or duplicated, in {:?}",
+        "soak: {} runs at once, {executor_kills} executors and {} driver SIGKILLed, \
+         {restarts} S3 server restart; {succeeded} succeeded, {resumed} resumed, {rerun} started \
+         again; {partitions} partitions ({rows} rows) checked, 0 rows lost or duplicated, in {:?}",
         RUNS.len(),
         u32::from(driver_killed),
         started.elapsed()
