@@ -149,9 +149,45 @@ impl DeltaError {
     }
 }
 
+/// Commits to S3 tables through Delta's default log store: a commit is a
+/// conditional create (`If-None-Match: *`), which S3 and SeaweedFS honour,
+/// so no lock table is needed (chainbatch's run leases use the same).
+#[derive(Debug)]
+struct ConditionalPutLogStores;
+
+impl deltalake_core::logstore::LogStoreFactory for ConditionalPutLogStores {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake_core::logstore::ObjectStoreRef,
+        root_store: deltalake_core::logstore::ObjectStoreRef,
+        location: &url::Url,
+        options: &deltalake_core::logstore::StorageConfig,
+    ) -> deltalake_core::DeltaResult<std::sync::Arc<dyn deltalake_core::logstore::LogStore>> {
+        Ok(deltalake_core::logstore::default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+fn register_s3_log_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for scheme in ["s3://", "s3a://"] {
+            deltalake_core::logstore::logstore_factories().insert(
+                url::Url::parse(scheme).expect("static URL"),
+                std::sync::Arc::new(ConditionalPutLogStores),
+            );
+        }
+    });
+}
+
 /// A builder for the table at `uri` that goes through chainbatch's own
 /// object stores (credentials, endpoint, retries), not a second client.
 pub fn table_builder(uri: &str) -> Result<(DeltaTableBuilder, String), DeltaError> {
+    register_s3_log_stores();
     let loc = storage::resolve(uri).map_err(|source| DeltaError::Storage {
         table: uri.to_string(),
         source,

@@ -164,17 +164,23 @@ impl Registrar {
             .iter()
             .map(|c| c.name().to_ascii_lowercase())
             .collect();
-        if found_keys != t.key_names() {
+        let expected_keys: Vec<String> = t
+            .glue_partition_keys()
+            .iter()
+            .map(|k| k.name.clone())
+            .collect();
+        if found_keys != expected_keys {
             return Err(GlueError::PartitionKeys {
                 table: t.name(),
                 found: found_keys.join(", "),
-                expected: t.key_names().join(", "),
+                expected: expected_keys.join(", "),
             });
         }
         let sd = existing.storage_descriptor();
         let same_columns = sd.is_some_and(|sd| {
-            columns_of(sd.columns()) == t.columns && sd.location() == Some(t.location.as_str())
-        }) && columns_of(existing.partition_keys()) == t.partition_keys;
+            columns_of(sd.columns()) == t.glue_columns()
+                && sd.location() == Some(t.location.as_str())
+        }) && columns_of(existing.partition_keys()) == t.glue_partition_keys();
         let params = existing.parameters().cloned().unwrap_or_default();
         let same_params = table_parameters(t)
             .iter()
@@ -293,7 +299,7 @@ fn storage(t: &TableDef, location: &str) -> Result<StorageDescriptor, GlueError>
         serde = serde.parameters("path", location);
     }
     Ok(StorageDescriptor::builder()
-        .set_columns(Some(glue_columns(&t.columns, &t.name())?))
+        .set_columns(Some(glue_columns(&t.glue_columns(), &t.name())?))
         .location(location)
         .input_format(INPUT_FORMAT)
         .output_format(OUTPUT_FORMAT)
@@ -320,7 +326,7 @@ fn table_input(t: &TableDef) -> Result<TableInput, GlueError> {
         .name(&t.table)
         .table_type("EXTERNAL_TABLE")
         .set_parameters(Some(table_parameters(t)))
-        .set_partition_keys(Some(glue_columns(&t.partition_keys, &t.name())?))
+        .set_partition_keys(Some(glue_columns(t.glue_partition_keys(), &t.name())?))
         .storage_descriptor(storage(t, &t.location)?)
         .build()
         .map_err(|e| GlueError::Api {

@@ -37,9 +37,29 @@ impl TableDef {
         format!("{}.{}", self.database, self.table)
     }
 
-    /// Whether partitions are registered one by one (not projected).
+    /// Whether partitions are registered one by one (not projected, not
+    /// read from a Delta log).
     pub fn registers_partitions(&self) -> bool {
-        !self.partition_keys.is_empty() && self.projection.is_empty()
+        !self.delta && !self.partition_keys.is_empty() && self.projection.is_empty()
+    }
+
+    /// The partition keys Glue holds: none for a Delta table, whose
+    /// partition columns are plain columns to Athena.
+    pub fn glue_partition_keys(&self) -> &[GlueColumn] {
+        if self.delta {
+            &[]
+        } else {
+            &self.partition_keys
+        }
+    }
+
+    /// The columns Glue holds: with a Delta table's partition columns.
+    pub fn glue_columns(&self) -> Vec<GlueColumn> {
+        let mut c = self.columns.clone();
+        if self.delta {
+            c.extend(self.partition_keys.iter().cloned());
+        }
+        c
     }
 
     /// The partition values of a hive path (`date=2024-03-01/hour=5`), in
@@ -144,17 +164,12 @@ pub fn plan_table(
         )?,
     };
     let delta = ds.delta.is_some();
-    let (columns, partition_keys) = if delta {
-        if !projection.is_empty() {
-            return Err(ConfigError::new(
-                format!("{key}.partitions"),
-                "is `projection`, but a Delta table's partitions come from its log: remove it",
-            ));
-        }
-        (columns.into_iter().chain(partition_keys).collect(), vec![])
-    } else {
-        (columns, partition_keys)
-    };
+    if delta && !projection.is_empty() {
+        return Err(ConfigError::new(
+            format!("{key}.partitions"),
+            "is `projection`, but a Delta table's partitions come from its log: remove it",
+        ));
+    }
     Ok(Some(TableDef {
         database: g
             .database
