@@ -501,6 +501,28 @@ pub async fn remove_leases_of(dataset_path: &str, run_id: &str) -> Result<(), Le
     Ok(())
 }
 
+/// Deletes the leases on a dataset that no process holds any more and
+/// whose run has ended (`ended` says, from its journal): a run that could
+/// not release them, say because the store was down as it finished, leaves
+/// them behind. They block nobody, but they are litter. Returns how many.
+pub async fn remove_stale(
+    dataset_path: &str,
+    ended: impl Fn(&str) -> bool,
+) -> Result<usize, LeaseError> {
+    let now = now_i64();
+    let mut n = 0;
+    for f in list(&leases_uri(dataset_path)).await? {
+        if f.record.purpose == "run" && !f.is_live(now) && ended(&f.record.run_id) {
+            let loc = storage::resolve(&f.uri).map_err(|e| LeaseError::storage(&f.uri, e))?;
+            delete_lease(&loc)
+                .await
+                .map_err(|e| LeaseError::storage(&f.uri, e))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Writes every held lease's heartbeat each `every`; a lease found gone
 /// (taken over as expired by another run) is lost.
 async fn heartbeat(held: Vec<(Location, LeaseRecord)>, every: Duration, lost: Arc<AtomicBool>) {

@@ -308,7 +308,9 @@ pub async fn recover(
     lease_opts: &LeaseOptions,
 ) -> Result<Vec<String>, String> {
     let mut notes = vec![];
-    for j in journal::list(out_root).await? {
+    let journals = journal::list(out_root).await?;
+    sweep_stale_leases(&journals, catalog, &mut notes).await?;
+    for j in journals {
         if j.status != journal::RunStatus::Running {
             continue;
         }
@@ -350,6 +352,36 @@ pub async fn recover(
         }
     }
     Ok(notes)
+}
+
+/// Removes the leftover leases of runs that ended, on every dataset a run
+/// wrote (one listing each).
+async fn sweep_stale_leases(
+    journals: &[Journal],
+    catalog: &crate::catalog::Catalog,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    let ended: std::collections::HashMap<&str, bool> = journals
+        .iter()
+        .map(|j| (j.run_id.as_str(), j.status != journal::RunStatus::Running))
+        .collect();
+    let written: BTreeSet<&str> = journals
+        .iter()
+        .flat_map(|j| j.outputs.iter().map(String::as_str))
+        .collect();
+    for ds in written.into_iter().filter_map(|d| catalog.get(d)) {
+        // A run with no journal died before it wrote one: nothing to recover.
+        let n = lease::remove_stale(&ds.path, |run| ended.get(run).copied().unwrap_or(true))
+            .await
+            .map_err(|e| e.to_string())?;
+        if n > 0 {
+            notes.push(format!(
+                "removed {n} lease(s) on `{}` left by runs that ended",
+                ds.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a journal's run claimed; journals from before leases claimed all.

@@ -389,3 +389,41 @@ fn leases_on_s3_are_conditional_creates() {
         assert!(left.is_empty(), "{left:?}");
     });
 }
+
+/// A run that could not release its lease (the store was down as it
+/// finished) leaves it behind; gc (and the next run's recovery) removes it,
+/// since its process is gone and its journal says it ended.
+#[test]
+fn a_lease_left_by_a_run_that_ended_is_swept() {
+    let p = Project::generated(3_000, 1, 1);
+    let mut run = p.command(&["run", "--run-id", "ended"]);
+    let run = run
+        .env("CHAINBATCH_PAUSE_AT", "after_tasks")
+        .env("CHAINBATCH_PAUSE_MS", "3000")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lease = p
+        .out()
+        .join("clean_transactions/_chainbatch/leases/ended.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        if let Ok(b) = std::fs::read(&lease) {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "the run took no lease");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let o = run.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!lease.exists(), "a finished run releases its lease");
+    std::fs::write(&lease, held).unwrap();
+
+    let gc = p.run_ok(&["gc"]);
+    assert!(
+        gc.contains("removed 1 lease(s) on `clean_transactions` left by runs that ended"),
+        "{gc}"
+    );
+    assert!(!lease.exists(), "{gc}");
+    assert_no_leftovers(&p, "after gc");
+}

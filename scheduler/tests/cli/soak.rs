@@ -105,6 +105,7 @@ async fn mixed_runs_with_executor_driver_and_s3_kills_lose_no_rows() {
     children.sort_by_key(|(id, _, _)| *id == KILLED);
     let (mut succeeded, mut resumed, mut rerun) = (0, 0, 0);
     let mut failures = vec![];
+    let mut why_not_resumed = vec![];
     for (id, dates, child) in children {
         let o = child.wait_with_output().unwrap();
         if id == KILLED {
@@ -130,6 +131,8 @@ async fn mixed_runs_with_executor_driver_and_s3_kills_lose_no_rows() {
             resumed += 1;
             continue;
         }
+        let why = text(&r);
+        why_not_resumed.push(format!("{id}: {}", why.lines().last().unwrap_or_default()));
         let again_id = format!("{id}-again");
         let again = command(
             &p,
@@ -153,6 +156,11 @@ async fn mixed_runs_with_executor_driver_and_s3_kills_lose_no_rows() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    // A run that ended while the server was down may have left its lease
+    // behind; the next run or gc sweeps it, and leaves nothing else.
+    let gc = command(&p, &endpoint, &executor, &["gc"]).output().unwrap();
+    assert!(gc.status.success(), "{}", text(&gc));
+    let swept = String::from_utf8_lossy(&gc.stdout).into_owned();
     let copy = p.dir.path().join("soak-copy");
     download(&endpoint, "soak", &copy);
     let out = |ds: &str| copy.join(ds);
@@ -187,10 +195,15 @@ async fn mixed_runs_with_executor_driver_and_s3_kills_lose_no_rows() {
     eprintln!(
         "soak: {} runs at once, {executor_kills} executors and {} driver SIGKILLed, \
          {restarts} S3 server restart; {succeeded} succeeded, {resumed} resumed, {rerun} started \
-         again; {partitions} partitions ({rows} rows) checked, 0 rows lost or duplicated, in {:?}",
+         again; {partitions} partitions ({rows} rows) checked, 0 rows lost or duplicated, in \
+         {:?}; gc: {}",
         RUNS.len(),
         u32::from(driver_killed),
-        started.elapsed()
+        started.elapsed(),
+        swept.trim().replace('\n', "; ")
     );
+    if !why_not_resumed.is_empty() {
+        eprintln!("soak: not resumed: {why_not_resumed:#?}");
+    }
     assert!(executor_kills > 0, "no executor kill landed");
 }
