@@ -86,10 +86,6 @@ pub async fn list_files(
             partition_values: ordered,
         });
     }
-    out.sort_by(|a, b| {
-        a.partition_values
-            .cmp(&b.partition_values)
-            .then(a.uri.cmp(&b.uri))
-    });
+    crate::plan::listing::sort_listed(&mut out);
     Ok(out)
 }

@@ -108,10 +108,15 @@ pub async fn list_dataset(
             partition_values: values,
         });
     }
-    out.sort_by(|a, b| {
+    sort_listed(&mut out);
+    Ok(out)
+}
+
+/// The order tasks are planned in: by partition, then by file.
+pub fn sort_listed(files: &mut [ListedFile]) {
+    files.sort_by(|a, b| {
         a.partition_values
             .cmp(&b.partition_values)
             .then(a.uri.cmp(&b.uri))
     });
-    Ok(out)
 }
