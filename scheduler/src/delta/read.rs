@@ -20,8 +20,7 @@ pub async fn list_files(
         table: table.clone(),
         source,
     };
-    let probe = builder.build().map_err(delta)?;
-    if !probe.verify_deltatable_existence().await.map_err(delta)? {
+    if !super::exists(&ds.path).await? {
         if *read_at != ReadAt::Latest {
             return Err(DeltaError::Invalid {
                 table: table.clone(),
@@ -33,7 +32,6 @@ pub async fn list_files(
         }
         return Ok(vec![]);
     }
-    let (builder, _) = table_builder(&ds.path)?;
     let builder = match read_at {
         ReadAt::Latest => builder,
         ReadAt::Version(v) => builder.with_version(*v),

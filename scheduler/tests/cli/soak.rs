@@ -40,35 +40,10 @@ fn command(p: &Project, weed: &str, executor: &std::path::Path, args: &[&str]) -
     c
 }
 
-fn start(p: &Project, weed: &str, run_id: &str, dates: &str, executor: &std::path::Path) -> Child {
-    command(
-        p,
-        weed,
-        executor,
-        &[
-            "run",
-            "--run-id",
-            run_id,
-            "--dates",
-            dates,
-            "--backend",
-            "process",
-            "--parallelism",
-            "2",
-            "--wait",
-            "600",
-            "--globals",
-            "target_task_bytes=1",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap()
-}
-
-fn start_local(p: &Project, run_id: &str, dates: &str, executor: &std::path::Path) -> Child {
-    p.command(&[
+/// A soak run's arguments: process executors, a task per file, waiting
+/// for overlapping runs.
+fn run_args<'a>(run_id: &'a str, dates: &'a str) -> [&'a str; 13] {
+    [
         "run",
         "--run-id",
         run_id,
@@ -82,12 +57,24 @@ fn start_local(p: &Project, run_id: &str, dates: &str, executor: &std::path::Pat
         "600",
         "--globals",
         "target_task_bytes=1",
-    ])
-    .env("CHAINBATCH_EXECUTOR", executor)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap()
+    ]
+}
+
+fn spawn(mut c: Command) -> Child {
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn start(p: &Project, weed: &str, run_id: &str, dates: &str, executor: &std::path::Path) -> Child {
+    spawn(command(p, weed, executor, &run_args(run_id, dates)))
+}
+
+fn start_local(p: &Project, run_id: &str, dates: &str, executor: &std::path::Path) -> Child {
+    let mut c = p.command(&run_args(run_id, dates));
+    c.env("CHAINBATCH_EXECUTOR", executor);
+    spawn(c)
 }
 
 fn text(o: &Output) -> String {
