@@ -7,10 +7,14 @@ stay valid), and:
 * injects server errors: every Nth request gets 503 SlowDown or 500
   InternalError (alternately) instead of reaching the server, or every
   request does with --fail-all;
+* or fails copies only (a commit's moves: PUT with x-amz-copy-source):
+  from the Nth copy on, the next K copies get 500 InternalError
+  (--fail-copies-from N --fail-copies K; K 0 means every one after);
 * logs one JSON line per request: method, path, query, whether it carried
   `x-amz-server-side-encryption`, and the status injected, if any.
 
-Usage: s3_fault_proxy.py --upstream URL --log FILE [--fail-every N | --fail-all]
+Usage: s3_fault_proxy.py --upstream URL --log FILE
+       [--fail-every N | --fail-all | --fail-copies-from N [--fail-copies K]]
 Prints `PORT <n>` once it listens on 127.0.0.1.
 """
 
@@ -34,10 +38,19 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--fail-every", type=int, default=0)
     ap.add_argument("--fail-all", action="store_true")
+    ap.add_argument("--fail-copies-from", type=int, default=0)
+    ap.add_argument("--fail-copies", type=int, default=0)
     args = ap.parse_args()
     upstream = urllib.parse.urlparse(args.upstream)
     lock = threading.Lock()
-    state = {"n": 0, "injected": 0}
+    state = {"n": 0, "injected": 0, "copies": 0}
+
+    def fail_copy():
+        state["copies"] += 1
+        first = args.fail_copies_from
+        if not first or state["copies"] < first:
+            return False
+        return args.fail_copies == 0 or state["copies"] < first + args.fail_copies
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -52,6 +65,8 @@ def main():
                 state["n"] += 1
                 n = state["n"]
                 inject = args.fail_all or (args.fail_every and n % args.fail_every == 0)
+                if self.headers.get("x-amz-copy-source") is not None:
+                    inject = fail_copy() or inject
                 if inject:
                     state["injected"] += 1
                     k = state["injected"]

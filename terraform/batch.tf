@@ -212,7 +212,7 @@ resource "aws_batch_job_definition" "driver" {
 
   container_properties = jsonencode({
     image            = "${aws_ecr_repository.driver.repository_url}:${var.image_tag}"
-    command          = ["run", "--env", "aws", "--backend", "batch", "--dates", "yesterday", "--log-format", "json"]
+    command          = ["run", "--env", "aws", "--backend", "batch", "--dates", "yesterday", "--since-last-success", "--log-format", "json"]
     jobRoleArn       = aws_iam_role.driver.arn
     executionRoleArn = aws_iam_role.execution.arn
     resourceRequirements = [

@@ -405,6 +405,68 @@ pub struct NodeSummary {
     pub seconds: f64,
 }
 
+/// `--since-last-success`: the window widened back to the day after the
+/// last date a successful run of the pipeline covered (with every node
+/// this run selects), so that a scheduled run after a failed one also
+/// covers the days that one missed. Returns the window and a note.
+pub async fn since_last_success(
+    project: &Project,
+    opts: &RunOptions,
+) -> Result<(DateRange, String), DriverError> {
+    let asked = opts.dates.clone().ok_or_else(|| {
+        ConfigError::new(
+            "--since-last-success",
+            "needs --dates (the newest day to cover, e.g. --dates yesterday)",
+        )
+    })?;
+    let pipeline = pick_pipeline(project, opts.pipeline.as_deref())?;
+    let wanted: Vec<String> = pipeline
+        .select(&opts.selection)?
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+    let out_root = out_root(project)?;
+    let runs = journal::list(&out_root).await.map_err(DriverError::Run)?;
+    let last = runs
+        .iter()
+        .filter(|j| j.status == RunStatus::Succeeded && j.pipeline == pipeline.name)
+        .filter(|j| wanted.iter().all(|n| j.nodes.contains(n)))
+        .filter_map(|j| {
+            j.dates
+                .as_deref()?
+                .split_once("..")
+                .map(|(_, to)| to.to_string())
+        })
+        .max();
+    let Some(last) = last else {
+        return Ok((
+            asked.clone(),
+            format!(
+                "--since-last-success: no successful run of `{}` yet; running {}..{}",
+                pipeline.name, asked.from, asked.to
+            ),
+        ));
+    };
+    let day_after = crate::time::days_since_epoch(&last)
+        .map(|d| crate::time::civil_date(d + 1))
+        .unwrap_or_else(|| asked.from.clone());
+    let window = DateRange {
+        from: day_after.min(asked.from.clone()),
+        to: asked.to.clone(),
+    };
+    let note = match window.from == asked.from {
+        true => format!(
+            "--since-last-success: the last successful run covered up to {last}; nothing missed"
+        ),
+        false => format!(
+            "--since-last-success: the last successful run covered up to {last}; running {}..{} \
+             to cover the days missed since",
+            window.from, window.to
+        ),
+    };
+    Ok((window, note))
+}
+
 /// The journal of a run that can be resumed, or why it cannot.
 async fn resumable_journal(out_root: &str, run_id: &str) -> Result<Journal, DriverError> {
     let j = journal::load(out_root, run_id)
@@ -472,7 +534,8 @@ fn resumed_options(opts: &RunOptions, j: &Journal) -> Result<RunOptions, DriverE
     let committed: Vec<&str> = j
         .commits
         .iter()
-        .filter(|c| c.state == journal::CommitState::Published)
+        // A publish still in progress is finished by recovery before any
+        // node runs: its node is as good as committed.
         .map(|c| c.node.as_str())
         .collect();
     let left: Vec<String> = j
@@ -599,6 +662,17 @@ pub async fn run(
     for note in recovered {
         progress.note(&note);
     }
+    // Recovery may have finished the resumed run's own recorded publish.
+    let resumed = match resumed {
+        Some(j) => match journal::load(&out_root, &j.run_id).await {
+            Ok(again) => again.or(Some(j)),
+            Err(e) => {
+                leases.release().await;
+                return Err(DriverError::Run(e));
+            }
+        },
+        None => None,
+    };
     if let Some(g) = &glue {
         match crate::glue::finish_pending(&out_root, &g.registrar).await {
             Ok(notes) => notes.iter().for_each(|n| progress.note(n)),
@@ -666,6 +740,7 @@ pub async fn run(
         }
     };
     j.finished_at = Some(journal::now_secs());
+    let publish_cut = finish_cut_publish(&mut j, &result, progress).await;
     let result = match result {
         Ok(s) => {
             j.status = RunStatus::Succeeded;
@@ -675,7 +750,11 @@ pub async fn run(
             j.status = RunStatus::Failed;
             j.error = Some(f.message.clone());
             j.resumable = f.resumable;
-            Err(if f.resumable {
+            Err(if let Some(cut) = &publish_cut {
+                // Recorded as still running: recovery finishes the publish.
+                j.status = RunStatus::Running;
+                format!("{}\n{cut}", f.message)
+            } else if f.resumable {
                 format!(
                     "{}\nfinished tasks are kept: `chainbatch run --resume {}` continues the run \
                      (`chainbatch gc` removes them)",
@@ -688,7 +767,7 @@ pub async fn run(
     };
     // A failed run published nothing it had not finished. Its staging goes,
     // unless a resume can reuse the tasks that finished.
-    if result.is_err() && !j.resumable {
+    if result.is_err() && !j.resumable && publish_cut.is_none() {
         for n in &nodes {
             let ds = &project.catalog[&n.output];
             let _ = commit::remove_prefix(&crate::paths::run_staging(ds, &j.run_id)).await;
@@ -701,8 +780,9 @@ pub async fn run(
     }
     backend.shutdown().await;
     let saved = journal::save(&out_root, &j).await;
-    // Released only once the journal no longer says `running`; if the save
-    // failed the lease expires and a later run recovers this one.
+    // Released once the journal says how the run ended (or, for a publish
+    // cut short, that recovery is to finish it); if the save failed the
+    // lease expires and a later run recovers this one.
     if saved.is_ok() {
         leases.release().await;
     }
@@ -715,6 +795,43 @@ pub async fn run(
         (Err(e), Err(save)) => Err(DriverError::Run(format!(
             "{e}\n(the journal could not record the failure: {save})"
         ))),
+    }
+}
+
+/// A failed run may have stopped in the middle of a recorded publish (its
+/// storage went away while it moved files). The publish is finished now if
+/// the storage is back; if not, returns what the user is told: the run's
+/// journal then stays `running`, and the next run over these partitions,
+/// `gc` or `--resume` finishes the publish from its durable plan.
+async fn finish_cut_publish<T>(
+    j: &mut Journal,
+    result: &Result<T, RunFailure>,
+    progress: &Progress,
+) -> Option<String> {
+    let cut: Vec<String> = j
+        .commits
+        .iter()
+        .filter(|c| c.state == journal::CommitState::Publishing)
+        .map(|c| format!("`{}`", c.node))
+        .collect();
+    if result.is_ok() || cut.is_empty() {
+        return None;
+    }
+    match commit::roll_forward(j).await {
+        Ok(_) => {
+            progress.note(&format!(
+                "finished the interrupted publish of {}",
+                cut.join(", ")
+            ));
+            None
+        }
+        Err(e) => Some(format!(
+            "the publish of {} stopped half-way ({e}); its plan is recorded, and the next \
+             run over these partitions, `chainbatch gc` or `chainbatch run --resume {}` \
+             finishes it",
+            cut.join(", "),
+            j.run_id
+        )),
     }
 }
 
@@ -746,6 +863,7 @@ async fn run_nodes(
         // A node planned before (by the run being resumed) keeps its ids.
         let recorded = j.planned.iter().find(|p| p.node == node.name).cloned();
         let first_stage = recorded.as_ref().map_or(next_stage, |p| p.first_stage);
+        let inputs_listed_at = journal::now_secs();
         // Planned now, after the nodes it reads from have committed.
         let plan = plan_node(
             node,
@@ -797,7 +915,32 @@ async fn run_nodes(
         let mut found_by_stage = vec![];
         for stage in &plan.stages {
             let found = match opts.resume {
-                true => crate::backend::resume::finished_tasks(&stage.specs).await?,
+                true => {
+                    let recorded = crate::backend::resume::recorded_specs(
+                        runs_root,
+                        &opts.run_id,
+                        stage.stage_id,
+                    )
+                    .await?;
+                    let changed = stage
+                        .specs
+                        .iter()
+                        .filter(|s| {
+                            !recorded
+                                .get(&s.task_index)
+                                .is_some_and(|r| crate::backend::resume::same_work(r, s))
+                        })
+                        .count();
+                    if changed > 0 {
+                        progress.note(&format!(
+                            "{} stage {}: {changed} task(s) are planned differently than \
+                             before the failure (configuration or input changed); those \
+                             whose work differs run again",
+                            node.name, stage.stage_id
+                        ));
+                    }
+                    crate::backend::resume::finished_tasks(&stage.specs, &recorded).await?
+                }
                 false => vec![None; stage.specs.len()],
             };
             let todo: Vec<_> = stage
@@ -897,6 +1040,27 @@ async fn run_nodes(
             delta_targets.get(&ds.name),
         )
         .await?;
+        let made = crate::ledger::Provenance {
+            node,
+            run_id: &opts.run_id,
+            config_hash: crate::ledger::config_hash(node, &project.catalog),
+            inputs_listed_at,
+        };
+        record.ledger = crate::ledger::records(
+            &made,
+            ds,
+            plan.stages.first().map_or(&[][..], |s| &s.specs),
+            match plan.stages.len() {
+                _ if plan.expected_output_partitions.is_some()
+                    && !plan.output_partition_by.is_empty() =>
+                {
+                    crate::ledger::InputScope::SamePartition
+                }
+                1 => crate::ledger::InputScope::Tasks,
+                _ => crate::ledger::InputScope::Whole,
+            },
+            &manifests,
+        );
         record.registration =
             glue.and_then(|g| g.tables.get(&ds.name))
                 .map(|t| journal::Registration {

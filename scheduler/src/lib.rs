@@ -3,6 +3,7 @@
 
 pub mod athena;
 pub mod backend;
+pub mod backfill;
 pub mod bench;
 pub mod bucket_check;
 pub mod catalog;
@@ -13,6 +14,7 @@ pub mod delta;
 pub mod driver;
 pub mod eth;
 pub mod glue;
+pub mod ledger;
 pub mod paths;
 pub mod pipeline;
 pub mod plan;

@@ -73,6 +73,47 @@ enum Command {
         #[arg(required = true, value_name = "DATASET")]
         datasets: Vec<String>,
     },
+    /// Show each output partition: the run that wrote it and when, its rows
+    /// and bytes, the configuration hash it was written with, and whether
+    /// it is stale (its node's SQL, layout or input definitions changed
+    /// since, or its input files did); then the dates with no partition.
+    #[command(after_help = "\
+States: current; stale (the reasons follow the line); unrecorded (files with no
+ledger record: written before chainbatch kept one, by `import` or by another
+tool); missing (a ledger record whose files are gone).
+Exit codes: 0 whatever the states; 1 storage could not be read; 2 a usage or
+configuration error.
+Example: chainbatch status --dataset daily_summary --dates 2024-03-01..2024-03-31")]
+    Status {
+        #[command(flatten)]
+        project: ProjectArgs,
+        /// The pipeline whose nodes decide staleness and whose outputs are
+        /// shown (default: every pipeline).
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Only these datasets (repeatable; default: every pipeline output).
+        #[arg(long = "dataset", value_name = "NAME")]
+        datasets: Vec<String>,
+        /// Only partitions of these dates; the gaps are the dates of this
+        /// window with no partition (default: the dates the partitions span).
+        #[arg(long)]
+        dates: Option<String>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+        format: PlanFormat,
+    },
+    /// Run a long window in chunks, each an ordinary run (its own journal
+    /// and commit), a few at once, recorded under
+    /// `<out_root>/_chainbatch/backfills/<id>/` so `--resume ID` continues
+    /// it. Chunks whose partitions are current (same configuration, input
+    /// unchanged; see `status`) are skipped unless --force; in the others
+    /// only the nodes with work run, with everything downstream of them.
+    #[command(after_help = "\
+Example: chainbatch backfill --dates 2015-08-07..2024-12-31 --chunk 30d --concurrency 2
+A killed backfill leaves its running chunks as runs to resume: `--resume ID`
+resumes those, runs failed chunks again and skips committed ones.
+Exit codes: 0 every chunk committed or current; 1 a chunk failed (the others
+are kept); 2 a usage or configuration error.")]
+    Backfill(BackfillArgs),
     /// Generate synthetic `eth` tables (transactions, blocks, logs, token transfers) in the AWS layout.
     Gen(GenArgs),
     /// Import data exported by other tools into the AWS layout.
@@ -275,10 +316,63 @@ struct RunArgs {
     /// unless they equal the commit's; reports the bytes Athena scanned.
     #[arg(long)]
     verify_athena: bool,
+    /// Widen --dates back to the day after the last date a successful run
+    /// of the pipeline covered, so a scheduled run after a failed night
+    /// also covers the days it missed (`--dates yesterday
+    /// --since-last-success`). Read from the run journals.
+    #[arg(long, conflicts_with = "resume")]
+    since_last_success: bool,
     /// Plan and print, but run nothing.
     #[arg(long)]
     dry_run: bool,
     /// Log lines as text (a live line per stage on a terminal) or JSON.
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+}
+
+#[derive(Args)]
+struct BackfillArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// The pipeline to run (default: the only one defined).
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// The whole window, inclusive: `2024-01-01..2024-12-31`.
+    #[arg(long, required_unless_present = "resume")]
+    dates: Option<String>,
+    /// Days a chunk spans: `30d`, `7d`, `2w`.
+    #[arg(long, default_value = "30d")]
+    chunk: String,
+    /// Chunks run at once (each a `chainbatch run` of its own).
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// The backfill's id (default: a UTC timestamp and `-backfill`); its
+    /// chunks' runs are `<id>-001`, `<id>-002`, ...
+    #[arg(long)]
+    id: Option<String>,
+    /// Continue the backfill ID: its window, chunks and run arguments come
+    /// from its record.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["id", "pipeline", "dates", "chunk", "force"])]
+    resume: Option<String>,
+    /// Run every chunk, current or not.
+    #[arg(long)]
+    force: bool,
+    /// Where each chunk's tasks run (see `run --help`).
+    #[arg(long, default_value = "local")]
+    backend: String,
+    /// Tasks at once within each chunk (default: the number of cores).
+    #[arg(long)]
+    parallelism: Option<usize>,
+    /// Attempts per task for retryable failures.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// How long a chunk waits for another run holding its partitions.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    wait: u64,
+    /// Publish input dates the completeness gate finds incomplete.
+    #[arg(long)]
+    allow_incomplete: bool,
+    /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
     log_format: LogFormatArg,
 }
@@ -511,6 +605,154 @@ fn run_options(a: &RunArgs, run_id: String) -> Result<RunOptions, ConfigError> {
     })
 }
 
+async fn status(
+    project: ProjectArgs,
+    pipeline: Option<String>,
+    datasets: Vec<String>,
+    dates: Option<String>,
+    format: PlanFormat,
+) -> Result<(), DriverError> {
+    let p = load_project(&project, "status")?;
+    let today = chainbatch::plan::dates::today();
+    let window = dates
+        .as_deref()
+        .map(|d| {
+            chainbatch::plan::dates::parse(d, &today).map_err(|e| ConfigError::new("--dates", e))
+        })
+        .transpose()?;
+    let all =
+        chainbatch::ledger::status::status(&p, pipeline.as_deref(), &datasets, window.as_ref())
+            .await?;
+    match format {
+        PlanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&all).expect("statuses serialise")
+        ),
+        PlanFormat::Table => print!("{}", chainbatch::ledger::status::render(&all)),
+    }
+    Ok(())
+}
+
+async fn backfill(a: BackfillArgs) -> Result<(), DriverError> {
+    let id = a
+        .resume
+        .clone()
+        .or_else(|| a.id.clone())
+        .unwrap_or_else(|| default_run_id(Some("backfill")));
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || id.is_empty()
+    {
+        return Err(ConfigError::new(
+            if a.resume.is_some() {
+                "--resume"
+            } else {
+                "--id"
+            },
+            format!("{id:?} must be letters, digits, '-', '_' or '.'"),
+        )
+        .into());
+    }
+    let chunk_days = chainbatch::backfill::plan::parse_chunk(&a.chunk)
+        .map_err(|e| ConfigError::new("--chunk", e))?;
+    if a.concurrency == 0 {
+        return Err(ConfigError::new("--concurrency", "must be at least 1").into());
+    }
+    let today = chainbatch::plan::dates::today();
+    let window = a
+        .dates
+        .as_deref()
+        .map(|d| {
+            chainbatch::plan::dates::parse(d, &today).map_err(|e| ConfigError::new("--dates", e))
+        })
+        .transpose()?;
+    BackendKind::parse(&a.backend).map_err(|e| ConfigError::new("--backend", e))?;
+    let p = load_project(&a.project, &id)?;
+    let out_root = driver::out_root(&p)?;
+    // A resumed backfill keeps its pipeline; a new one names it.
+    let resumed = match &a.resume {
+        Some(r) => chainbatch::backfill::record::load(&out_root, r)
+            .await
+            .map_err(DriverError::Run)?,
+        None => None,
+    };
+    let pipeline_name = resumed
+        .as_ref()
+        .map(|b| b.pipeline.clone())
+        .or(a.pipeline.clone());
+    let pipeline = driver::pick_pipeline(&p, pipeline_name.as_deref())?
+        .name
+        .clone();
+    let opts = RunOptions {
+        pipeline: Some(pipeline.clone()),
+        selection: Selection::default(),
+        dates: window.clone(),
+        run_id: id.clone(),
+        backend: BackendKind::Local,
+        parallelism: 1,
+        max_attempts: 1,
+        resume: false,
+        wait: std::time::Duration::ZERO,
+        allow_incomplete: false,
+        verify_athena: false,
+        continue_attempt: false,
+        ballista: Default::default(),
+    };
+    let (nodes, _) = driver::checked_nodes(&p, &opts).await?;
+    let mut run_args = vec!["--conf".to_string(), a.project.conf.display().to_string()];
+    run_args.extend(["--env".into(), a.project.env.clone()]);
+    for g in &a.project.globals {
+        run_args.extend(["--globals".into(), g.clone()]);
+    }
+    for g in &a.project.params {
+        run_args.extend(["--params".into(), g.clone()]);
+    }
+    if let Some(d) = &a.project.run_date {
+        run_args.extend(["--run-date".into(), d.clone()]);
+    }
+    run_args.extend(["--backend".into(), a.backend.clone()]);
+    if let Some(n) = a.parallelism {
+        run_args.extend(["--parallelism".into(), n.to_string()]);
+    }
+    run_args.extend(["--max-attempts".into(), a.max_attempts.to_string()]);
+    if a.allow_incomplete {
+        run_args.push("--allow-incomplete".into());
+    }
+    let progress = Progress::new(match a.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    });
+    let bopts = chainbatch::backfill::BackfillOptions {
+        id: id.clone(),
+        window,
+        chunk_days,
+        concurrency: a.concurrency,
+        force: a.force,
+        resume: a.resume.is_some(),
+        run_args: match &resumed {
+            Some(b) => b.run_args.clone(),
+            None => run_args,
+        },
+        wait_seconds: a.wait,
+    };
+    let started = std::time::Instant::now();
+    let b =
+        chainbatch::backfill::backfill(&p, &pipeline, &nodes, &out_root, &bopts, &progress).await?;
+    use chainbatch::backfill::record::ChunkState;
+    let rows: u64 = b.chunks.iter().map(|c| c.rows).sum();
+    println!(
+        "backfill {} succeeded in {:.1}s: {} chunk(s), {} committed, {} current (skipped); {} rows",
+        b.id,
+        started.elapsed().as_secs_f64(),
+        b.chunks.len(),
+        b.count(ChunkState::Committed),
+        b.count(ChunkState::Skipped),
+        human_count(rows)
+    );
+    Ok(())
+}
+
 fn print_plan(plans: &[chainbatch::plan::NodePlan], format: PlanFormat) {
     match format {
         PlanFormat::Json => println!(
@@ -596,16 +838,23 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
             let project = load_project(&a.project, &run_id)?;
             let mut opts = run_options(&a, run_id.clone())?;
             opts.continue_attempt = batch_job.is_some_and(|(_, attempt)| attempt > 1);
-            if a.dry_run {
-                let plans = driver::plan(&project, &opts).await?;
-                print_plan(&plans, PlanFormat::Table);
-                return Ok(());
-            }
             let format = match a.log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
             };
             let progress = Progress::new(format);
+            // A later attempt of a driver job that continues its first
+            // attempt's run takes that run's window from its journal.
+            if a.since_last_success {
+                let (window, note) = driver::since_last_success(&project, &opts).await?;
+                progress.note(&note);
+                opts.dates = Some(window);
+            }
+            if a.dry_run {
+                let plans = driver::plan(&project, &opts).await?;
+                print_plan(&plans, PlanFormat::Table);
+                return Ok(());
+            }
             let started = std::time::Instant::now();
             let summary = driver::run(&project, &opts, &progress).await?;
             println!(
@@ -708,6 +957,14 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
             }
             Ok(())
         }
+        Command::Status {
+            project,
+            pipeline,
+            datasets,
+            dates,
+            format,
+        } => status(project, pipeline, datasets, dates, format).await,
+        Command::Backfill(b) => backfill(b).await,
         Command::Gen(g) => generate(g).await,
         Command::Bench {
             what: BenchWhat::Layouts(b),

@@ -9,6 +9,8 @@
 //! <dataset>/_chainbatch/staging/<run>/<stage>/...    task output
 //! <dataset>/_chainbatch/shuffle/<run>/...            shuffle files
 //! <dataset>/_chainbatch/leases/<run>.json            run leases
+//! <dataset>/_chainbatch/partitions/<partition>.json  partition ledger
+//! <out_root>/_chainbatch/backfills/<id>/backfill.json backfill progress
 //! <dataset>/_chainbatch/import/                      import staging
 //! ```
 
@@ -61,6 +63,16 @@ pub fn run_shuffle(dataset_path: &str, run_id: &str) -> String {
 /// The lease folder of a dataset.
 pub fn leases(dataset_path: &str) -> String {
     under(dataset_path, "leases")
+}
+
+/// The partition ledger of a dataset (see `ledger`).
+pub fn partition_records(dataset_path: &str) -> String {
+    under(dataset_path, "partitions")
+}
+
+/// Where a backfill records its chunks.
+pub fn backfill(out_root: &str, id: &str) -> String {
+    format!("{}/{id}", under(out_root, "backfills"))
 }
 
 /// Import's staging folder below an output root.

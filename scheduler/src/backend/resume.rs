@@ -3,6 +3,8 @@
 
 use chainbatch_executor::storage;
 use chainbatch_executor::{TaskManifest, TaskSpec};
+use object_store::ObjectStoreExt;
+use std::collections::HashMap;
 
 /// The manifest of the task's highest attempt that finished, if any.
 pub async fn finished(spec: &TaskSpec) -> Result<Option<TaskManifest>, String> {
@@ -17,11 +19,57 @@ pub async fn finished(spec: &TaskSpec) -> Result<Option<TaskManifest>, String> {
     }
 }
 
-/// One entry per spec: its finished manifest, or `None` to run it.
-pub async fn finished_tasks(specs: &[TaskSpec]) -> Result<Vec<Option<TaskManifest>>, String> {
+/// The specs a run wrote for a stage, by task: its first plan's, then
+/// those a resume ran in their place.
+pub async fn recorded_specs(
+    runs_root: &str,
+    run_id: &str,
+    stage_id: u32,
+) -> Result<HashMap<u32, TaskSpec>, String> {
+    let mut out = HashMap::new();
+    for name in [
+        format!("stage-{stage_id}.json"),
+        format!("stage-{stage_id}-resume.json"),
+    ] {
+        let uri = format!("{runs_root}/{run_id}/{name}");
+        let loc = storage::resolve(&uri).map_err(|e| e.to_string())?;
+        let bytes = match loc.store.get(&loc.path).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map_err(|e| format!("cannot read {uri}: {e}"))?,
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(format!("cannot read {uri}: {e}")),
+        };
+        let specs: Vec<TaskSpec> = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("corrupt stage specs {uri}: {e}"))?;
+        out.extend(specs.into_iter().map(|s| (s.task_index, s)));
+    }
+    Ok(out)
+}
+
+/// Whether two specs do the same work: the same input, SQL and output
+/// (attempts and resources aside).
+pub fn same_work(a: &TaskSpec, b: &TaskSpec) -> bool {
+    a.stage_id == b.stage_id && a.inputs == b.inputs && a.sql == b.sql && a.output == b.output
+}
+
+/// One entry per spec: the manifest of its finished task, or `None` to run
+/// it. A task is reused only if it was planned the same way then: a resume
+/// whose configuration or input changed (another `target_task_bytes`, a
+/// new file) runs the tasks that differ again, never reusing a task that
+/// read other files or ran other SQL.
+pub async fn finished_tasks(
+    specs: &[TaskSpec],
+    recorded: &HashMap<u32, TaskSpec>,
+) -> Result<Vec<Option<TaskManifest>>, String> {
     let mut out = Vec::with_capacity(specs.len());
     for s in specs {
-        out.push(finished(s).await?);
+        let same = recorded.get(&s.task_index).is_some_and(|r| same_work(r, s));
+        out.push(match same {
+            true => finished(s).await?,
+            false => None,
+        });
     }
     Ok(out)
 }

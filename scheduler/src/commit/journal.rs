@@ -53,6 +53,10 @@ pub struct CommitRecord {
     /// are in place (`retire` is then empty: the log removes old files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<crate::delta::commit::DeltaCommit>,
+    /// The partition ledger's records, written once the partitions are
+    /// published (empty in journals written before the ledger).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ledger: Vec<crate::ledger::PartitionRecord>,
 }
 
 /// A commit's Glue registration: pending until the catalog has the table and

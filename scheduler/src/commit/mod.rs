@@ -198,6 +198,7 @@ pub async fn plan_commit(
         rows,
         bytes,
         registration: None,
+        ledger: vec![],
         delta: delta.map(|target| DeltaCommit {
             target: target.clone(),
             app_id: format!("chainbatch/{run_id}/{node}"),
@@ -260,14 +261,18 @@ pub async fn publish(record: &CommitRecord) -> Result<Option<u64>, String> {
             crash_point("mid_publish");
         }
     }
-    let Some(d) = &record.delta else {
-        return Ok(None);
+    let version = match &record.delta {
+        None => None,
+        Some(d) => {
+            crash_point("before_delta_commit");
+            let v = crate::delta::commit::commit(d, table, &record.partitions)
+                .await
+                .map_err(|e| e.to_string())?;
+            Some(v)
+        }
     };
-    crash_point("before_delta_commit");
-    crate::delta::commit::commit(d, table, &record.partitions)
-        .await
-        .map(Some)
-        .map_err(|e| e.to_string())
+    crate::ledger::write(table, &record.ledger).await?;
+    Ok(version)
 }
 
 /// Deletes everything below a URI prefix (staging, shuffle, trash).
@@ -311,7 +316,7 @@ pub async fn recover(
     let journals = journal::list(out_root).await?;
     sweep_stale_leases(&journals, catalog, &mut notes).await?;
     for j in journals {
-        if j.status != journal::RunStatus::Running {
+        if !unfinished(&j) {
             continue;
         }
         if resuming == Some(j.run_id.as_str()) {
@@ -414,8 +419,16 @@ async fn holder_is_live(run_id: &str, claims: &[Claim]) -> Result<bool, String> 
     Ok(false)
 }
 
+/// A run that may have left work half done: it is still recorded as
+/// running, or a publish it recorded never finished (a run that failed
+/// mid-publish, as journals written before such runs stayed `running` say).
+pub fn unfinished(j: &Journal) -> bool {
+    j.status == journal::RunStatus::Running
+        || j.commits.iter().any(|c| c.state == CommitState::Publishing)
+}
+
 /// Finishes every recorded publish of a journal; true if there was one.
-async fn roll_forward(j: &mut Journal) -> Result<bool, String> {
+pub async fn roll_forward(j: &mut Journal) -> Result<bool, String> {
     let mut rolled_forward = false;
     for c in j.commits.iter_mut() {
         if c.state == CommitState::Publishing {
@@ -438,10 +451,7 @@ async fn recover_run(
     claims: &[Claim],
 ) -> Result<Option<String>, String> {
     // Read again under the lease: another run may have recovered it since.
-    let Some(mut j) = journal::load(out_root, run_id)
-        .await?
-        .filter(|j| j.status == journal::RunStatus::Running)
-    else {
+    let Some(mut j) = journal::load(out_root, run_id).await?.filter(unfinished) else {
         return Ok(None);
     };
     let rolled_forward = roll_forward(&mut j).await?;
@@ -458,9 +468,15 @@ async fn recover_run(
     } else {
         journal::RunStatus::RolledBack
     };
-    j.error = Some(match rolled_forward {
-        true => "the driver stopped during publish; a later run finished the publish".into(),
-        false => "the driver stopped before publishing; a later run removed its staging".into(),
+    let what = match rolled_forward {
+        true => "a later run finished its publish",
+        false => "a later run removed its staging",
+    };
+    j.error = Some(match j.error.take() {
+        // A run that failed mid-publish said why; that stays.
+        Some(e) => format!("{e}; {what}"),
+        None if rolled_forward => format!("the driver stopped during publish; {what}"),
+        None => format!("the driver stopped before publishing; {what}"),
     });
     j.finished_at = Some(journal::now_secs());
     journal::save(out_root, &j).await?;

@@ -82,6 +82,8 @@ pub async fn list_files(
             uri: format!("{table}/{}", f.path()),
             size: u64::try_from(f.size()).unwrap_or(0),
             partition_values: ordered,
+            // The log records milliseconds.
+            modified: u64::try_from(f.modification_time() / 1000).unwrap_or(0),
         });
     }
     crate::plan::listing::sort_listed(&mut out);

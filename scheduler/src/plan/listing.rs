@@ -13,6 +13,8 @@ pub struct ListedFile {
     pub size: u64,
     /// Values of the dataset's partition columns, in order.
     pub partition_values: Vec<String>,
+    /// When the file was last written (Unix seconds; 0 if unknown).
+    pub modified: u64,
 }
 
 impl ListedFile {
@@ -106,6 +108,7 @@ pub async fn list_dataset(
             uri: format!("{}{}", root.store_url.as_str(), full),
             size: meta.size,
             partition_values: values,
+            modified: u64::try_from(meta.last_modified.timestamp()).unwrap_or(0),
         });
     }
     sort_listed(&mut out);

@@ -95,6 +95,7 @@ mod tests {
             uri: format!("file:///d/date={date}/{n}.parquet"),
             size,
             partition_values: vec![date.into()],
+            modified: 0,
         }
     }
 

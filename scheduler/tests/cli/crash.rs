@@ -67,6 +67,42 @@ async fn rerun_after_a_crash_at_every_commit_step_is_exact() {
     }
 }
 
+#[tokio::test]
+async fn a_resume_planned_differently_reruns_the_tasks_whose_work_changed() {
+    let reference = Project::generated(6_000, 2, 2);
+    reference.run_ok(&["run"]);
+    let expected = snapshot(&reference).await;
+
+    // A task per input file, then the driver dies with every task done.
+    let p = Project::generated(6_000, 2, 2);
+    let o = p
+        .command(&[
+            "run",
+            "--run-id",
+            "small-tasks",
+            "--globals",
+            "target_task_bytes=1",
+        ])
+        .env("CHAINBATCH_CRASH_AT", "after_tasks")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    // Resumed without the override: one task reads every file now. Its
+    // task 0 is not the task 0 that finished (one file): it runs again.
+    let o = p.run(&["run", "--resume", "small-tasks"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("planned differently than before the failure"),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(&p).await,
+        expected,
+        "no task reused for other work"
+    );
+}
+
 /// An executor for the process backend that SIGKILLs the real executor a
 /// random 10 to 260 ms into every first attempt, and counts the kills that
 /// landed (the task was still running).

@@ -4,6 +4,7 @@
 mod support;
 
 mod aws_dataset;
+mod backfill;
 mod bad_input;
 mod batch;
 mod bench_layouts;

@@ -171,3 +171,92 @@ async fn every_object_written_carries_the_configured_encryption() {
     let plain: Vec<&&Value> = writes.iter().filter(|r| r["sse"] != "AES256").collect();
     assert!(plain.is_empty(), "written without encryption: {plain:?}");
 }
+
+/// The journal of `run` below `out` as `chainbatch runs` shows it.
+fn run_status(p: &Project, raw: &str, out: &str, run: &str) -> Value {
+    let o = p
+        .command_on(&["runs", "--format", "json"], raw, out)
+        .output()
+        .unwrap();
+    let runs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    runs.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == run)
+        .cloned()
+        .unwrap_or_else(|| panic!("no run {run} in {runs}"))
+}
+
+#[tokio::test]
+async fn a_publish_cut_by_s3_errors_is_finished_by_the_run_or_by_the_next() {
+    let raw = prefix("raw-cut");
+    import_fixture(&raw);
+    let p = Project::fixture();
+    let clean = prefix("out-cut-clean");
+    let o = p.command_on(&["run"], &raw, &clean).output().unwrap();
+    assert!(o.status.success());
+    let expected = snapshot(&clean).await;
+
+    // The second file move fails twice (its try and its one retry), then S3
+    // answers again: the failing run finishes the recorded publish itself
+    // before it exits, and a resume runs the nodes left.
+    let proxy = Proxy::start(&["--fail-copies-from", "2", "--fail-copies", "2"]);
+    let out = prefix("out-cut-brief");
+    let o = p
+        .command_on(&["run", "--run-id", "cut-brief"], &raw, &out)
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .env("CHAINBATCH_S3_MAX_RETRIES", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("finished the interrupted publish of"),
+        "{stderr}"
+    );
+    let j = run_status(&p, &raw, &out, "cut-brief");
+    assert_eq!(j["status"], "failed", "{j}");
+    assert!(
+        j["commits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["state"] == "published"),
+        "{j}"
+    );
+    let o = p
+        .command_on(&["run", "--resume", "cut-brief"], &raw, &out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(snapshot(&out).await, expected, "cut, finished, resumed");
+
+    // S3 keeps failing the moves: the run cannot finish the publish, says
+    // so, and leaves its journal `running`; the next run finishes it.
+    let proxy = Proxy::start(&["--fail-copies-from", "2"]);
+    let out = prefix("out-cut-long");
+    let o = p
+        .command_on(&["run", "--run-id", "cut-long"], &raw, &out)
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .env("CHAINBATCH_S3_MAX_RETRIES", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stopped half-way") && stderr.contains("`chainbatch gc`"),
+        "{stderr}"
+    );
+    assert_eq!(run_status(&p, &raw, &out, "cut-long")["status"], "running");
+    drop(proxy);
+    let o = p.command_on(&["run"], &raw, &out).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("recovered run cut-long") && stderr.contains("finished its publish"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&out).await, expected, "cut, then recovered");
+    let j = run_status(&p, &raw, &out, "cut-long");
+    assert_eq!(j["status"], "failed", "{j}");
+}
