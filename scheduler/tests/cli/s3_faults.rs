@@ -187,6 +187,25 @@ fn run_status(p: &Project, raw: &str, out: &str, run: &str) -> Value {
         .unwrap_or_else(|| panic!("no run {run} in {runs}"))
 }
 
+/// Run `run` into a new prefix through a proxy that fails file moves
+/// from the second on (`faults` says how many), with one S3 retry; it
+/// must fail. Returns the prefix and the run's stderr.
+fn run_cut(p: &Project, raw: &str, run: &str, faults: &[&str]) -> (String, String) {
+    let mut args = vec!["--fail-copies-from", "2"];
+    args.extend_from_slice(faults);
+    let proxy = Proxy::start(&args);
+    let out = prefix(&format!("out-{run}"));
+    let o = p
+        .command_on(&["run", "--run-id", run], raw, &out)
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .env("CHAINBATCH_S3_MAX_RETRIES", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    (out, stderr)
+}
+
 #[tokio::test]
 async fn a_publish_cut_by_s3_errors_is_finished_by_the_run_or_by_the_next() {
     let raw = prefix("raw-cut");
@@ -200,16 +219,7 @@ async fn a_publish_cut_by_s3_errors_is_finished_by_the_run_or_by_the_next() {
     // The second file move fails twice (its try and its one retry), then S3
     // answers again: the failing run finishes the recorded publish itself
     // before it exits, and a resume runs the nodes left.
-    let proxy = Proxy::start(&["--fail-copies-from", "2", "--fail-copies", "2"]);
-    let out = prefix("out-cut-brief");
-    let o = p
-        .command_on(&["run", "--run-id", "cut-brief"], &raw, &out)
-        .env("AWS_ENDPOINT_URL", &proxy.url)
-        .env("CHAINBATCH_S3_MAX_RETRIES", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let (out, stderr) = run_cut(&p, &raw, "cut-brief", &["--fail-copies", "2"]);
     assert!(
         stderr.contains("finished the interrupted publish of"),
         "{stderr}"
@@ -233,22 +243,12 @@ async fn a_publish_cut_by_s3_errors_is_finished_by_the_run_or_by_the_next() {
 
     // S3 keeps failing the moves: the run cannot finish the publish, says
     // so, and leaves its journal `running`; the next run finishes it.
-    let proxy = Proxy::start(&["--fail-copies-from", "2"]);
-    let out = prefix("out-cut-long");
-    let o = p
-        .command_on(&["run", "--run-id", "cut-long"], &raw, &out)
-        .env("AWS_ENDPOINT_URL", &proxy.url)
-        .env("CHAINBATCH_S3_MAX_RETRIES", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let (out, stderr) = run_cut(&p, &raw, "cut-long", &[]);
     assert!(
         stderr.contains("stopped half-way") && stderr.contains("`chainbatch gc`"),
         "{stderr}"
     );
     assert_eq!(run_status(&p, &raw, &out, "cut-long")["status"], "running");
-    drop(proxy);
     let o = p.command_on(&["run"], &raw, &out).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
