@@ -762,7 +762,7 @@ pub async fn run(
         }
     };
     j.finished_at = Some(journal::now_secs());
-    let publish_cut = finish_cut_publish(&mut j, &result, progress).await;
+    let publish_cut = finish_cut_publish(&mut j, &result, &leases, progress).await;
     let result = match result {
         Ok(s) => {
             j.status = RunStatus::Succeeded;
@@ -828,6 +828,7 @@ pub async fn run(
 async fn finish_cut_publish<T>(
     j: &mut Journal,
     result: &Result<T, RunFailure>,
+    leases: &LeaseSet,
     progress: &Progress,
 ) -> Option<String> {
     let cut: Vec<String> = j
@@ -838,6 +839,14 @@ async fn finish_cut_publish<T>(
         .collect();
     if result.is_ok() || cut.is_empty() {
         return None;
+    }
+    // Another run holds these partitions now: recovery decides, not us.
+    if leases.lost() {
+        return Some(format!(
+            "the publish of {} stopped half-way and this run's lease was taken over; the run \
+             holding the partitions finishes it",
+            cut.join(", ")
+        ));
     }
     match commit::roll_forward(j).await {
         Ok(_) => {
@@ -935,8 +944,11 @@ async fn run_nodes(
         // runs only the tasks that have no finished attempt.
         let mut runs = vec![];
         let mut found_by_stage = vec![];
+        // Once a stage runs a task again, the stages after it read its new
+        // output: none of their finished tasks can be reused.
+        let mut upstream_reran = false;
         for stage in &plan.stages {
-            let found = match opts.resume {
+            let found = match opts.resume && !upstream_reran {
                 true => {
                     let recorded = crate::backend::resume::recorded_specs(
                         runs_root,
@@ -965,6 +977,16 @@ async fn run_nodes(
                 }
                 false => vec![None; stage.specs.len()],
             };
+            if opts.resume {
+                // A task run again starts from an empty folder: an older
+                // attempt of other work must not be read as its output.
+                for (spec, f) in stage.specs.iter().zip(&found) {
+                    if f.is_none() {
+                        commit::remove_prefix(&spec.task_dir()).await?;
+                    }
+                }
+            }
+            upstream_reran |= found.iter().any(Option::is_none);
             let todo: Vec<_> = stage
                 .specs
                 .iter()

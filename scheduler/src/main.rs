@@ -350,9 +350,12 @@ struct BackfillArgs {
     /// chunks' runs are `<id>-001`, `<id>-002`, ...
     #[arg(long)]
     id: Option<String>,
-    /// Continue the backfill ID: its window, chunks and run arguments come
-    /// from its record.
-    #[arg(long, value_name = "ID", conflicts_with_all = ["id", "pipeline", "dates", "chunk", "force"])]
+    /// Continue the backfill ID: its window, chunks and run arguments
+    /// (backend, parallelism, attempts) come from its record.
+    #[arg(long, value_name = "ID", conflicts_with_all = [
+        "id", "pipeline", "dates", "chunk", "force", "backend", "parallelism", "max_attempts",
+        "allow_incomplete"
+    ])]
     resume: Option<String>,
     /// Run every chunk, current or not.
     #[arg(long)]
@@ -829,8 +832,9 @@ async fn dispatch(cmd: Command) -> Result<(), DriverError> {
                 LogFormatArg::Json => LogFormat::Json,
             };
             let progress = Progress::new(format);
-            // A later attempt of a driver job that continues its first
-            // attempt's run takes that run's window from its journal.
+            // Widened before anything else: a later attempt of a driver job
+            // that continues its first attempt's run still takes that run's
+            // window from its journal.
             if a.since_last_success {
                 let (window, note) = driver::since_last_success(&project, &opts).await?;
                 progress.note(&note);

@@ -56,6 +56,18 @@ pub async fn backfill(
 ) -> Result<Backfill, DriverError> {
     for n in nodes {
         let ds = &project.catalog[&n.output];
+        if ds.save_mode == crate::catalog::SaveMode::Append {
+            return Err(ConfigError::new(
+                "backfill",
+                format!(
+                    "node `{}` appends to `{}`: a chunk run again would add its rows a second \
+                     time, and appended partitions keep no ledger record to skip them by; run \
+                     such nodes with `chainbatch run`",
+                    n.name, ds.name
+                ),
+            )
+            .into());
+        }
         if ds.date_column.is_none() {
             return Err(ConfigError::new(
                 "backfill",
@@ -192,8 +204,17 @@ pub async fn backfill(
             false => "",
         }
     ));
-    run_chunks(&mut b, &todo, out_root, opts, progress).await?;
+    let stopped = run_chunks(&mut b, &todo, out_root, opts, progress).await?;
     b.finished_at = Some(journal::now_secs());
+    if let Some(why) = stopped {
+        b.status = BackfillStatus::Failed;
+        record::save(out_root, &b).await.map_err(DriverError::Run)?;
+        return Err(DriverError::Run(format!(
+            "backfill {}: stopped: a chunk's run refused its configuration: {why}\n`chainbatch \
+             backfill --resume {}` continues once it is fixed",
+            b.id, b.id
+        )));
+    }
     let failed: Vec<&Chunk> = b
         .chunks
         .iter()
@@ -232,14 +253,16 @@ pub async fn backfill(
 }
 
 /// Runs the chunks `todo`, `opts.concurrency` at once, saving the document
-/// as each starts and ends and reporting throughput and time left.
+/// as each starts and ends and reporting throughput and time left. Returns
+/// why it stopped early: a chunk's run refused the configuration (exit 2),
+/// which every chunk would.
 async fn run_chunks(
     b: &mut Backfill,
     todo: &[usize],
     out_root: &str,
     opts: &BackfillOptions,
     progress: &Progress,
-) -> Result<(), DriverError> {
+) -> Result<Option<String>, DriverError> {
     let exe = std::env::current_exe()
         .map_err(|e| DriverError::Run(format!("cannot find the chainbatch binary: {e}")))?;
     let started = Instant::now();
@@ -339,13 +362,7 @@ async fn run_chunks(
         }
         record::save(out_root, b).await.map_err(DriverError::Run)?;
     }
-    if let Some(why) = stop {
-        return Err(DriverError::Run(format!(
-            "backfill {}: stopped: a chunk's run refused its configuration: {why}",
-            b.id
-        )));
-    }
-    Ok(())
+    Ok(stop)
 }
 
 /// The run to resume for a chunk: its last run, if that left a journal a

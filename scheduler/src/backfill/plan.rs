@@ -67,13 +67,15 @@ impl Work {
                         .iter()
                         .position(|p| Some(&p.name) == ds.date_column.as_ref());
                     let found: BTreeSet<String> = match idx {
-                        Some(idx) => list_dataset(ds, Some(window))
+                        // An Athena query is UNLOADed by the run itself:
+                        // nothing to list beforehand.
+                        Some(idx) if ds.athena.is_none() => list_dataset(ds, Some(window))
                             .await?
                             .into_iter()
                             .map(|f| f.partition_values[idx].clone())
                             .collect(),
                         // Undated input: every date of the window has it.
-                        None => each_day(window).into_iter().collect(),
+                        _ => each_day(window).into_iter().collect(),
                     };
                     input_dates.insert(i.as_str(), found);
                 }

@@ -499,7 +499,11 @@ pub async fn commit(
     record: CommitRecord,
 ) -> Result<(), String> {
     journal.commits.push(record);
-    journal::save(out_root, journal).await?;
+    if let Err(e) = journal::save(out_root, journal).await {
+        // Not durable, so never to be carried out: nothing was moved.
+        journal.commits.pop();
+        return Err(e);
+    }
     crash_point("after_plan");
     let idx = journal.commits.len() - 1;
     let version = publish(&journal.commits[idx]).await?;

@@ -21,7 +21,8 @@ pub enum State {
     /// Its node's configuration or its input changed since it was written.
     Stale,
     /// Files with no ledger record: written before the ledger, by
-    /// `import`, or by another tool.
+    /// `import`, by another tool, or by appends (`save_mode: append`
+    /// keeps no records).
     Unrecorded,
     /// A ledger record whose files are gone.
     Missing,
@@ -269,7 +270,8 @@ async fn partition_dirs(
 /// Each input dataset the records read, listed once over the span of
 /// partitions they read.
 struct InputListings {
-    listed: BTreeMap<String, Vec<ListedFile>>,
+    /// `None` for inputs that cannot be listed again (Athena queries).
+    listed: BTreeMap<String, Option<Vec<ListedFile>>>,
 }
 
 impl InputListings {
@@ -286,8 +288,17 @@ impl InputListings {
             let Some(ds) = catalog.get(name) else {
                 continue;
             };
+            // An Athena query's result exists only inside the run that
+            // UNLOADed it: there is nothing to compare with.
+            if ds.athena.is_some() {
+                listed.insert(name.to_string(), None);
+                continue;
+            }
             let window = date_window(ds, &spans);
-            listed.insert(name.to_string(), list_dataset(ds, window.as_ref()).await?);
+            listed.insert(
+                name.to_string(),
+                Some(list_dataset(ds, window.as_ref()).await?),
+            );
         }
         Ok(Self { listed })
     }
@@ -295,11 +306,15 @@ impl InputListings {
     /// Why an input span is no longer what the partition was computed
     /// from, if it is not.
     fn changed(&self, span: &InputSpan, listed_at: u64) -> Option<String> {
-        let Some(files) = self.listed.get(&span.dataset) else {
-            return Some(format!(
-                "input `{}` is no longer in the catalog",
-                span.dataset
-            ));
+        let files = match self.listed.get(&span.dataset) {
+            None => {
+                return Some(format!(
+                    "input `{}` is no longer in the catalog",
+                    span.dataset
+                ));
+            }
+            Some(None) => return None,
+            Some(Some(files)) => files,
         };
         let now: Vec<&ListedFile> = files
             .iter()

@@ -390,3 +390,39 @@ async fn since_last_success_covers_the_days_a_failed_run_missed() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn a_backfill_refuses_appending_nodes_and_a_resume_takes_its_arguments_from_its_record() {
+    let p = Project::generated(1_000, 2, 1);
+    let catalog = p.conf().join("base/catalog.yml");
+    let yml = std::fs::read_to_string(&catalog).unwrap();
+    let appending = yml.replacen(
+        "daily_summary:\n",
+        "daily_summary:\n  save_mode: append\n",
+        1,
+    );
+    assert_ne!(yml, appending);
+    std::fs::write(&catalog, appending).unwrap();
+    let o = p.run(&[
+        "backfill",
+        "--dates",
+        "2024-03-01..2024-03-02",
+        "--chunk",
+        "1d",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("node `daily_summary` appends to `daily_summary`"),
+        "{err}"
+    );
+    assert!(!p.out().join("daily_summary").exists(), "nothing written");
+
+    let o = p.run(&["backfill", "--resume", "some-id", "--backend", "process"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
