@@ -111,7 +111,8 @@ pub enum InputScope {
     /// The output is partitioned as the input is (`date` in, `date` out):
     /// a partition read the input partitions with its own values.
     SamePartition,
-    /// One stage: a partition read what the tasks that wrote it read.
+    /// One stage: a partition read the input partitions the tasks that
+    /// wrote it read.
     Tasks,
     /// Several stages (a shuffle or a distributed job): every partition
     /// read the node's whole input.
@@ -146,10 +147,24 @@ pub fn records(
         .map(|(path, (summaries, tasks))| {
             let inputs = match scope {
                 InputScope::Whole => whole.clone(),
-                InputScope::Tasks => spans(
-                    first_stage.iter().filter(|s| tasks.contains(&s.task_index)),
-                    |_, _| true,
-                ),
+                InputScope::Tasks => {
+                    // Whole input partitions: when a large one is split
+                    // across tasks, a partition written by some of them
+                    // still counts all its files, as `status` does.
+                    let keys: BTreeSet<(&str, String)> = first_stage
+                        .iter()
+                        .filter(|s| tasks.contains(&s.task_index))
+                        .flat_map(|s| &s.inputs)
+                        .flat_map(|i| {
+                            i.files
+                                .iter()
+                                .map(move |f| (i.name.as_str(), f.partition_values.join("/")))
+                        })
+                        .collect();
+                    spans(first_stage.iter(), |input, file| {
+                        keys.contains(&(input.name.as_str(), file.partition_values.join("/")))
+                    })
+                }
                 InputScope::SamePartition => {
                     let values = &summaries[0].values;
                     spans(first_stage.iter(), |input, file| {
