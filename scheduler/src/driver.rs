@@ -14,8 +14,6 @@ use crate::pipeline::{Node, Selection};
 use crate::plan::dates::DateRange;
 use crate::plan::{DEFAULT_TASK_BYTES, NodePlan, PlanSettings, infer_schema, plan_node};
 use crate::progress::Progress;
-use chainbatch_executor::storage;
-use object_store::ObjectStoreExt;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
@@ -405,12 +403,7 @@ async fn write_stage_specs(
     specs: &[chainbatch_executor::TaskSpec],
 ) -> Result<String, String> {
     let uri = format!("{runs_root}/{run_id}/stage-{stage_id}.json");
-    let loc = storage::resolve(&uri).map_err(|e| e.to_string())?;
-    let body = serde_json::to_vec_pretty(specs).expect("specs serialise");
-    loc.store
-        .put(&loc.path, body.into())
-        .await
-        .map_err(|e| format!("cannot write {uri}: {e}"))?;
+    crate::json_object::put(&uri, &specs, "stage specs").await?;
     Ok(uri)
 }
 

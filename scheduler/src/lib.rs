@@ -14,6 +14,7 @@ pub mod delta;
 pub mod driver;
 pub mod eth;
 pub mod glue;
+pub mod json_object;
 pub mod ledger;
 pub mod paths;
 pub mod pipeline;

@@ -3,7 +3,6 @@
 
 use chainbatch_executor::storage;
 use chainbatch_executor::{TaskManifest, TaskSpec};
-use object_store::ObjectStoreExt;
 use std::collections::HashMap;
 
 /// The manifest of the task's highest attempt that finished, if any.
@@ -32,17 +31,9 @@ pub async fn recorded_specs(
         format!("stage-{stage_id}-resume.json"),
     ] {
         let uri = format!("{runs_root}/{run_id}/{name}");
-        let loc = storage::resolve(&uri).map_err(|e| e.to_string())?;
-        let bytes = match loc.store.get(&loc.path).await {
-            Ok(r) => r
-                .bytes()
-                .await
-                .map_err(|e| format!("cannot read {uri}: {e}"))?,
-            Err(object_store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(format!("cannot read {uri}: {e}")),
-        };
-        let specs: Vec<TaskSpec> = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("corrupt stage specs {uri}: {e}"))?;
+        let specs: Vec<TaskSpec> = crate::json_object::get(&uri, "stage specs")
+            .await?
+            .unwrap_or_default();
         out.extend(specs.into_iter().map(|s| (s.task_index, s)));
     }
     Ok(out)

@@ -2,8 +2,6 @@
 //! `<out_root>/_chainbatch/backfills/<id>/backfill.json`, rewritten (one
 //! PUT) whenever a chunk starts or ends, so `--resume` continues from it.
 
-use chainbatch_executor::storage;
-use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,32 +72,14 @@ impl Backfill {
     }
 }
 
-fn location(out_root: &str, id: &str) -> Result<storage::Location, String> {
-    storage::resolve(&format!(
-        "{}/backfill.json",
-        crate::paths::backfill(out_root, id)
-    ))
-    .map_err(|e| e.to_string())
+fn uri(out_root: &str, id: &str) -> String {
+    format!("{}/backfill.json", crate::paths::backfill(out_root, id))
 }
 
 pub async fn save(out_root: &str, b: &Backfill) -> Result<(), String> {
-    let loc = location(out_root, &b.id)?;
-    let body = serde_json::to_vec_pretty(b).expect("a backfill serializes");
-    loc.store
-        .put(&loc.path, body.into())
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("cannot save backfill {}: {e}", loc.uri()))
+    crate::json_object::put(&uri(out_root, &b.id), b, "backfill record").await
 }
 
 pub async fn load(out_root: &str, id: &str) -> Result<Option<Backfill>, String> {
-    let loc = location(out_root, id)?;
-    let bytes = match loc.store.get(&loc.path).await {
-        Ok(r) => r.bytes().await.map_err(|e| e.to_string())?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(format!("cannot read backfill {}: {e}", loc.uri())),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| format!("corrupt backfill document {}: {e}", loc.uri()))
+    crate::json_object::get(&uri(out_root, id), "backfill record").await
 }

@@ -2,7 +2,7 @@
 //! `<out_root>/_chainbatch/runs/<run_id>/journal.json`, rewritten (atomically:
 //! one PUT) at every step, so a rerun knows exactly where a crash left off.
 
-use chainbatch_executor::storage::{self, Location};
+use chainbatch_executor::storage;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -135,35 +135,17 @@ pub use crate::time::now_secs;
 
 pub use crate::paths::runs_root;
 
-fn journal_location(out_root: &str, run_id: &str) -> Result<Location, String> {
-    storage::resolve(&format!("{}/{run_id}/journal.json", runs_root(out_root)))
-        .map_err(|e| e.to_string())
+fn journal_uri(out_root: &str, run_id: &str) -> String {
+    format!("{}/{run_id}/journal.json", runs_root(out_root))
 }
 
 pub async fn save(out_root: &str, j: &Journal) -> Result<(), String> {
-    let loc = journal_location(out_root, &j.run_id)?;
-    let body = serde_json::to_vec_pretty(j).expect("journal serialises");
-    loc.store
-        .put(&loc.path, body.into())
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("cannot write run journal {}: {e}", loc.uri()))
+    crate::json_object::put(&journal_uri(out_root, &j.run_id), j, "run journal").await
 }
 
 /// The journal of one run, if it has one: a single read, no listing.
 pub async fn load(out_root: &str, run_id: &str) -> Result<Option<Journal>, String> {
-    let loc = journal_location(out_root, run_id)?;
-    let bytes = match loc.store.get(&loc.path).await {
-        Ok(r) => r.bytes().await,
-        Err(e) => Err(e),
-    };
-    match bytes {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| format!("corrupt run journal {}: {e}", loc.uri())),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(format!("cannot read run journal {}: {e}", loc.uri())),
-    }
+    crate::json_object::get(&journal_uri(out_root, run_id), "run journal").await
 }
 
 /// Every run journal under `out_root`, oldest first.

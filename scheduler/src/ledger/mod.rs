@@ -248,14 +248,8 @@ pub fn record_uri(dataset_path: &str, partition: &str) -> String {
 pub async fn write(table_uri: &str, records: &[PartitionRecord]) -> Result<(), String> {
     futures::stream::iter(records)
         .map(|r| async move {
-            let uri = record_uri(table_uri, &r.partition);
-            let loc = storage::resolve(&uri).map_err(|e| e.to_string())?;
-            let body = serde_json::to_vec_pretty(r).expect("a record serializes");
-            loc.store
-                .put(&loc.path, body.into())
+            crate::json_object::put(&record_uri(table_uri, &r.partition), r, "partition record")
                 .await
-                .map(|_| ())
-                .map_err(|e| format!("cannot write partition record {uri}: {e}"))
         })
         .buffer_unordered(16)
         .try_collect::<Vec<()>>()
