@@ -9,7 +9,7 @@ use chainbatch_benches::canonical_task;
 use chainbatch_executor::layout::{Layout, PartitionColumn};
 use chainbatch_executor::schema::ColumnSpec;
 use chainbatch_executor::spec::TaskResources;
-use chainbatch_executor::udf::bucket::murmur3_32;
+use chainbatch_executor::udf::murmur3_32;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

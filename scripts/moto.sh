@@ -16,7 +16,7 @@ stop_moto() {
 trap 'stop_moto; stop_seaweedfs' EXIT
 
 for _ in $(seq 120); do
-  if "$VENV/bin/python" scripts/batch_peer.py --setup --moto "$CHAINBATCH_MOTO_URL" 2>/dev/null; then
+  if "$VENV/bin/python" scheduler/tests/cli/peers/batch_peer.py --setup --moto "$CHAINBATCH_MOTO_URL" 2>/dev/null; then
     echo "moto Batch API ready on $CHAINBATCH_MOTO_URL"
     break
   fi
@@ -25,4 +25,4 @@ for _ in $(seq 120); do
   fi
   sleep 0.5
 done
-"$VENV/bin/python" scripts/batch_peer.py --setup --moto "$CHAINBATCH_MOTO_URL"
+"$VENV/bin/python" scheduler/tests/cli/peers/batch_peer.py --setup --moto "$CHAINBATCH_MOTO_URL"

@@ -7,7 +7,7 @@
 # do, python-hcl2 for the offline terraform checks), and checkov in a venv of
 # its own (it pins boto3 and ships a module named like python-hcl2's),
 # starts SeaweedFS and moto on 127.0.0.1, then runs the format check,
-# checkov over terraform/, every test, and clippy.
+# checkov over terraform/, every test, clippy, and the executor's docs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +51,8 @@ log="$(mktemp)"
 cargo test --workspace 2>&1 | tee "$log"
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo doc (executor: every public item documented, no broken links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p chainbatch-executor
 # One closing line for the whole suite.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

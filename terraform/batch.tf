@@ -232,7 +232,8 @@ resource "aws_batch_job_definition" "driver" {
 
   # A lost host or a container that failed to start is retried; the next
   # attempt continues the run the lost one left (same run id: the job's),
-  # reusing its finished tasks. A run that failed is not retried.
+  # reusing its finished tasks. A run that failed is not retried; a step of
+  # the state machine that failed on storage (`chainbatch step` exit 4) is.
   retry_strategy {
     attempts = 3
 
@@ -244,6 +245,11 @@ resource "aws_batch_job_definition" "driver" {
     evaluate_on_exit {
       on_status_reason = "Task failed to start"
       action           = "RETRY"
+    }
+
+    evaluate_on_exit {
+      on_exit_code = "4"
+      action       = "RETRY"
     }
 
     evaluate_on_exit {

@@ -182,7 +182,8 @@ resource "aws_iam_instance_profile" "instance" {
   role  = aws_iam_role.instance[0].name
 }
 
-# EventBridge Scheduler submits the daily driver job, and nothing else.
+# EventBridge Scheduler submits the daily driver job or starts the state
+# machine, and nothing else.
 data "aws_iam_policy_document" "scheduler_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -200,6 +201,13 @@ data "aws_iam_policy_document" "scheduler" {
       aws_batch_job_queue.driver.arn,
       "${aws_batch_job_definition.driver.arn_prefix}:*",
     ]
+  }
+  dynamic "statement" {
+    for_each = local.state_machine ? [aws_sfn_state_machine.pipeline[0].arn] : []
+    content {
+      actions   = ["states:StartExecution"]
+      resources = [statement.value]
+    }
   }
 }
 

@@ -124,3 +124,19 @@ variable "ballista_scheduler_port" {
   type        = number
   default     = 50050
 }
+
+variable "orchestration" {
+  description = "What the daily schedule starts: driver_job (one driver job plans, submits and commits the whole run) or step_functions (the state machine of state_machine_definition: each step a short driver job)."
+  type        = string
+  default     = "driver_job"
+  validation {
+    condition     = contains(["driver_job", "step_functions"], var.orchestration)
+    error_message = "orchestration must be driver_job or step_functions."
+  }
+}
+
+variable "state_machine_definition" {
+  description = "Path of the pipeline's state machine, as `chainbatch export step-functions --env aws --since-last-success` prints it; empty: no state machine is deployed."
+  type        = string
+  default     = ""
+}

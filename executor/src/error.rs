@@ -20,20 +20,29 @@ pub const EXIT_RETRYABLE: i32 = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The spec is wrong; `field` names the spec field (`inputs[0].files[1].uri`).
-    BadSpec { field: String },
+    BadSpec {
+        /// The spec field at fault, as a path: `inputs[0].files[1].uri`.
+        field: String,
+    },
     /// I/O or resource failure worth a retry.
     Retryable,
 }
 
+/// A failed task: why, which decides the exit code, and a message for the log.
 #[derive(Debug, Clone)]
 pub struct TaskError {
+    /// Whether the spec is at fault (and where) or a retry may help.
     pub kind: ErrorKind,
+    /// What went wrong; displayed after the kind (and the spec field).
     pub message: String,
 }
 
+/// The result of anything that can fail a task.
 pub type TaskResult<T> = std::result::Result<T, TaskError>;
 
 impl TaskError {
+    /// A failure no retry can mend, blamed on spec field `field`
+    /// (`inputs[0].files[1].uri`); the process exits with [`EXIT_BAD_SPEC`].
     pub fn bad_spec(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::BadSpec {
@@ -43,6 +52,8 @@ impl TaskError {
         }
     }
 
+    /// A failure another attempt may get past (I/O, network, resources); exits
+    /// with [`EXIT_RETRYABLE`].
     pub fn retryable(message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::Retryable,
@@ -50,6 +61,7 @@ impl TaskError {
         }
     }
 
+    /// The process exit code: [`EXIT_BAD_SPEC`] or [`EXIT_RETRYABLE`].
     pub fn exit_code(&self) -> i32 {
         match self.kind {
             ErrorKind::BadSpec { .. } => EXIT_BAD_SPEC,
@@ -57,6 +69,7 @@ impl TaskError {
         }
     }
 
+    /// Whether running the task again may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind, ErrorKind::Retryable)
     }

@@ -66,6 +66,8 @@ pub async fn read_footer(loc: &Location) -> Result<(ObjectMeta, ParquetMetaData)
     Ok((meta, md))
 }
 
+/// Reads the metadata of a Parquet file of `size` bytes with two ranged GETs (the
+/// 8-byte tail, then the metadata); errors are plain messages.
 pub async fn read_metadata(loc: &Location, size: u64) -> Result<ParquetMetaData, String> {
     if size < FOOTER + 4 {
         return Err(format!("{size} bytes is too small for a Parquet file"));
@@ -92,6 +94,8 @@ pub async fn read_metadata(loc: &Location, size: u64) -> Result<ParquetMetaData,
         .map_err(|e| format!("corrupt Parquet metadata: {e}"))
 }
 
+/// The Arrow schema of a Parquet file, from its metadata (and the Arrow schema
+/// stored in it, if any).
 pub fn arrow_schema(meta: &ParquetMetaData) -> Result<SchemaRef, String> {
     let fm = meta.file_metadata();
     parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())

@@ -47,6 +47,7 @@ pub fn task_session(spec: &TaskSpec) -> TaskResult<SessionContext> {
     crate::session::context(config, runtime).map_err(|e| TaskError::retryable(e.to_string()))
 }
 
+/// The parallelism to use: `configured`, or for 0 the cores available (1 when unknown).
 pub fn effective_parallelism(configured: usize) -> usize {
     if configured > 0 {
         configured
@@ -128,19 +129,27 @@ pub enum InputSplit {
 
 /// A task whose attempt directory is clean and whose inputs are registered.
 pub struct PreparedTask {
+    /// The task's session, with its inputs registered as tables.
     pub ctx: SessionContext,
+    /// URI of the attempt directory the task writes in.
     pub attempt_uri: String,
+    /// The attempt directory as a store location.
     pub attempt_dir: Location,
+    /// Input files (or shuffle segments) registered.
     pub input_files: u64,
+    /// Bytes of those inputs.
     pub input_bytes: u64,
 }
 
 /// What a task wrote.
 pub struct TaskOutput {
+    /// Whether a table or shuffle map output was written.
     pub kind: OutputKind,
+    /// The complete files, with paths relative to the attempt directory.
     pub files: Vec<WrittenFile>,
     /// The written rows' schema (tables only).
     pub schema: Option<arrow::datatypes::SchemaRef>,
+    /// How a table output met its `sort_by`; `None` without one and for shuffles.
     pub sort: Option<SortMethod>,
 }
 

@@ -8,12 +8,17 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// One declared column: name, SQL-style type and nullability.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnSpec {
+    /// The column's name.
     pub name: String,
+    /// SQL-style type name (`bigint`, `decimal(38,0)`, `timestamp(ms)`), written as `type`.
     #[serde(rename = "type")]
     pub data_type: String,
+    /// Whether the column may hold NULL (default true); a non-null column must
+    /// be in every file.
     #[serde(default = "default_true")]
     pub nullable: bool,
 }
@@ -23,6 +28,7 @@ fn default_true() -> bool {
 }
 
 impl ColumnSpec {
+    /// A nullable column of SQL type `data_type`.
     pub fn new(name: &str, data_type: &str) -> Self {
         Self {
             name: name.to_string(),
@@ -31,6 +37,7 @@ impl ColumnSpec {
         }
     }
 
+    /// The Arrow field; an unknown type is a bad spec at `{field_path}.type`.
     pub fn to_field(&self, field_path: &str) -> TaskResult<Field> {
         let dt = parse_type(&self.data_type).map_err(|e| {
             TaskError::bad_spec(
@@ -41,6 +48,7 @@ impl ColumnSpec {
         Ok(Field::new(&self.name, dt, self.nullable))
     }
 
+    /// The declaration of an Arrow field, with its type's SQL-style name.
     pub fn from_field(field: &Field) -> Self {
         Self {
             name: field.name().clone(),
@@ -50,6 +58,7 @@ impl ColumnSpec {
     }
 }
 
+/// The Arrow schema of `columns`; errors name column `i` as `{field_path}[i]`.
 pub fn to_schema(columns: &[ColumnSpec], field_path: &str) -> TaskResult<Arc<Schema>> {
     let fields = columns
         .iter()

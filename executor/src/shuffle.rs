@@ -25,17 +25,26 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
+/// The `shuffle-<worker>.index.json` beside a map worker's data file: where
+/// each bucket lies in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShuffleIndex {
+    /// Name of the data object (`shuffle-<worker>.arrow`) in the same directory.
     pub data_file: String,
+    /// The non-empty buckets in ascending order, each with its byte range.
     pub buckets: Vec<BucketRange>,
 }
 
+/// One bucket's Arrow IPC stream within a shuffle data file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketRange {
+    /// The bucket id.
     pub bucket: u32,
+    /// Byte offset of the stream in the data file.
     pub offset: u64,
+    /// Length of the stream in bytes.
     pub length: u64,
+    /// Rows in the bucket.
     pub rows: u64,
 }
 
@@ -70,7 +79,7 @@ pub async fn write_map_output(
             .as_primitive::<Int32Type>()
             .clone();
         let data = batch.project(&data_cols)?;
-        checksum = checksum.wrapping_add(crate::layout::file_writer::row_checksum(&data)?);
+        checksum = checksum.wrapping_add(crate::layout::row_checksum(&data)?);
         let runs = arrow::compute::partition(&[batch.column(data_cols.len()).clone()])?;
         for r in runs.ranges() {
             let bucket = buckets.value(r.start) as u32;
@@ -174,8 +183,8 @@ async fn upload_bytes(upload: &mut BufWriter, bytes: &[u8], offset: &mut u64) ->
 /// One bucket of a shuffle, read from every map output as a stream.
 #[derive(Debug)]
 pub struct ShuffleBucketStream {
+    /// The declared schema every batch is cast to.
     pub schema: SchemaRef,
-    pub bucket: u32,
     /// (store location of the data object, byte range) for each segment.
     pub segments: Vec<(Location, u64, u64)>,
 }
@@ -214,11 +223,7 @@ impl ShuffleBucketStream {
                 }
             }
         }
-        Ok(Self {
-            schema,
-            bucket,
-            segments,
-        })
+        Ok(Self { schema, segments })
     }
 }
 

@@ -11,30 +11,42 @@ use serde::{Deserialize, Serialize};
 /// Bumped on any incompatible change to the spec or manifest format.
 pub const SPEC_VERSION: u32 = 1;
 
+/// Everything one task needs: who it is, its inputs, one SQL statement, its
+/// output and its limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
+    /// Format version; must equal [`SPEC_VERSION`].
     pub version: u32,
+    /// The run, a directory name below the staging root: letters, digits, `-`, `_` or `.`.
     pub run_id: String,
+    /// The stage within the run.
     pub stage_id: u32,
+    /// The task's index within its stage.
     pub task_index: u32,
     /// The attempt; the runner's `--attempt` or `AWS_BATCH_JOB_ATTEMPT` overrides it.
     #[serde(default)]
     pub attempt: u32,
+    /// The tables the SQL reads.
     pub inputs: Vec<InputTable>,
     /// One SQL statement over the input tables.
     pub sql: String,
+    /// Where and how the result is written.
     pub output: OutputSpec,
+    /// Memory, parallelism and batch limits; defaults when absent.
     #[serde(default)]
     pub resources: TaskResources,
 }
 
+/// One input table: its format, files, schema and hive partition columns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputTable {
     /// The table name the SQL uses.
     pub name: String,
+    /// How the files are encoded, or `shuffle` for one bucket of a previous stage.
     pub format: InputFormat,
+    /// The files to read; a shuffle input reads map outputs instead.
     #[serde(default)]
     pub files: Vec<InputFile>,
     /// The expected file schema (without partition columns). Required for
@@ -49,19 +61,25 @@ pub struct InputTable {
     pub shuffle: Option<ShuffleInput>,
 }
 
+/// The format of an input table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InputFormat {
+    /// Parquet files; without a declared schema it is read from the footers.
     Parquet,
+    /// Newline-delimited JSON; needs a declared schema.
     Jsonl,
+    /// CSV with a header row; needs a declared schema.
     Csv,
     /// One bucket of a previous stage's shuffle output.
     Shuffle,
 }
 
+/// One input file, and which part of it to read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputFile {
+    /// The file: a path, `file://` or `s3://` URI.
     pub uri: String,
     /// Size in bytes, if the planner listed it; saves a HEAD request.
     #[serde(default)]
@@ -90,16 +108,21 @@ impl InputFile {
     }
 }
 
+/// A byte range of a file, `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ByteRange {
+    /// First byte of the range.
     pub start: u64,
+    /// The byte after the range; greater than `start`.
     pub end: u64,
 }
 
+/// Which bucket of a shuffle a task reads, and from which map tasks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShuffleInput {
+    /// The bucket to read.
     pub bucket: u32,
     /// The map tasks whose output holds the bucket: each a task directory,
     /// read from its highest attempt that has a manifest (the planner cannot
@@ -114,14 +137,20 @@ pub enum OutputSpec {
     /// Hive-partitioned Parquet in the layout, written to staging; the driver
     /// publishes it to `table_uri` after checking the manifest.
     Table {
+        /// The table's URI, where the driver publishes the files.
         table_uri: String,
+        /// Root of the staging area where attempt directories are created.
         staging_uri: String,
+        /// The layout of the written files.
         layout: Layout,
     },
     /// Map side of a shuffle: rows hashed by `hash_by` into `buckets`.
     Shuffle {
+        /// Root of the staging area where attempt directories are created.
         staging_uri: String,
+        /// The columns whose values pick a row's bucket.
         hash_by: Vec<String>,
+        /// How many buckets; at least 1.
         buckets: u32,
         /// Within each bucket, rows are sorted by these columns.
         #[serde(default)]
@@ -130,6 +159,8 @@ pub enum OutputSpec {
 }
 
 impl OutputSpec {
+    /// The staging root of either output, below which
+    /// `<run_id>/<stage_id>/<task_index>/attempt-<n>` is written.
     pub fn staging_uri(&self) -> &str {
         match self {
             OutputSpec::Table { staging_uri, .. } | OutputSpec::Shuffle { staging_uri, .. } => {

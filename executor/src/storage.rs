@@ -24,9 +24,11 @@ use url::Url;
 /// A URI resolved to its store and the object path inside it.
 #[derive(Debug, Clone)]
 pub struct Location {
+    /// The store holding the object.
     pub store: Arc<dyn ObjectStore>,
     /// `file://` or `s3://bucket`: the key DataFusion registers stores by.
     pub store_url: ObjectStoreUrl,
+    /// The object's path (key) inside the store.
     pub path: Path,
 }
 
@@ -53,13 +55,23 @@ impl Location {
     }
 }
 
+/// Why a URI could not be turned into a location.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The URI does not parse, has an unsupported scheme or names no bucket.
     #[error("{uri:?} is not a valid URI: {reason}")]
-    BadUri { uri: String, reason: String },
+    BadUri {
+        /// The URI as given.
+        uri: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store for the URI could not be opened.
     #[error("cannot open store for {uri:?}: {source}")]
     Store {
+        /// The URI as given.
         uri: String,
+        /// The object store's error.
         source: object_store::Error,
     },
 }

@@ -4,7 +4,7 @@
 use crate::support::*;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
-use chainbatch_executor::layout::plan_codec::ChainbatchCodec;
+use chainbatch_executor::distributed::codec::DistributedCodec;
 use chainbatch_executor::layout::{Layout, PartitionColumn};
 use chainbatch_executor::schema::ColumnSpec;
 use chainbatch_executor::spec::{InputFormat, InputTable, OutputSpec, ShuffleInput, TaskSpec};
@@ -135,23 +135,6 @@ async fn row_group_selection_reads_only_those_groups() {
 async fn layout_sink_survives_the_physical_codec() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = input_files(&dir.path().join("in"), 1, 5_000, 60);
-    let spec = table_spec(
-        vec![parquet_input("tx", &inputs)],
-        "SELECT hash, block_number, block_timestamp, bucket_id(4, from_address) AS b FROM tx",
-        Layout::default(),
-        dir.path(),
-    );
-    let ctx = chainbatch_executor::runner::task_session(&spec).unwrap();
-    let table = chainbatch_executor::input::files::TaskFilesTable::open(
-        &ctx.runtime_env(),
-        &spec.inputs[0],
-        "inputs[0]",
-    )
-    .await
-    .unwrap();
-    ctx.register_table("tx", std::sync::Arc::new(table))
-        .unwrap();
-    let df = ctx.sql(&spec.sql).await.unwrap();
     let layout = Layout {
         partition_by: vec![PartitionColumn::Derived {
             name: "date".into(),
@@ -160,23 +143,22 @@ async fn layout_sink_survives_the_physical_codec() {
         sort_by: vec!["block_number".into()],
         ..Layout::default()
     };
-    let out_dir = dir.path().join("decoded");
-    let plan = chainbatch_executor::layout::plan::table_write_plan(
-        df,
-        &layout,
-        &out_dir.display().to_string(),
-        0,
-        0,
-        2,
-    )
-    .await
-    .unwrap();
-    let bytes = physical_plan_to_bytes_with_extension_codec(plan, &ChainbatchCodec).unwrap();
+    let spec = table_spec(
+        vec![parquet_input("tx", &inputs)],
+        "SELECT hash, block_number, block_timestamp, bucket_id(4, from_address) AS b FROM tx",
+        layout,
+        dir.path(),
+    );
+    // The plan a distributed node ships to Ballista's executors.
+    let plan = chainbatch_executor::distributed::job::physical_plan(&spec, 2)
+        .await
+        .unwrap();
+    let codec = DistributedCodec::default();
+    let bytes = physical_plan_to_bytes_with_extension_codec(plan, &codec).unwrap();
     // Decode in a fresh session, as a remote executor would.
-    let other = chainbatch_executor::runner::task_session(&spec).unwrap();
+    let other = chainbatch_executor::task_session(&spec).unwrap();
     let decoded =
-        physical_plan_from_bytes_with_extension_codec(&bytes, &other.task_ctx(), &ChainbatchCodec)
-            .unwrap();
+        physical_plan_from_bytes_with_extension_codec(&bytes, &other.task_ctx(), &codec).unwrap();
     let shown = datafusion::physical_plan::displayable(decoded.as_ref())
         .indent(false)
         .to_string();
@@ -184,6 +166,7 @@ async fn layout_sink_survives_the_physical_codec() {
     datafusion::physical_plan::collect_partitioned(decoded, other.task_ctx())
         .await
         .unwrap();
+    let out_dir = std::path::PathBuf::from(spec.attempt_dir(1));
     let b = read_back(
         &out_dir,
         &[("date", DataType::Utf8)],

@@ -193,7 +193,7 @@ fn serve_ballista(runtime: &tokio::runtime::Runtime, args: BallistaArgs) -> Exit
         grpc_port,
         vcores: args
             .vcores
-            .unwrap_or_else(|| chainbatch_executor::runner::effective_parallelism(0)),
+            .unwrap_or_else(|| chainbatch_executor::effective_parallelism(0)),
         memory_bytes: args.memory_mib * 1024 * 1024,
         work_dir: args.work_dir,
         connect_timeout_seconds: args.connect_timeout,

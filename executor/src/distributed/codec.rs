@@ -1,5 +1,5 @@
 //! The physical codec of distributed plans: chainbatch's operators and
-//! functions by [`ChainbatchCodec`], everything else (Ballista's shuffle
+//! functions by `ChainbatchCodec`, everything else (Ballista's shuffle
 //! readers and writers, DataFusion extensions) by Ballista's own codec.
 
 use crate::layout::plan_codec::{CHAINBATCH_TAG_PREFIX, ChainbatchCodec};
@@ -11,6 +11,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use std::sync::Arc;
 
+/// The codec of distributed plans: nodes tagged with chainbatch's prefix by
+/// `ChainbatchCodec`, all other nodes by Ballista's codec; functions by chainbatch.
 #[derive(Debug, Default)]
 pub struct DistributedCodec {
     chainbatch: ChainbatchCodec,

@@ -20,7 +20,9 @@ use std::sync::Arc;
 /// Where an executor runs and what it may use.
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
+    /// Host of the Ballista scheduler the executor registers with and polls for tasks.
     pub scheduler_host: String,
+    /// The scheduler's gRPC port; also watched to notice that the scheduler is gone.
     pub scheduler_port: u16,
     /// The address the executor's servers listen on.
     pub bind_host: String,
@@ -28,6 +30,8 @@ pub struct ExecutorOptions {
     pub external_host: String,
     /// Arrow Flight port: other executors fetch shuffle output here.
     pub flight_port: u16,
+    /// Port of the executor's gRPC service, advertised to the scheduler; under the pull
+    /// policy ([`SCHEDULING_POLICY`]) Ballista does not listen on it.
     pub grpc_port: u16,
     /// Tasks run at once.
     pub vcores: usize,

@@ -28,11 +28,15 @@ use std::time::Instant;
 /// A Ballista scheduler, as `df://host:port`, `http://host:port` or `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchedulerAddress {
+    /// Host name or IP address of the scheduler.
     pub host: String,
+    /// The scheduler's gRPC port.
     pub port: u16,
 }
 
 impl SchedulerAddress {
+    /// Parses `df://host:port`, `http://host:port` or `host:port` (a trailing `/` is
+    /// ignored); the error message names what is missing or malformed.
     pub fn parse(s: &str) -> Result<Self, String> {
         let rest = s
             .strip_prefix("df://")
@@ -68,6 +72,7 @@ impl std::fmt::Display for SchedulerAddress {
 /// A distributed job: where it runs and how wide.
 #[derive(Debug, Clone)]
 pub struct DistributedJob {
+    /// The scheduler the job is submitted to.
     pub scheduler: SchedulerAddress,
     /// Partitions of every stage, and so the final stage's tasks.
     pub partitions: usize,

@@ -1,7 +1,7 @@
 //! Running chainbatch plans on a Ballista cluster.
 //!
 //! A distributed node's SQL becomes one DataFusion physical plan whose root is
-//! a [`LayoutSinkExec`](crate::layout::sink::LayoutSinkExec) with many
+//! a `LayoutSinkExec` (the layout writer as a plan node) with many
 //! partitions. Ballista cuts it into stages at its repartitions and runs the
 //! stages on its executors; each final-stage task writes its share of the
 //! output files. Both sides of the wire need the same two things: the
@@ -48,9 +48,13 @@ fn process_tag() -> &'static str {
 /// Where a file a Ballista task wrote came from, read back from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileAttempt {
+    /// The Ballista stage.
     pub stage: u32,
+    /// The stage's attempt; it rises when Ballista rolls the stage back and runs it again.
     pub stage_attempt: u32,
+    /// The task (partition) within the stage.
     pub task: u32,
+    /// The task's attempt within its stage attempt.
     pub task_attempt: u32,
 }
 

@@ -31,6 +31,8 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 use std::sync::Arc;
 
+/// A DataFusion table over exactly the files of one spec input, with its hive
+/// partition values as columns; scanned in the order its Parquet files declare, if any.
 #[derive(Debug)]
 pub struct TaskFilesTable {
     format: InputFormat,
@@ -190,10 +192,13 @@ impl TaskFilesTable {
         })
     }
 
+    /// Number of files the input lists.
     pub fn file_count(&self) -> usize {
         self.files.len()
     }
 
+    /// Total size of the listed files in bytes (whole objects, even where only
+    /// a range or some row groups are read).
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.object_meta.size).sum()
     }

@@ -1,5 +1,5 @@
 //! A task's input tables: explicit files (or byte and row-group ranges) with
 //! their hive partition values, or one bucket of a shuffle.
 
-pub mod files;
-pub mod order;
+pub(crate) mod files;
+pub(crate) mod order;

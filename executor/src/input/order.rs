@@ -17,7 +17,9 @@ use std::cmp::Ordering;
 /// One column of a declared order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderKey {
+    /// The column, a top-level column of the file.
     pub column: String,
+    /// Direction and null placement, as the footer declares them.
     pub options: SortOptions,
 }
 
@@ -25,7 +27,9 @@ pub struct OrderKey {
 /// holds in the row groups read.
 #[derive(Debug, Clone)]
 pub struct FileOrder {
+    /// The declared sort keys, most significant first.
     pub keys: Vec<OrderKey>,
+    /// Per key (same index as `keys`), the least and greatest value in the row groups read.
     pub ranges: Vec<(ScalarValue, ScalarValue)>,
 }
 

@@ -23,15 +23,22 @@ const UPLOAD_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
 /// State shared by all files one worker writes.
 pub struct WriterContext {
+    /// The attempt directory; files are written below it.
     pub attempt_dir: Location,
-    pub schema: SchemaRef,
-    /// `schema` as files store it (see `parquet_types`).
+    /// The schema of the rows written (the data columns, without the key
+    /// columns) as files store it (see `parquet_types`).
     pub file_schema: SchemaRef,
+    /// Parquet writer settings of every file the worker writes.
     pub props: Arc<WriterProperties>,
+    /// The layout whose row-group and file-size limits the files follow.
     pub layout: Layout,
+    /// Compression name in file names (`zstd` in `part-0-3-000001.zstd.parquet`).
     pub codec_suffix: &'static str,
+    /// Stage id: the first number in file names.
     pub stage_id: u32,
+    /// Task index: the second number in file names.
     pub task_index: u32,
+    /// The writing worker (input partition); its files are numbered from `worker * 100000`.
     pub worker: usize,
     /// The Ballista task attempt writing, when there is one (see
     /// `distributed::attempt_tag`): part of every file name.
@@ -42,6 +49,8 @@ pub struct WriterContext {
 }
 
 impl WriterContext {
+    /// The context of worker `worker`'s files, with no attempt tag;
+    /// `file_schema` is derived from `schema`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         attempt_dir: Location,
@@ -56,7 +65,6 @@ impl WriterContext {
         Self {
             attempt_dir,
             file_schema: crate::parquet_types::file_schema(&schema),
-            schema,
             props,
             layout,
             codec_suffix,
@@ -101,10 +109,13 @@ pub struct PartitionWriter {
     partition_path: String,
     bucket: Option<i32>,
     open: Option<OpenFile>,
+    /// Files finished so far, as manifest entries.
     pub finished: Vec<WrittenFile>,
 }
 
 impl PartitionWriter {
+    /// A writer for partition directory `partition_path` (`""` when unpartitioned) and,
+    /// in a bucketed layout, bucket `bucket`; no file is opened before the first write.
     pub fn new(partition_path: String, bucket: Option<i32>) -> Self {
         Self {
             partition_path,
@@ -114,6 +125,8 @@ impl PartitionWriter {
         }
     }
 
+    /// Appends `batch`, opening files as needed, flushing row groups at the layout's
+    /// limits and finishing a file once it reaches its size or row limit.
     pub async fn write(&mut self, ctx: &mut WriterContext, batch: &RecordBatch) -> Result<()> {
         let mut offset = 0;
         while offset < batch.num_rows() {

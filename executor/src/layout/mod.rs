@@ -1,13 +1,14 @@
 //! The layout writer: partition, bucket, sort and size output files.
 
-pub mod dictionary;
-pub mod file_writer;
+mod dictionary;
+mod file_writer;
 pub mod hive;
-pub mod plan;
-pub mod plan_codec;
-pub mod sink;
-pub mod spec;
-pub mod stats;
+pub(crate) mod plan;
+pub(crate) mod plan_codec;
+pub(crate) mod sink;
+mod spec;
+pub(crate) mod stats;
 
-pub use dictionary::Dictionary;
+pub(crate) use dictionary::Dictionary;
+pub use file_writer::row_checksum;
 pub use spec::{BucketBy, ColumnOptions, Layout, PartitionColumn};

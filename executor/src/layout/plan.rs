@@ -16,7 +16,10 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
 use std::sync::Arc;
 
+/// Name prefix of the derived partition key columns: `__cb_p0`, `__cb_p1`, ...
+/// in `partition_by` order.
 pub const PARTITION_KEY_PREFIX: &str = "__cb_p";
+/// Name of the derived bucket id column, `bucket_id(...)` over the `bucket_by` columns.
 pub const BUCKET_KEY: &str = "__cb_bucket";
 
 fn find_column<'a>(df: &'a DataFrame, name: &str, field: &str) -> TaskResult<&'a str> {

@@ -9,6 +9,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use std::sync::Arc;
 
+/// Encodes `LayoutSinkExec` nodes (their config as tagged JSON) and decodes them,
+/// and finds chainbatch's SQL functions by name.
 #[derive(Debug, Default)]
 pub struct ChainbatchCodec;
 

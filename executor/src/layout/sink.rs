@@ -52,8 +52,11 @@ use std::sync::{Arc, Mutex};
 pub struct LayoutSinkConfig {
     /// URI of the attempt directory; files go below it.
     pub attempt_dir: String,
+    /// The layout the files are written in.
     pub layout: Layout,
+    /// Stage id, part of every file name.
     pub stage_id: u32,
+    /// Task index, part of every file name.
     pub task_index: u32,
     /// The first `data_columns` input columns are written.
     pub data_columns: usize,
@@ -73,12 +76,16 @@ pub struct LayoutSinkConfig {
 /// A data column an input stream is ordered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderedColumn {
+    /// Position of the column in the sink's input (a data column).
     pub index: usize,
+    /// Whether the column descends.
     pub descending: bool,
+    /// Whether nulls come before the other values.
     pub nulls_first: bool,
 }
 
 impl OrderedColumn {
+    /// The column's order as Arrow sort options.
     pub fn options(&self) -> SortOptions {
         SortOptions {
             descending: self.descending,
@@ -108,6 +115,8 @@ impl LayoutSinkConfig {
     }
 }
 
+/// The physical operator that writes its input as Parquet files in a layout, each
+/// input partition as one worker; it outputs the written files' manifest entries.
 #[derive(Debug)]
 pub struct LayoutSinkExec {
     input: Arc<dyn ExecutionPlan>,
@@ -115,11 +124,14 @@ pub struct LayoutSinkExec {
     properties: Arc<PlanProperties>,
 }
 
+/// The sink's output: one non-null string column `file`, one written file's
+/// manifest entry as JSON per row.
 pub fn output_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("file", DataType::Utf8, false)]))
 }
 
 impl LayoutSinkExec {
+    /// A sink writing `input`, with one output partition per input partition.
     pub fn new(input: Arc<dyn ExecutionPlan>, config: LayoutSinkConfig) -> Self {
         let partitions = input.output_partitioning().partition_count();
         let properties = PlanProperties::new(
@@ -135,12 +147,9 @@ impl LayoutSinkExec {
         }
     }
 
+    /// The sink's settings, as the physical codec serialises them.
     pub fn config(&self) -> &LayoutSinkConfig {
         &self.config
-    }
-
-    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
-        &self.input
     }
 
     /// The schema of the rows written to files (the key columns dropped).

@@ -5,6 +5,8 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// How a table output is partitioned, bucketed, sorted and cut into Parquet
+/// files: the spec's `output.layout`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Layout {
@@ -57,11 +59,19 @@ impl Default for Layout {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PartitionColumn {
+    /// A column of the query, used as it is.
     Column(String),
-    Derived { name: String, expr: String },
+    /// A new column: a name and the SQL expression that computes it.
+    Derived {
+        /// The partition column's name in paths.
+        name: String,
+        /// The SQL expression over the query's columns that gives its value.
+        expr: String,
+    },
 }
 
 impl PartitionColumn {
+    /// The partition column's name, as it appears in paths (`name=value`).
     pub fn name(&self) -> &str {
         match self {
             PartitionColumn::Column(c) => c,
@@ -69,6 +79,7 @@ impl PartitionColumn {
         }
     }
 
+    /// The SQL expression that gives the value: the column name itself for a plain column.
     pub fn expr(&self) -> &str {
         match self {
             PartitionColumn::Column(c) => c,
@@ -77,18 +88,26 @@ impl PartitionColumn {
     }
 }
 
+/// Rows hashed with `bucket_id` into a fixed number of buckets, one file each
+/// per partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketBy {
+    /// The columns hashed, in order.
     pub columns: Vec<String>,
+    /// How many buckets; at least 1.
     pub buckets: u32,
 }
 
+/// Parquet settings of one column; a `None` keeps the layout's default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ColumnOptions {
+    /// Dictionary encoding on or off, overriding the layout's `dictionary`.
     pub dictionary: Option<bool>,
+    /// Page-level statistics on (the default) or off.
     pub statistics: Option<bool>,
+    /// Whether the column gets a bloom filter (only when `true`).
     pub bloom_filter: Option<bool>,
     /// False-positive probability of the bloom filter.
     pub bloom_filter_fpp: Option<f64>,
@@ -99,11 +118,15 @@ pub struct ColumnOptions {
 /// One `sort_by` entry, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SortKey {
+    /// The column sorted by.
     pub column: String,
+    /// Whether the order descends (`col desc`); nulls come last ascending and
+    /// first descending.
     pub descending: bool,
 }
 
 impl Layout {
+    /// The `sort_by` entries, split into column and direction.
     pub fn sort_keys(&self) -> Vec<SortKey> {
         self.sort_by
             .iter()
@@ -116,10 +139,12 @@ impl Layout {
             .collect()
     }
 
+    /// Whether rows are routed by key: the layout partitions or buckets.
     pub fn has_keys(&self) -> bool {
         !self.partition_by.is_empty() || self.bucket_by.is_some()
     }
 
+    /// The `compression` setting as a Parquet codec, or why it is invalid.
     pub fn parquet_compression(&self) -> Result<Compression, String> {
         parse_compression(&self.compression)
     }
@@ -190,6 +215,8 @@ impl Layout {
     }
 }
 
+/// Parses `zstd(LEVEL)`, `zstd` (level 1), `gzip(LEVEL)`, `gzip` (level 6), `snappy`,
+/// `lz4` or `none`/`uncompressed`, in any case; the error says what was expected.
 pub fn parse_compression(text: &str) -> Result<Compression, String> {
     let t = text.trim().to_ascii_lowercase();
     let (codec, level) = match t.split_once('(') {

@@ -21,6 +21,8 @@ fn has_useful_stats(dt: &DataType) -> bool {
         )
 }
 
+/// Min and max (as text) and null count over all row groups of a written file, for
+/// each column whose type has useful statistics (numbers, times, booleans, strings).
 pub fn file_stats(
     metadata: &ParquetMetaData,
     schema: &SchemaRef,

@@ -266,6 +266,8 @@ struct Lazy {
 }
 
 impl S3Store {
+    /// The store of `bucket`, retrying requests per `retry`; nothing is
+    /// contacted before the first request.
     pub fn new(bucket: &str, retry: RetryConfig) -> S3Store {
         S3Store {
             lazy: Arc::new(Lazy {

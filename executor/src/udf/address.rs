@@ -7,6 +7,7 @@ use arrow::datatypes::DataType;
 use datafusion::logical_expr::ScalarUDF;
 use std::sync::Arc;
 
+/// Whether `s` is `0x` (or `0X`) followed by exactly 40 hex digits.
 pub fn is_valid_address(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 42
@@ -15,6 +16,8 @@ pub fn is_valid_address(s: &str) -> bool {
         && b[2..].iter().all(u8::is_ascii_hexdigit)
 }
 
+/// The `normalize_address(s)` function: the address in lower case, or NULL when
+/// `s` is not one.
 pub fn normalize_address() -> Arc<ScalarUDF> {
     RowFunction::udf(
         "normalize_address",
@@ -28,6 +31,7 @@ pub fn normalize_address() -> Arc<ScalarUDF> {
     )
 }
 
+/// The `is_address(s)` function: whether `s` is an address (NULL for NULL).
 pub fn is_address() -> Arc<ScalarUDF> {
     RowFunction::udf(
         "is_address",

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 const SEED: u32 = 42;
 
+/// The `bucket_id(n, col, ...)` function: the stable bucket in `0..n` of the
+/// columns' values; NULL when `n` is not positive.
 pub fn bucket_id() -> Arc<ScalarUDF> {
     RowFunction::udf(
         "bucket_id",

@@ -9,6 +9,8 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 use std::sync::Arc;
 
+/// The `block_chunk(block_number, size)` function: `block_number / size`
+/// rounded down; a size below 1 is an error.
 pub fn block_chunk() -> Arc<ScalarUDF> {
     RowFunction::udf(
         "block_chunk",

@@ -13,6 +13,8 @@ use std::sync::Arc;
 type ReturnFn = fn(&[DataType]) -> Result<DataType>;
 type KernelFn = fn(&[ArrayRef], usize) -> Result<ArrayRef>;
 
+/// A scalar function made of a name, a signature, a return-type rule and an
+/// array kernel; equal by name.
 pub struct RowFunction {
     name: &'static str,
     signature: Signature,
@@ -21,6 +23,8 @@ pub struct RowFunction {
 }
 
 impl RowFunction {
+    /// Builds the DataFusion function from its parts; `kernel` gets the
+    /// arguments as arrays and the number of rows.
     pub fn udf(
         name: &'static str,
         signature: Signature,
@@ -35,6 +39,7 @@ impl RowFunction {
         }))
     }
 
+    /// A signature of `n` arguments of any type, which the kernel casts or refuses.
     pub fn any_args(n: usize) -> Signature {
         Signature::any(n, Volatility::Immutable)
     }

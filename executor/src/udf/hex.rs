@@ -13,6 +13,8 @@ fn strip_0x(s: &str) -> &str {
         .unwrap_or(s)
 }
 
+/// The `hex_to_bytes(s)` function: the bytes of a hex string, with or without
+/// `0x`; NULL when not hex.
 pub fn hex_to_bytes() -> Arc<ScalarUDF> {
     RowFunction::udf(
         "hex_to_bytes",
@@ -32,6 +34,7 @@ pub fn method_id_of(input: &str) -> Option<String> {
         .then(|| format!("0x{}", id.to_ascii_lowercase()))
 }
 
+/// The `method_id(input)` function: calldata's method id, as [`method_id_of`] gives it.
 pub fn method_id() -> Arc<ScalarUDF> {
     RowFunction::udf(
         "method_id",

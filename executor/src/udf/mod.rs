@@ -12,7 +12,7 @@
 //! | `bucket_id(n, col, ...)` | the stable bucket (0..n) the layout writer uses |
 
 mod address;
-pub mod bucket;
+mod bucket;
 mod chunk;
 mod function;
 mod hex;

@@ -8,10 +8,13 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::ScalarUDF;
 use std::sync::Arc;
 
+/// The SQL type of wei amounts: DECIMAL(38,0), an exact integer.
 pub const WEI_TYPE: DataType = DataType::Decimal128(38, 0);
+/// The SQL type of ether amounts: DECIMAL(38,18), the wei integer with 18 decimals.
 pub const ETH_TYPE: DataType = DataType::Decimal128(38, 18);
 const MAX_38_DIGITS: u128 = 99_999_999_999_999_999_999_999_999_999_999_999_999;
 
+/// The `to_wei(x)` function: `x` as exact wei, as [`as_wei`] converts it.
 pub fn to_wei() -> Arc<ScalarUDF> {
     RowFunction::udf(
         "to_wei",
@@ -21,6 +24,8 @@ pub fn to_wei() -> Arc<ScalarUDF> {
     )
 }
 
+/// The `wei_to_eth(wei)` function: the same wei integer read with 18 decimals,
+/// as [`ETH_TYPE`].
 pub fn wei_to_eth() -> Arc<ScalarUDF> {
     RowFunction::udf(
         "wei_to_eth",

@@ -200,8 +200,8 @@ pub async fn prepare(
     project: &crate::conf::project::Project,
     nodes: &[crate::pipeline::Node],
     dates: Option<&DateRange>,
-) -> Result<Option<Sources>, crate::driver::DriverError> {
-    use crate::driver::DriverError;
+) -> Result<Option<Sources>, crate::error::DriverError> {
+    use crate::error::DriverError;
     let mut names: Vec<&String> = nodes.iter().flat_map(|n| &n.inputs).collect();
     names.sort();
     names.dedup();
@@ -242,7 +242,7 @@ pub async fn prepare(
         AthenaError::MissingWorkgroup(_) => {
             DriverError::Config(locate(ConfigError::new("athena.workgroup", e.to_string())))
         }
-        e => DriverError::Run(e.to_string()),
+        e => DriverError::Service(e.to_string()),
     })?;
     Ok(Some(Sources {
         athena,

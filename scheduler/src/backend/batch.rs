@@ -423,6 +423,18 @@ pub fn retry_strategy(attempts: u32) -> RetryStrategy {
         .build()
 }
 
+/// [`retry_strategy`]'s rules in the API's JSON shape (`EvaluateOnExit`),
+/// for jobs another service submits (the Step Functions export).
+pub fn retry_strategy_rules() -> serde_json::Value {
+    let mut rules: Vec<serde_json::Value> = RETRY_STATUS_REASONS
+        .iter()
+        .map(|r| serde_json::json!({ "OnStatusReason": r, "Action": "RETRY" }))
+        .collect();
+    rules.push(serde_json::json!({ "OnExitCode": EXIT_RETRYABLE.to_string(), "Action": "RETRY" }));
+    rules.push(serde_json::json!({ "OnReason": "*", "Action": "EXIT" }));
+    serde_json::Value::Array(rules)
+}
+
 /// A poll that failed: throttled or transient ones are retried for as long
 /// as they last; others for [`POLL_GIVE_UP`] in a row.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ pub async fn run_stage(
     stage: &StageRun,
     progress: &Progress,
 ) -> Result<Vec<TaskManifest>, TaskFailure> {
-    let cores = chainbatch_executor::runner::effective_parallelism(0);
+    let cores = chainbatch_executor::effective_parallelism(0);
     let concurrent = stage.parallelism.clamp(1, stage.specs.len().max(1));
     run_tasks(stage, concurrent, |_, spec| {
         let mut spec = spec.clone();

@@ -10,7 +10,7 @@ pub mod record;
 use crate::commit::journal::{self, RunStatus};
 use crate::conf::error::ConfigError;
 use crate::conf::project::Project;
-use crate::driver::DriverError;
+use crate::error::DriverError;
 use crate::pipeline::Node;
 use crate::plan::dates::DateRange;
 use crate::progress::{Progress, human_count};
@@ -85,7 +85,7 @@ pub async fn backfill(
         true => {
             let mut b = record::load(out_root, &opts.id)
                 .await
-                .map_err(DriverError::Run)?
+                .map_err(DriverError::Storage)?
                 .ok_or_else(|| {
                     ConfigError::new(
                         "--resume",
@@ -99,7 +99,7 @@ pub async fn backfill(
         false => {
             if record::load(out_root, &opts.id)
                 .await
-                .map_err(DriverError::Run)?
+                .map_err(DriverError::Storage)?
                 .is_some()
             {
                 return Err(ConfigError::new(
@@ -147,7 +147,7 @@ pub async fn backfill(
         if let (ChunkState::Running | ChunkState::Failed, Some(run)) = (c.state, &c.run_id) {
             let j = journal::load(out_root, run)
                 .await
-                .map_err(DriverError::Run)?;
+                .map_err(DriverError::Storage)?;
             if let Some(j) = j.filter(|j| j.status == RunStatus::Succeeded) {
                 c.state = ChunkState::Committed;
                 c.rows = j.rows();
@@ -158,10 +158,10 @@ pub async fn backfill(
     }
     // What is left to do, by the ledger, in one pass over the window.
     let window = crate::plan::dates::parse(&b.dates, &crate::plan::dates::today())
-        .map_err(DriverError::Run)?;
+        .map_err(DriverError::Storage)?;
     let work = plan::Work::find(nodes, &project.catalog, &window)
         .await
-        .map_err(DriverError::Run)?;
+        .map_err(DriverError::Storage)?;
     let all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     for c in b.chunks.iter_mut() {
         if c.state != ChunkState::Pending {
@@ -182,7 +182,9 @@ pub async fn backfill(
             c.from_nodes = with_work;
         }
     }
-    record::save(out_root, &b).await.map_err(DriverError::Run)?;
+    record::save(out_root, &b)
+        .await
+        .map_err(DriverError::Storage)?;
     let todo: Vec<usize> = b
         .chunks
         .iter()
@@ -208,8 +210,10 @@ pub async fn backfill(
     b.finished_at = Some(journal::now_secs());
     if let Some(why) = stopped {
         b.status = BackfillStatus::Failed;
-        record::save(out_root, &b).await.map_err(DriverError::Run)?;
-        return Err(DriverError::Run(format!(
+        record::save(out_root, &b)
+            .await
+            .map_err(DriverError::Storage)?;
+        return Err(DriverError::Failed(format!(
             "backfill {}: stopped: a chunk's run refused its configuration: {why}\n`chainbatch \
              backfill --resume {}` continues once it is fixed",
             b.id, b.id
@@ -224,7 +228,9 @@ pub async fn backfill(
         true => BackfillStatus::Succeeded,
         false => BackfillStatus::Failed,
     };
-    record::save(out_root, &b).await.map_err(DriverError::Run)?;
+    record::save(out_root, &b)
+        .await
+        .map_err(DriverError::Storage)?;
     if !failed.is_empty() {
         let lines: Vec<String> = failed
             .iter()
@@ -239,7 +245,7 @@ pub async fn backfill(
                 )
             })
             .collect();
-        return Err(DriverError::Run(format!(
+        return Err(DriverError::Failed(format!(
             "backfill {}: {} of {} chunk(s) failed:\n{}\ncommitted chunks stay; `chainbatch \
              backfill --resume {}` runs the failed ones again",
             b.id,
@@ -264,7 +270,7 @@ async fn run_chunks(
     progress: &Progress,
 ) -> Result<Option<String>, DriverError> {
     let exe = std::env::current_exe()
-        .map_err(|e| DriverError::Run(format!("cannot find the chainbatch binary: {e}")))?;
+        .map_err(|e| DriverError::Failed(format!("cannot find the chainbatch binary: {e}")))?;
     let started = Instant::now();
     let total = todo.len();
     let (mut done, mut rows, mut stop) = (0usize, 0u64, None::<String>);
@@ -285,7 +291,9 @@ async fn run_chunks(
             c.state = ChunkState::Running;
             c.note = None;
             let args = chunk_args(b, i, &run_id, resume.is_some(), opts.wait_seconds);
-            record::save(out_root, b).await.map_err(DriverError::Run)?;
+            record::save(out_root, b)
+                .await
+                .map_err(DriverError::Storage)?;
             let c = &b.chunks[i];
             progress.note(&format!(
                 "backfill {}: chunk {}/{} {}..{} started: run {run_id}{}{}",
@@ -309,14 +317,14 @@ async fn run_chunks(
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let o = joined.map_err(|e| DriverError::Run(format!("a chunk's task panicked: {e}")))?;
+        let o = joined.map_err(|e| DriverError::Failed(format!("a chunk's task panicked: {e}")))?;
         let c = &mut b.chunks[o.index];
         c.seconds += o.seconds;
         match o.exit {
             Some(0) => {
                 let j = journal::load(out_root, &o.run_id)
                     .await
-                    .map_err(DriverError::Run)?;
+                    .map_err(DriverError::Storage)?;
                 c.state = ChunkState::Committed;
                 c.rows = j.as_ref().map_or(0, |j| j.rows());
                 c.bytes = j.as_ref().map_or(0, |j| j.bytes());
@@ -360,7 +368,9 @@ async fn run_chunks(
         if c.state == ChunkState::Failed {
             progress.note(&format!("  {}", c.note.as_deref().unwrap_or_default()));
         }
-        record::save(out_root, b).await.map_err(DriverError::Run)?;
+        record::save(out_root, b)
+            .await
+            .map_err(DriverError::Storage)?;
     }
     Ok(stop)
 }
@@ -373,7 +383,7 @@ async fn resumable_run(out_root: &str, c: &Chunk) -> Result<Option<String>, Driv
     };
     let j = journal::load(out_root, run)
         .await
-        .map_err(DriverError::Run)?;
+        .map_err(DriverError::Storage)?;
     Ok(j.filter(|j| {
         j.status == RunStatus::Running || (j.status == RunStatus::Failed && j.resumable)
     })

@@ -9,7 +9,8 @@ use crate::bench::written::{self, Written};
 use crate::catalog::parse_layout;
 use crate::conf::error::ConfigError;
 use crate::conf::project::Project;
-use crate::driver::{self, DriverError, RunOptions};
+use crate::driver::{self, RunOptions};
+use crate::error::DriverError;
 use crate::pipeline::Selection;
 use crate::progress::Progress;
 use chainbatch_executor::schema::ColumnSpec;
@@ -195,7 +196,7 @@ pub async fn run(
                 files_per_day: 1,
                 batch_rows: 8192,
             };
-            let threads = chainbatch_executor::runner::effective_parallelism(0);
+            let threads = chainbatch_executor::effective_parallelism(0);
             let quiet: crate::eth::synth_write::Progress = std::sync::Arc::new(|_: &str, _| {});
             crate::eth::synth_write::write_tables(
                 &cfg,
@@ -205,7 +206,7 @@ pub async fn run(
                 quiet,
             )
             .await
-            .map_err(DriverError::Run)?;
+            .map_err(DriverError::Storage)?;
             raw
         }
     };
@@ -224,7 +225,7 @@ pub async fn run(
             dates: None,
             run_id: format!("bench-{name}"),
             backend: BackendKind::Local,
-            parallelism: chainbatch_executor::runner::effective_parallelism(0),
+            parallelism: chainbatch_executor::effective_parallelism(0),
             max_attempts: 1,
             resume: false,
             wait: std::time::Duration::ZERO,
@@ -239,7 +240,7 @@ pub async fn run(
         let usage = meter.stop();
         let written = written::inspect(&table_uri)
             .await
-            .map_err(DriverError::Run)?;
+            .map_err(DriverError::Storage)?;
         results.push(LayoutResult {
             layout: name.clone(),
             partition_by,
@@ -256,10 +257,10 @@ pub async fn run(
     let first = &results[0];
     let ctx = queries::session(&first.table_uri, &first.partition_by)
         .await
-        .map_err(DriverError::Run)?;
+        .map_err(DriverError::Storage)?;
     let values = queries::placeholders(&ctx)
         .await
-        .map_err(DriverError::Run)?;
+        .map_err(DriverError::Failed)?;
     let filled: Vec<(String, String)> = suite
         .iter()
         .map(|q| Ok((q.name.clone(), queries::fill(q, &values)?)))
@@ -272,11 +273,11 @@ pub async fn run(
         ));
         let ctx = queries::session(&r.table_uri, &r.partition_by)
             .await
-            .map_err(DriverError::Run)?;
+            .map_err(DriverError::Storage)?;
         for (name, sql) in &filled {
             let q = queries::run_query(&ctx, name, sql, opts.runs)
                 .await
-                .map_err(DriverError::Run)?;
+                .map_err(DriverError::Failed)?;
             r.suite_ms += q.median_ms;
             r.suite_bytes_scanned += q.bytes_scanned;
             r.queries.push(q);
@@ -286,7 +287,7 @@ pub async fn run(
     for (i, (name, _)) in filled.iter().enumerate() {
         let counts: Vec<usize> = results.iter().map(|r| r.queries[i].rows).collect();
         if counts.windows(2).any(|w| w[0] != w[1]) {
-            return Err(DriverError::Run(format!(
+            return Err(DriverError::Output(format!(
                 "query {name} returned different row counts per layout: {counts:?}"
             )));
         }

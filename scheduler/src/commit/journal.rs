@@ -121,7 +121,43 @@ pub struct PlannedNode {
     pub stages: u32,
 }
 
+/// What a new run's journal records before anything runs.
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub run_id: String,
+    pub pipeline: String,
+    pub nodes: Vec<String>,
+    pub outputs: Vec<String>,
+    /// The window, `FROM..TO`.
+    pub dates: Option<String>,
+    pub backend: String,
+    pub claims: Vec<crate::commit::lease::Claim>,
+}
+
 impl Journal {
+    /// The journal of a run that starts now.
+    pub fn start(r: RunStart) -> Self {
+        Self {
+            run_id: r.run_id,
+            pipeline: r.pipeline,
+            nodes: r.nodes,
+            outputs: r.outputs,
+            dates: r.dates,
+            backend: r.backend,
+            status: RunStatus::Running,
+            started_at: now_secs(),
+            finished_at: None,
+            stages: vec![],
+            commits: vec![],
+            error: None,
+            resumable: false,
+            planned: vec![],
+            claims: r.claims,
+            incomplete: vec![],
+            unloads: vec![],
+        }
+    }
+
     pub fn rows(&self) -> u64 {
         self.commits.iter().map(|c| c.rows).sum()
     }

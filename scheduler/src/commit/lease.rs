@@ -188,6 +188,44 @@ impl LeaseSet {
     }
 }
 
+/// The leases `run_id` took on `claims` in an earlier step of the same
+/// run, renewed now. A lease that is gone (expired and taken, or removed)
+/// leaves the set `lost`, so the run publishes nothing more.
+pub async fn renew_detached(claims: &[Claim], run_id: &str) -> Result<LeaseSet, LeaseError> {
+    let file = lease_file_name(run_id, "run");
+    let mut held = vec![];
+    let mut lost = false;
+    let now = now_i64();
+    for c in claims {
+        let uri = format!("{}/{file}", leases_uri(&c.path));
+        let loc = storage::resolve(&uri).map_err(|e| LeaseError::storage(&uri, e))?;
+        let found = list(&leases_uri(&c.path))
+            .await?
+            .into_iter()
+            .find(|f| f.uri == loc.uri());
+        // Gone, or expired (another run may be taking it over): not renewed.
+        let Some(found) = found.filter(|f| f.is_live(now)) else {
+            lost = true;
+            continue;
+        };
+        let record = found.record;
+        let beat = beat_of(&loc);
+        beat.store
+            .put(
+                &beat.path,
+                crate::time::now_secs().to_string().into_bytes().into(),
+            )
+            .await
+            .map_err(|e| LeaseError::storage(&uri, e))?;
+        held.push((loc, record));
+    }
+    Ok(LeaseSet {
+        held,
+        lost: Arc::new(AtomicBool::new(lost)),
+        heartbeat: None,
+    })
+}
+
 impl Drop for LeaseSet {
     fn drop(&mut self) {
         if let Some(h) = self.heartbeat.take() {
@@ -207,7 +245,14 @@ pub struct LeaseOptions {
     pub ttl_seconds: u64,
     /// How long to wait for overlapping runs to finish (zero: fail at once).
     pub wait: Duration,
+    /// The holder is a run carried by an orchestrator's steps, not by this
+    /// process: its leases name no process, so they live by their time to
+    /// live alone, and each step renews them.
+    pub detached: bool,
 }
+
+/// The host a detached lease names: no process on any host holds it.
+pub const DETACHED_HOST: &str = "steps";
 
 /// Takes a lease for every claim, all or none: on a conflict the leases
 /// taken so far are released, and after `wait` the conflict is returned.
@@ -312,9 +357,18 @@ async fn create_and_check(
             purpose: opts.purpose.clone(),
             dataset: c.dataset.clone(),
             scope: c.scope.clone(),
-            host: this_host(),
-            pid: std::process::id(),
-            pid_start: process_start(std::process::id()),
+            host: match opts.detached {
+                true => DETACHED_HOST.to_string(),
+                false => this_host(),
+            },
+            pid: match opts.detached {
+                true => 0,
+                false => std::process::id(),
+            },
+            pid_start: match opts.detached {
+                true => None,
+                false => process_start(std::process::id()),
+            },
             acquired_at: crate::time::now_secs(),
             ttl_seconds: opts.ttl_seconds,
         };
@@ -369,6 +423,16 @@ async fn create(loc: &Location, record: &LeaseRecord) -> Result<Option<String>, 
                 let now = now_i64();
                 let dir = leases_dir_of(loc);
                 let found = list(&dir).await?.into_iter().find(|f| f.uri == uri);
+                // A detached lease of this same run is its own (a retried
+                // step that took it before it died): kept, not refused.
+                if let Some(f) = &found
+                    && record.host == DETACHED_HOST
+                    && f.record.host == DETACHED_HOST
+                    && f.record.run_id == record.run_id
+                    && f.record.purpose == record.purpose
+                {
+                    return Ok(None);
+                }
                 if let Some(f) = found
                     && f.is_live(now)
                 {

@@ -337,6 +337,7 @@ pub async fn recover(
         let recovery = LeaseOptions {
             purpose: format!("recovery of {}", j.run_id),
             wait: std::time::Duration::ZERO,
+            detached: false,
             ..lease_opts.clone()
         };
         let held = match lease::acquire(&claims, &recovery, |_| {}).await {

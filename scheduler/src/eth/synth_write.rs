@@ -4,7 +4,7 @@
 
 use crate::eth::synth::{GenConfig, blocks_batch, generate_batch, table_schema};
 use crate::eth::tables::EthTable;
-use chainbatch_executor::layout::file_writer::row_checksum;
+use chainbatch_executor::layout::row_checksum;
 use chainbatch_executor::storage;
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
@@ -37,7 +37,7 @@ fn sort_order(table: EthTable) -> &'static [&'static str] {
 
 fn sorting_columns(schema: &arrow::datatypes::Schema, table: EthTable) -> Vec<SortingColumn> {
     let keys: Vec<(&str, bool)> = sort_order(table).iter().map(|c| (*c, false)).collect();
-    let declared = chainbatch_executor::parquet_types::sorting_columns(schema, &keys)
+    let declared = chainbatch_executor::parquet_file::sorting_columns(schema, &keys)
         .expect("generated schemas convert to Parquet");
     assert_eq!(
         declared.len(),
@@ -159,7 +159,7 @@ struct TableSink {
 
 impl TableSink {
     async fn write(&mut self, batch: &arrow::array::RecordBatch) -> Result<(), String> {
-        let batch = chainbatch_executor::parquet_types::to_file_batch(batch, &self.file_schema)
+        let batch = chainbatch_executor::parquet_file::to_file_batch(batch, &self.file_schema)
             .map_err(|e| format!("{}: {e}", self.uri))?;
         self.writer
             .write(&batch)
@@ -178,7 +178,7 @@ async fn open_sink(
     let loc = root.join(&rel);
     let sink = BufWriter::with_capacity(loc.store.clone(), loc.path.clone(), 16 * 1024 * 1024);
     let schema = table_schema(&table.schema_name(true));
-    let file_schema = chainbatch_executor::parquet_types::file_schema(&schema);
+    let file_schema = chainbatch_executor::parquet_file::file_schema(&schema);
     let writer = AsyncArrowWriter::try_new(
         sink,
         file_schema.clone(),

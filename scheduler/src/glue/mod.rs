@@ -79,9 +79,9 @@ pub async fn prepare(
     nodes: &[crate::pipeline::Node],
     shapes: &std::collections::HashMap<String, crate::pipeline::validate::SqlShape>,
     verify_athena: bool,
-) -> Result<Option<GlueRun>, crate::driver::DriverError> {
+) -> Result<Option<GlueRun>, crate::error::DriverError> {
     use crate::conf::error::ConfigError;
-    use crate::driver::DriverError;
+    use crate::error::DriverError;
     let locate = |e: ConfigError| project.globals_origin.locate(e);
     let Some(settings) = settings::GlueSettings::from_globals(&project.globals).map_err(locate)?
     else {
@@ -113,7 +113,7 @@ pub async fn prepare(
             GlueError::MissingDatabase { .. } => {
                 DriverError::Config(locate(ConfigError::new("glue.database", e.to_string())))
             }
-            e => DriverError::Run(e.to_string()),
+            e => DriverError::Service(e.to_string()),
         })?;
     }
     let athena = match verify_athena {
@@ -135,7 +135,7 @@ pub async fn prepare(
                 crate::athena::AthenaError::MissingWorkgroup(_) => {
                     DriverError::Config(locate(ConfigError::new("athena.workgroup", e.to_string())))
                 }
-                e => DriverError::Run(e.to_string()),
+                e => DriverError::Service(e.to_string()),
             })?;
             Some(athena)
         }
@@ -152,9 +152,9 @@ pub async fn prepare(
 pub async fn register_existing(
     project: &crate::conf::project::Project,
     dataset: &str,
-) -> Result<String, crate::driver::DriverError> {
+) -> Result<String, crate::error::DriverError> {
     use crate::conf::error::ConfigError;
-    use crate::driver::DriverError;
+    use crate::error::DriverError;
     let locate = |e: ConfigError| project.globals_origin.locate(e);
     let settings = settings::GlueSettings::from_globals(&project.globals)
         .map_err(locate)?
@@ -184,25 +184,25 @@ pub async fn register_existing(
     }
     let files = crate::plan::listing::list_dataset(ds, None)
         .await
-        .map_err(DriverError::Run)?;
+        .map_err(DriverError::Storage)?;
     let Some(first) = files.first() else {
-        return Err(DriverError::Run(format!(
+        return Err(DriverError::Input(format!(
             "dataset `{dataset}` has no Parquet files at {}: nothing to register",
             ds.path
         )));
     };
     let loc = chainbatch_executor::storage::resolve(&first.uri)
-        .map_err(|e| DriverError::Run(e.to_string()))?;
-    let md = chainbatch_executor::parquet_footer::read_metadata(&loc, first.size)
+        .map_err(|e| DriverError::Storage(e.to_string()))?;
+    let md = chainbatch_executor::parquet_file::read_metadata(&loc, first.size)
         .await
-        .map_err(|e| DriverError::Run(format!("{}: {e}", first.uri)))?;
-    let schema = chainbatch_executor::parquet_footer::arrow_schema(&md)
-        .map_err(|e| DriverError::Run(format!("{}: {e}", first.uri)))?;
+        .map_err(|e| DriverError::Storage(format!("{}: {e}", first.uri)))?;
+    let schema = chainbatch_executor::parquet_file::arrow_schema(&md)
+        .map_err(|e| DriverError::Storage(format!("{}: {e}", first.uri)))?;
     let table = table::plan_table(ds, ds.layout.as_ref(), &settings, &schema)
         .map_err(|e| e.at(Some(project.conf_dir.join("base/catalog.yml")), None))?
         .expect("the dataset has glue");
     let root = chainbatch_executor::storage::resolve(&ds.path)
-        .map_err(|e| DriverError::Run(e.to_string()))?
+        .map_err(|e| DriverError::Storage(e.to_string()))?
         .uri();
     let root = root.trim_end_matches('/');
     let partitions: std::collections::BTreeSet<String> = files
@@ -223,11 +223,11 @@ pub async fn register_existing(
             GlueError::MissingDatabase { .. } => {
                 DriverError::Config(locate(ConfigError::new("glue.database", e.to_string())))
             }
-            e => DriverError::Run(e.to_string()),
+            e => DriverError::Service(e.to_string()),
         })?;
     let done = registrar
         .register(&table, &partitions)
         .await
-        .map_err(|e| DriverError::Run(e.to_string()))?;
+        .map_err(|e| DriverError::Service(e.to_string()))?;
     Ok(done.describe(&table))
 }

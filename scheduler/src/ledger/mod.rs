@@ -106,7 +106,8 @@ pub struct Provenance<'a> {
 }
 
 /// How the input an output partition was computed from is found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InputScope {
     /// The output is partitioned as the input is (`date` in, `date` out):
     /// a partition read the input partitions with its own values.

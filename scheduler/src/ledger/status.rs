@@ -82,7 +82,7 @@ pub async fn status(
     pipeline: Option<&str>,
     datasets: &[String],
     dates: Option<&DateRange>,
-) -> Result<Vec<DatasetStatus>, crate::driver::DriverError> {
+) -> Result<Vec<DatasetStatus>, crate::error::DriverError> {
     use crate::conf::error::ConfigError;
     let pipelines: Vec<&crate::pipeline::Pipeline> = match pipeline {
         Some(name) => vec![crate::driver::pick_pipeline(project, Some(name))?],
@@ -113,7 +113,7 @@ pub async fn status(
         out.push(
             dataset_status(ds, writer, &project.catalog, dates)
                 .await
-                .map_err(crate::driver::DriverError::Run)?,
+                .map_err(crate::error::DriverError::Storage)?,
         );
     }
     Ok(out)

@@ -137,8 +137,12 @@ fn spec(
     }
 }
 
+/// A node's inputs as listed for its plan, in the node's input order.
+type Listed<'c> = [(&'c Dataset, Vec<ListedFile>)];
+
 /// Plans one node: lists its inputs (pruned), chooses a strategy, and
 /// builds the task specs of its stages, numbered from `first_stage`.
+/// Fails only when an input cannot be listed.
 pub async fn plan_node(
     node: &Node,
     shape: &SqlShape,
@@ -168,13 +172,88 @@ pub async fn plan_node(
         .map(|(_, f)| f.iter().map(ListedFile::partition_key).collect())
         .unwrap_or_default();
     input_partitions.dedup();
+    let (primary, primary_files) = (listed[0].0, &listed[0].1);
+    let partitioned_input = !primary.partitions.is_empty();
+    let stage = StageBuilder {
+        node,
+        settings,
+        first_stage,
+        out,
+        layout: &layout,
+    };
 
-    let window = settings
-        .dates
-        .as_ref()
+    let (mut strategy, mut reason) = choose_strategy(shape, &listed);
+    let mut stages = match strategy {
+        Strategy::Distributed => vec![stage.single(&listed, input_bytes, DISTRIBUTED_STAGE)],
+        _ => {
+            let never_split = strategy == Strategy::PerPartition;
+            let (groups, split) =
+                group_by_bytes(primary_files, settings.target_task_bytes, never_split);
+            // All rows of a bucket must reach one file: when an input
+            // partition spans several tasks, they meet in a shuffle.
+            let spans_tasks = !split.is_empty() || (!partitioned_input && groups.len() > 1);
+            match layout.bucket_by.as_ref().filter(|_| spans_tasks) {
+                Some(b) => {
+                    strategy = Strategy::Shuffle;
+                    reason = format!(
+                        "bucket_by {:?} needs all rows of a bucket in one file, and {} input partition(s) span several tasks: map tasks hash rows into {} buckets, one reduce task per bucket writes them",
+                        b.columns,
+                        split.len().max(groups.len()),
+                        b.buckets
+                    );
+                    stage.shuffle(primary, &groups, b, shape, input_bytes)
+                }
+                None => {
+                    if layout.bucket_by.is_some() {
+                        reason = format!(
+                            "{reason}; every input partition fits in one task, so each bucket file comes from one task"
+                        );
+                    }
+                    let specs = stage.per_group(primary, &groups, first_stage, stage.table());
+                    vec![StagePlan {
+                        stage_id: first_stage,
+                        kind: "map",
+                        input_bytes,
+                        tasks: specs.len(),
+                        specs,
+                    }]
+                }
+            }
+        }
+    };
+    // An empty window still runs one task, so the output is an empty, valid commit.
+    if stages.iter().all(|s| s.specs.is_empty()) {
+        stages = vec![stage.single(&listed, 0, "map")];
+    }
+    let output_partition_by: Vec<String> = layout
+        .partition_by
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    Ok(NodePlan {
+        node: node.name.clone(),
+        output: node.output.clone(),
+        output_path: out.path.clone(),
+        strategy,
+        reason,
+        input_files,
+        input_bytes,
+        expected_output_partitions: expected_output_partitions(&layout, primary, &input_partitions),
+        input_partitions,
+        output_partition_by,
+        empty_inputs: empty_inputs(&listed, settings.dates.as_ref()),
+        stages,
+        ballista_stages: None,
+    })
+}
+
+/// Why each input with nothing to read is empty: a plan shows these, a run
+/// refuses them.
+fn empty_inputs(listed: &Listed, dates: Option<&DateRange>) -> Vec<String> {
+    let window = dates
         .map(|d| format!(" in the window {}..{}", d.from, d.to))
         .unwrap_or_default();
-    let empty_inputs: Vec<String> = listed
+    listed
         .iter()
         .filter(|(_, files)| files.is_empty())
         .map(|(ds, _)| match ds.athena {
@@ -188,16 +267,22 @@ pub async fn plan_node(
                 ds.name, ds.kind, ds.path
             ),
         })
-        .collect();
-    let single = listed.len() == 1;
-    let (primary, primary_files) = (&listed[0].0, &listed[0].1);
+        .collect()
+}
+
+/// The strategy the SQL's shape asks for, before the layout is considered:
+/// a node that needs rows from several inputs or several input partitions
+/// is distributed; grouping by the input partition keeps partitions whole;
+/// anything else is row-wise.
+fn choose_strategy(shape: &SqlShape, listed: &Listed) -> (Strategy, String) {
+    let primary = listed[0].0;
     let partitioned_input = !primary.partitions.is_empty();
     let grouped_by_partition = shape.has_aggregate
         && primary
             .partitions
             .iter()
             .all(|p| shape.group_columns.contains(&p.name));
-    let (strategy, reason) = if !single || shape.has_join {
+    if listed.len() > 1 || shape.has_join {
         (
             Strategy::Distributed,
             "reads several datasets (a join or union): one plan over all input, split into stages by Ballista (one task on local and process)".to_string(),
@@ -228,194 +313,173 @@ pub async fn plan_node(
             Strategy::MapOnly,
             "row-wise SQL: each task writes its share of the layout from its own input".to_string(),
         )
-    };
+    }
+}
 
-    let mut stages = vec![];
-    let out_spec = |layout: &Layout| OutputSpec::Table {
-        table_uri: out.path.clone(),
-        staging_uri: crate::paths::staging_root(out),
-        layout: layout.clone(),
-    };
-    // All input in one task (or one distributed job).
-    let single_stage = |input_bytes: u64, kind: &'static str| {
-        let inputs = listed.iter().map(|(ds, f)| input_table(ds, f)).collect();
-        let sql = node.sql.clone();
-        StagePlan {
-            stage_id: first_stage,
-            kind,
-            input_bytes,
-            specs: vec![spec(
-                settings,
-                first_stage,
-                0,
-                inputs,
-                sql,
-                out_spec(&layout),
-            )],
-            tasks: 1,
-        }
-    };
-    let mut strategy = strategy;
-    let mut reason = reason;
-    match strategy {
-        Strategy::Distributed => {
-            stages.push(single_stage(input_bytes, DISTRIBUTED_STAGE));
-        }
-        Strategy::PerPartition | Strategy::MapOnly => {
-            let never_split = strategy == Strategy::PerPartition;
-            let (groups, split) =
-                group_by_bytes(primary_files, settings.target_task_bytes, never_split);
-            // One task per group of input files, all writing `output`.
-            let group_specs = |output: OutputSpec| -> Vec<TaskSpec> {
-                groups
-                    .iter()
-                    .enumerate()
-                    .map(|(i, g)| {
-                        let inputs = vec![input_table(primary, &g.files)];
-                        spec(
-                            settings,
-                            first_stage,
-                            i as u32,
-                            inputs,
-                            node.sql.clone(),
-                            output.clone(),
-                        )
-                    })
-                    .collect()
-            };
-            let needs_shuffle = layout.bucket_by.is_some()
-                && (!split.is_empty() || (!partitioned_input && groups.len() > 1));
-            if needs_shuffle {
-                let b = layout.bucket_by.clone().expect("checked");
-                strategy = Strategy::Shuffle;
-                reason = format!(
-                    "bucket_by {:?} needs all rows of a bucket in one file, and {} input partition(s) span several tasks: map tasks hash rows into {} buckets, one reduce task per bucket writes them",
-                    b.columns,
-                    split.len().max(groups.len()),
-                    b.buckets
-                );
-                let shuffle_root = crate::paths::shuffle_root(&out.path);
-                let map_specs = group_specs(OutputSpec::Shuffle {
-                    staging_uri: shuffle_root.clone(),
-                    hash_by: b.columns.clone(),
-                    buckets: b.buckets,
-                    sort_by: vec![],
-                });
-                let map_outputs: Vec<String> = map_specs.iter().map(|s| s.task_dir()).collect();
-                let out_cols: Vec<ColumnSpec> = shape
-                    .output_schema
-                    .fields()
-                    .iter()
-                    .map(|f| ColumnSpec::from_field(f))
-                    .collect();
-                let reduce_specs = (0..b.buckets)
-                    .map(|bucket| {
-                        let input = InputTable {
-                            name: "shuffled".into(),
-                            format: InputFormat::Shuffle,
-                            files: vec![],
-                            schema: Some(out_cols.clone()),
-                            partition_columns: vec![],
-                            shuffle: Some(ShuffleInput {
-                                bucket,
-                                map_outputs: map_outputs.clone(),
-                            }),
-                        };
-                        spec(
-                            settings,
-                            first_stage + 1,
-                            bucket,
-                            vec![input],
-                            "SELECT * FROM shuffled".into(),
-                            out_spec(&layout),
-                        )
-                    })
-                    .collect::<Vec<_>>();
-                stages.push(StagePlan {
-                    stage_id: first_stage,
-                    kind: "shuffle_map",
-                    input_bytes,
-                    tasks: map_specs.len(),
-                    specs: map_specs,
-                });
-                stages.push(StagePlan {
-                    stage_id: first_stage + 1,
-                    kind: "reduce",
-                    input_bytes,
-                    tasks: reduce_specs.len(),
-                    specs: reduce_specs,
-                });
-            } else {
-                if layout.bucket_by.is_some() {
-                    reason = format!(
-                        "{reason}; every input partition fits in one task, so each bucket file comes from one task"
-                    );
-                }
-                let specs = group_specs(out_spec(&layout));
-                stages.push(StagePlan {
-                    stage_id: first_stage,
-                    kind: "map",
-                    input_bytes,
-                    tasks: specs.len(),
-                    specs,
-                });
-            }
-        }
-        Strategy::Shuffle => unreachable!("chosen above"),
+/// The output partitions a node writes when they follow from its input
+/// partitions (no partition columns, or the input's own, underived);
+/// `None` when the data decides.
+fn expected_output_partitions(
+    layout: &Layout,
+    primary: &Dataset,
+    input_partitions: &[String],
+) -> Option<Vec<String>> {
+    let output_partition_by: Vec<&str> = layout.partition_by.iter().map(|p| p.name()).collect();
+    if output_partition_by.is_empty() {
+        return Some(vec![String::new()]);
     }
-    // An empty window still runs one task, so the output is an empty, valid commit.
-    if stages.iter().all(|s| s.specs.is_empty()) {
-        stages = vec![single_stage(0, "map")];
-    }
-    let output_partition_by: Vec<String> = layout
-        .partition_by
-        .iter()
-        .map(|p| p.name().to_string())
-        .collect();
-    let input_names: Vec<String> = listed[0]
-        .0
-        .partitions
-        .iter()
-        .map(|p| p.name.clone())
-        .collect();
+    let input_names: Vec<&str> = primary.partitions.iter().map(|p| p.name.as_str()).collect();
     let plain = layout
         .partition_by
         .iter()
         .all(|p| matches!(p, chainbatch_executor::layout::PartitionColumn::Column(_)));
-    let expected_output_partitions = (output_partition_by.is_empty()
-        || (plain && output_partition_by == input_names))
-        .then(|| {
-            if output_partition_by.is_empty() {
-                vec![String::new()]
-            } else {
-                input_partitions
+    (plain && output_partition_by == input_names).then(|| {
+        input_partitions
+            .iter()
+            .map(|v| {
+                output_partition_by
                     .iter()
-                    .map(|v| {
-                        output_partition_by
-                            .iter()
-                            .zip(v.split('/'))
-                            .map(|(c, v)| format!("{c}={v}"))
-                            .collect::<Vec<_>>()
-                            .join("/")
-                    })
-                    .collect()
-            }
-        });
-    Ok(NodePlan {
-        node: node.name.clone(),
-        output: node.output.clone(),
-        output_path: out.path.clone(),
-        strategy,
-        reason,
-        input_files,
-        input_bytes,
-        input_partitions,
-        output_partition_by,
-        expected_output_partitions,
-        empty_inputs,
-        stages,
-        ballista_stages: None,
+                    .zip(v.split('/'))
+                    .map(|(c, v)| format!("{c}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect()
     })
+}
+
+/// Builds the stages of one node's plan.
+struct StageBuilder<'a> {
+    node: &'a Node,
+    settings: &'a PlanSettings,
+    first_stage: u32,
+    out: &'a Dataset,
+    layout: &'a Layout,
+}
+
+impl StageBuilder<'_> {
+    /// The node's output table, written in its layout through staging.
+    fn table(&self) -> OutputSpec {
+        OutputSpec::Table {
+            table_uri: self.out.path.clone(),
+            staging_uri: crate::paths::staging_root(self.out),
+            layout: self.layout.clone(),
+        }
+    }
+
+    /// All input in one task (or one distributed job).
+    fn single(&self, listed: &Listed, input_bytes: u64, kind: &'static str) -> StagePlan {
+        let inputs = listed.iter().map(|(ds, f)| input_table(ds, f)).collect();
+        StagePlan {
+            stage_id: self.first_stage,
+            kind,
+            input_bytes,
+            specs: vec![spec(
+                self.settings,
+                self.first_stage,
+                0,
+                inputs,
+                self.node.sql.clone(),
+                self.table(),
+            )],
+            tasks: 1,
+        }
+    }
+
+    /// One task per group of input files, all running the node's SQL into
+    /// `output`.
+    fn per_group(
+        &self,
+        primary: &Dataset,
+        groups: &[crate::plan::tasks::TaskFiles],
+        stage_id: u32,
+        output: OutputSpec,
+    ) -> Vec<TaskSpec> {
+        groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                spec(
+                    self.settings,
+                    stage_id,
+                    i as u32,
+                    vec![input_table(primary, &g.files)],
+                    self.node.sql.clone(),
+                    output.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Map tasks hash the node's rows into buckets; one reduce task per
+    /// bucket writes its rows in the layout.
+    fn shuffle(
+        &self,
+        primary: &Dataset,
+        groups: &[crate::plan::tasks::TaskFiles],
+        b: &chainbatch_executor::layout::BucketBy,
+        shape: &SqlShape,
+        input_bytes: u64,
+    ) -> Vec<StagePlan> {
+        let shuffle_root = crate::paths::shuffle_root(&self.out.path);
+        let map_specs = self.per_group(
+            primary,
+            groups,
+            self.first_stage,
+            OutputSpec::Shuffle {
+                staging_uri: shuffle_root,
+                hash_by: b.columns.clone(),
+                buckets: b.buckets,
+                sort_by: vec![],
+            },
+        );
+        let map_outputs: Vec<String> = map_specs.iter().map(|s| s.task_dir()).collect();
+        let out_cols: Vec<ColumnSpec> = shape
+            .output_schema
+            .fields()
+            .iter()
+            .map(|f| ColumnSpec::from_field(f))
+            .collect();
+        let reduce_specs = (0..b.buckets)
+            .map(|bucket| {
+                let input = InputTable {
+                    name: "shuffled".into(),
+                    format: InputFormat::Shuffle,
+                    files: vec![],
+                    schema: Some(out_cols.clone()),
+                    partition_columns: vec![],
+                    shuffle: Some(ShuffleInput {
+                        bucket,
+                        map_outputs: map_outputs.clone(),
+                    }),
+                };
+                spec(
+                    self.settings,
+                    self.first_stage + 1,
+                    bucket,
+                    vec![input],
+                    "SELECT * FROM shuffled".into(),
+                    self.table(),
+                )
+            })
+            .collect::<Vec<_>>();
+        vec![
+            StagePlan {
+                stage_id: self.first_stage,
+                kind: "shuffle_map",
+                input_bytes,
+                tasks: map_specs.len(),
+                specs: map_specs,
+            },
+            StagePlan {
+                stage_id: self.first_stage + 1,
+                kind: "reduce",
+                input_bytes,
+                tasks: reduce_specs.len(),
+                specs: reduce_specs,
+            },
+        ]
+    }
 }
 
 /// Reads the Arrow schema of a dataset's first Parquet file, for datasets
@@ -427,9 +491,9 @@ pub async fn infer_schema(ds: &Dataset) -> Option<arrow::datatypes::SchemaRef> {
     let files = list_dataset(ds, None).await.ok()?;
     let first = files.first()?;
     let loc = chainbatch_executor::storage::resolve(&first.uri).ok()?;
-    let md = chainbatch_executor::parquet_footer::read_metadata(&loc, first.size)
+    let md = chainbatch_executor::parquet_file::read_metadata(&loc, first.size)
         .await
         .ok()?;
-    let s = chainbatch_executor::parquet_footer::arrow_schema(&md).ok()?;
+    let s = chainbatch_executor::parquet_file::arrow_schema(&md).ok()?;
     read_schema(ds, Some(s)).ok()
 }

@@ -1,5 +1,5 @@
 //! `chainbatch run --env aws` on files written the way the AWS Public
-//! Blockchain Data producer writes them (`scripts/producer_fixture.py`, from
+//! Blockchain Data producer writes them (`scheduler/tests/cli/peers/producer_fixture.py`, from
 //! the real mainnet fixture): pandas through pyarrow, `date` and
 //! `last_modified` inside, naive timestamps in every unit, DOUBLE `value`,
 //! compacted and per-block days. Only `raw_root` and `out_root` are
@@ -10,10 +10,10 @@ use crate::support::*;
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// `scripts/producer_fixture.py` into `raw` (`<raw>/transactions/date=.../`).
+/// `scheduler/tests/cli/peers/producer_fixture.py` into `raw` (`<raw>/transactions/date=.../`).
 fn producer_files(raw: &Path, args: &[&str]) {
     let out = Command::new(python())
-        .arg(repo().join("scripts/producer_fixture.py"))
+        .arg(repo().join("scheduler/tests/cli/peers/producer_fixture.py"))
         .arg("--source")
         .arg(repo().join("fixtures/ethereum-etl"))
         .arg("--out")

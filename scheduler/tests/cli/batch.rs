@@ -1,5 +1,5 @@
 //! `--backend batch` against moto server, the AWS Batch API peer started by
-//! scripts/test.sh, with scripts/batch_peer.py in front of it playing the
+//! scripts/test.sh, with scheduler/tests/cli/peers/batch_peer.py in front of it playing the
 //! compute environment: it runs the real executor binary for every child,
 //! with the environment a Batch container gets, and injects faults. Data
 //! lives on SeaweedFS. The output must equal the process backend's.

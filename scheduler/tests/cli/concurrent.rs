@@ -363,6 +363,7 @@ fn leases_on_s3_are_conditional_creates() {
             purpose: "run".into(),
             ttl_seconds: 60,
             wait: Duration::ZERO,
+            detached: false,
         };
         let held = lease::acquire(&[claim("2024-03-01", "2024-03-10")], &opts("a"), |_| {})
             .await

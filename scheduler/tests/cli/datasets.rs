@@ -488,3 +488,86 @@ fn generated_files_declare_the_order_they_are_in() {
         }
     }
 }
+
+#[test]
+fn an_import_cut_short_is_finished_by_gc_and_a_second_import_replaces_its_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let import = |crash_at: Option<&str>| {
+        let mut c = Command::new(bin());
+        c.args(["import", "ethereum-etl"])
+            .arg(repo().join("fixtures/ethereum-etl"))
+            .arg("--out")
+            .arg(dir.path())
+            .args(["--tables", "transactions"]);
+        if let Some(step) = crash_at {
+            c.env("CHAINBATCH_CRASH_AT", step);
+        }
+        c.output().unwrap()
+    };
+    let out_root = format!("out_root={}", dir.path().display());
+    let chainbatch = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .arg("--conf")
+            .arg(repo().join("conf"))
+            .args(["--globals", &out_root])
+            .output()
+            .unwrap()
+    };
+    let rows = || -> usize {
+        read_table(&dir.path().join("transactions"))
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum()
+    };
+    // Cut after its publish plan is durable, before a file moved.
+    let cut = import(Some("after_plan"));
+    assert!(!cut.status.success());
+    assert_eq!(
+        rows(),
+        0,
+        "nothing published before the plan is carried out"
+    );
+    let gc = chainbatch(&["gc"]);
+    let said = String::from_utf8_lossy(&gc.stdout);
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    assert!(
+        said.contains("recovered run import-") && said.contains("finished its publish"),
+        "{said}"
+    );
+    assert_eq!(rows(), 298, "gc finished the import's publish");
+    // A second import replaces the date's file: no duplicate rows.
+    let again = import(None);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(rows(), 298);
+    assert_eq!(
+        data_files(&dir.path().join("transactions")),
+        vec!["date=2023-05-02/part-00000.parquet".to_string()]
+    );
+    let runs = chainbatch(&["runs", "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let states: Vec<(&str, &str)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["pipeline"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(states.len(), 2, "{runs}");
+    assert!(
+        states.contains(&("import", "failed")) && states.contains(&("import", "succeeded")),
+        "{states:?}"
+    );
+}

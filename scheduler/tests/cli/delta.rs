@@ -1,6 +1,6 @@
 //! `format: delta` outputs and inputs: a node's commit is one Delta
 //! transaction, read back by independent readers (the `deltalake` package
-//! and Polars, through scripts/delta_read.py); a reader polling during
+//! and Polars, through scheduler/tests/cli/peers/delta_read.py); a reader polling during
 //! commits never sees a partial partition; a crash at any commit step
 //! leaves the old version or the new one; runs over disjoint dates commit
 //! to one table together; `gc` vacuums; a pinned version reads as it was.
@@ -24,10 +24,10 @@ pub(crate) fn make_delta(p: &Project) {
     std::fs::write(path, text).unwrap();
 }
 
-/// scripts/delta_read.py ARGS, which must succeed; its JSON.
+/// scheduler/tests/cli/peers/delta_read.py ARGS, which must succeed; its JSON.
 pub(crate) fn delta_read(args: &[&str]) -> Value {
     let o = Command::new(python())
-        .arg(repo().join("scripts/delta_read.py"))
+        .arg(repo().join("scheduler/tests/cli/peers/delta_read.py"))
         .args(args)
         .output()
         .unwrap();
@@ -126,7 +126,7 @@ fn poll_during(p: &Project, table: &Path, format: &str, runs: u32) -> Value {
     };
     let stop = p.dir.path().join(format!("stop-{format}"));
     let poller = Command::new(python())
-        .arg(repo().join("scripts/delta_read.py"))
+        .arg(repo().join("scheduler/tests/cli/peers/delta_read.py"))
         .args(["poll", &table.display().to_string(), "--format", format])
         .arg("--stop")
         .arg(&stop)

@@ -222,7 +222,7 @@ fn terraform_parses_is_formatted_and_grants_least_privilege() {
     let python = std::env::var("CHAINBATCH_PYTHON")
         .expect("CHAINBATCH_PYTHON must name the test venv's python: scripts/test.sh sets it");
     let o = Command::new(python)
-        .arg(repo().join("scripts/check_terraform.py"))
+        .arg(repo().join("scheduler/tests/cli/peers/check_terraform.py"))
         .arg(repo().join("terraform"))
         .output()
         .unwrap();

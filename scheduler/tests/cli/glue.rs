@@ -1,5 +1,5 @@
 //! Glue registration and the Athena check, against moto as the Glue and
-//! Athena API (started by scripts/test.sh) behind scripts/catalog_peer.py,
+//! Athena API (started by scripts/test.sh) behind scheduler/tests/cli/peers/catalog_peer.py,
 //! which enforces Glue's documented limits and runs Athena's queries in
 //! DuckDB over the table's files on S3 (SeaweedFS).
 

@@ -24,4 +24,5 @@ mod s3;
 mod s3_faults;
 mod s3_restart;
 mod soak;
+mod step_functions;
 mod weed;

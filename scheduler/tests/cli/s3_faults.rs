@@ -1,4 +1,4 @@
-//! S3 misbehaving under a run, through scripts/s3_fault_proxy.py in front of
+//! S3 misbehaving under a run, through scheduler/tests/cli/peers/s3_fault_proxy.py in front of
 //! SeaweedFS: throttling and 5xx answers are retried with backoff and the
 //! output is exact; an S3 that keeps failing fails the run in bounded time;
 //! and every object written (data, staging, specs, journals, copies made
@@ -26,7 +26,7 @@ impl Proxy {
         let upstream = std::env::var("AWS_ENDPOINT_URL")
             .expect("AWS_ENDPOINT_URL must point at SeaweedFS: scripts/test.sh sets it");
         let mut child = Command::new(python)
-            .arg(repo().join("scripts/s3_fault_proxy.py"))
+            .arg(repo().join("scheduler/tests/cli/peers/s3_fault_proxy.py"))
             .args(["--upstream", &upstream, "--log"])
             .arg(&log)
             .args(args)

@@ -237,7 +237,7 @@ pub fn python() -> String {
         .expect("CHAINBATCH_PYTHON must name the test venv's python: scripts/test.sh sets it")
 }
 
-/// A peer (`scripts/<name>.py`) in front of the shared moto server, with
+/// A peer (`scheduler/tests/cli/peers/<name>.py`) in front of the shared moto server, with
 /// its own request log (a JSON line a request: op, body, status) and faults.
 pub struct MotoPeer {
     child: std::process::Child,
@@ -254,7 +254,7 @@ impl MotoPeer {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests.jsonl");
         let mut child = Command::new(python())
-            .arg(repo().join("scripts").join(script))
+            .arg(repo().join("scheduler/tests/cli/peers").join(script))
             .args(["--moto", &moto_url(), "--log"])
             .arg(&log)
             .args(["--faults", &faults.to_string()])
@@ -276,6 +276,31 @@ impl MotoPeer {
             log,
             _dir: dir,
         }
+    }
+
+    /// What the peer's jobs printed (the tail of each child's log), for a
+    /// failure message.
+    pub fn log_text(&self) -> String {
+        let mut out = String::new();
+        let dir = self.log.parent().expect("the log is in the peer's folder");
+        let mut logs: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for l in logs {
+            let text = std::fs::read_to_string(&l).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            out.push_str(&format!("== {}\n", l.display()));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// The request bodies of one operation, in order.

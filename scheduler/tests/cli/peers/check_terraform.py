@@ -157,7 +157,7 @@ def check_format(path):
 # -- structure ----------------------------------------------------------------
 
 def load(directory):
-    merged = {"resource": {}, "data": {}, "variable": {}, "output": {}}
+    merged = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": []}
     for path in sorted(glob.glob(os.path.join(directory, "*.tf"))):
         check_format(path)
         try:
@@ -176,6 +176,7 @@ def load(directory):
         for block in doc.get("output", []):
             for oname, body in block.items():
                 merged["output"][unquote(oname)] = body
+        merged["locals"].extend(doc.get("locals", []))
     return merged
 
 
@@ -271,10 +272,18 @@ def check_resources(tf):
     if not denvs or any("fargate." not in e for e in denvs):
         problem(f"the driver queue must run on on-demand Fargate only, never Spot: {denvs}")
     sched = need(tf, "aws_scheduler_schedule", "daily")
-    if "batch:submitJob" not in " ".join(flat(sched)):
+    # The schedule's target is one of two locals: the driver job, or the
+    # state machine (orchestration = "step_functions").
+    target = " ".join(flat(sched)) + " " + " ".join(flat(tf.get("locals", [])))
+    if "batch:submitJob" not in target:
         problem("the schedule does not submit a Batch job")
-    if "aws_batch_job_queue.driver" not in " ".join(flat(sched)):
+    if "aws_batch_job_queue.driver" not in target:
         problem("the schedule must submit the driver to the on-demand driver queue")
+    if "aws_sfn_state_machine.pipeline" not in target:
+        problem("the schedule cannot start the pipeline's state machine")
+    machine = need(tf, "aws_sfn_state_machine", "pipeline")
+    if not blocks(machine, "logging_configuration"):
+        problem("the state machine has no logging configuration")
 
 
 def check_iam(tf):
@@ -314,7 +323,7 @@ def check_iam(tf):
 
 def main():
     directory = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "terraform")
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "terraform")
     tf = load(directory)
     check_references(directory, tf)
     check_resources(tf)

@@ -36,17 +36,27 @@ those operations once a job was submitted),
 Usage:
   batch_peer.py --setup --moto URL
   batch_peer.py --moto URL --entrypoint PATH --log FILE [--faults JSON]
-                [--slots N] [--workdir DIR]
+                [--slots N] [--workdir DIR] [--entrypoint-for DEF=PATH ...]
+                [--s3 URL] [--child-env KEY=VALUE ...]
+
+`--entrypoint-for DEF=PATH` runs the jobs of job definition DEF with PATH
+(the driver image's `chainbatch` for `chainbatch-driver`), others with
+`--entrypoint`. With `--s3 URL` requests that are not Batch API calls
+(S3 reads of a Step Functions engine that sends every service call here)
+are forwarded to that S3 endpoint, signed with this process's credentials. `--child-env` adds to every job's
+environment (what an image sets, such as CHAINBATCH_CONF).
 
 `--setup` creates the queue `chainbatch-test` and the job definitions
 `chainbatch-executor` (Fargate) and `chainbatch-executor-ec2` (EC2), both
-running image `chainbatch-executor:test`, in moto if they are missing, and
+running image `chainbatch-executor:test`, and `chainbatch-driver`
+(Fargate, image `chainbatch-driver:test`), in moto if they are missing, and
 exits. Otherwise the peer prints `PORT <n>` once it listens on
 127.0.0.1.
 """
 
 import argparse
 import base64
+import http.client
 import json
 import os
 import re
@@ -64,6 +74,7 @@ from moto_proxy import ProxyHandler, forward
 QUEUE = "chainbatch-test"
 DEFINITION = "chainbatch-executor"
 DEFINITION_EC2 = "chainbatch-executor-ec2"
+DEFINITION_DRIVER = "chainbatch-driver"
 IMAGE = "chainbatch-executor:test"
 OPS = {
     "submitjob": "SubmitJob",
@@ -193,6 +204,10 @@ class Job:
     def __init__(self, job_id, body):
         self.id = job_id
         self.name = body["jobName"]
+        # `name`, `name:revision` or an ARN: the name decides the entrypoint.
+        definition = body.get("jobDefinition", "")
+        m = DEF_ARN.match(definition) or DEF_REVISION.match(definition)
+        self.definition = m.group(1) if m else definition
         self.size = (body.get("arrayProperties") or {}).get("size")
         overrides = body.get("containerOverrides") or {}
         self.command = overrides.get("command") or []
@@ -224,6 +239,9 @@ class Peer:
     def __init__(self, args):
         self.moto = urllib.parse.urlparse(args.moto)
         self.entrypoint = args.entrypoint
+        self.entrypoints = dict(e.split("=", 1) for e in args.entrypoint_for)
+        self.s3 = urllib.parse.urlparse(args.s3) if args.s3 else None
+        self.child_env = dict(e.split("=", 1) for e in args.child_env)
         self.log_path = args.log
         self.workdir = args.workdir
         self.faults = json.loads(args.faults) if args.faults else {}
@@ -450,6 +468,7 @@ class Peer:
             code = fault.get("exit_code")
             return code, fault.get("status_reason") or "Essential container in task exited", None
         env = dict(os.environ)
+        env.update(self.child_env)
         env.update(job.env)
         env["AWS_BATCH_JOB_ID"] = child.id
         env["AWS_BATCH_JOB_ATTEMPT"] = str(attempt)
@@ -460,7 +479,8 @@ class Peer:
             env.pop("AWS_BATCH_JOB_ARRAY_INDEX", None)
         log = os.path.join(self.workdir, f"{child.id.replace(':', '-')}-{attempt}.log")
         with open(log, "w") as out:
-            child.proc = subprocess.Popen([self.entrypoint] + job.command, env=env,
+            entrypoint = self.entrypoints.get(job.definition, self.entrypoint)
+            child.proc = subprocess.Popen([entrypoint] + job.command, env=env,
                                           stdout=out, stderr=subprocess.STDOUT)
             try:
                 code = child.proc.wait(timeout=job.timeout)
@@ -541,6 +561,33 @@ class Peer:
         return detail
 
 
+def forward_s3(target, method, path, headers, body):
+    """Forwards an S3 request signed anew with this process's credentials:
+    AWS signs a state machine's calls with its role, moto's engine with
+    placeholder keys that S3 refuses."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    dropped = ("authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token",
+               "host", "content-length")
+    req = AWSRequest(method=method, url=f"http://{target.hostname}:{target.port}{path}",
+                     data=body or None,
+                     headers={k: v for k, v in headers.items() if k.lower() not in dropped})
+    creds = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+    S3SigV4Auth(creds, "s3", os.environ.get("AWS_REGION", "us-east-1")).add_auth(req)
+    prepared = req.prepare()
+    conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+    conn.request(method, path, body=prepared.body, headers=dict(prepared.headers))
+    r = conn.getresponse()
+    data = r.read()
+    out = (r.status, [(k, v) for k, v in r.getheaders()
+                      if k.lower() not in ("content-length", "transfer-encoding", "connection")],
+           data)
+    conn.close()
+    return out
+
+
 def handler_for(peer):
     class Handler(ProxyHandler):
         def error(self, status, kind, message):
@@ -549,6 +596,12 @@ def handler_for(peer):
                                 ("x-amzn-ErrorType", kind)], err)
 
         def proxy(self, raw):
+            if peer.s3 is not None and not self.path.startswith("/v1/"):
+                status, headers, data = forward_s3(peer.s3, self.command, self.path,
+                                                   dict(self.headers), raw)
+                self.reply(status, headers, data)
+                peer.log(f"S3 {self.command}", {"path": self.path}, status)
+                return
             op = OPS.get(self.path.rstrip("/").rsplit("/", 1)[-1].lower(), self.path)
             try:
                 body = json.loads(raw) if raw else {}
@@ -618,12 +671,13 @@ def ensure_queue_and_definition(moto_url):
         batch.create_job_queue(jobQueueName=QUEUE, state="ENABLED", priority=1,
                                computeEnvironmentOrder=[{"order": 1, "computeEnvironment":
                                                          ce["computeEnvironmentArn"]}])
-    for name, platform in ((DEFINITION, "FARGATE"), (DEFINITION_EC2, "EC2")):
+    for name, platform, image in ((DEFINITION, "FARGATE", IMAGE), (DEFINITION_EC2, "EC2", IMAGE),
+                                  (DEFINITION_DRIVER, "FARGATE", "chainbatch-driver:test")):
         if batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]:
             continue
         batch.register_job_definition(
             jobDefinitionName=name, type="container", platformCapabilities=[platform],
-            containerProperties={"image": IMAGE, "command": ["--help"],
+            containerProperties={"image": image, "command": ["--help"],
                                  "resourceRequirements": [{"type": "VCPU", "value": "1"},
                                                           {"type": "MEMORY", "value": "2048"}]})
 
@@ -637,6 +691,9 @@ def main():
     ap.add_argument("--faults", default="")
     ap.add_argument("--slots", type=int, default=2)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--entrypoint-for", action="append", default=[], metavar="DEF=PATH")
+    ap.add_argument("--s3", default=None)
+    ap.add_argument("--child-env", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     if args.setup:
         return ensure_queue_and_definition(args.moto)
