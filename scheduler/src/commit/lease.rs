@@ -320,7 +320,8 @@ const TIE_PATIENCE: Duration = Duration::from_secs(8);
 struct Blocked {
     /// The live run in the way.
     holder: String,
-    /// Its lease and ours were dated alike (stores that keep seconds only).
+    /// Its lease and ours were dated alike (stores that keep seconds only),
+    /// or it was taken while this run was taking its own (a crossing).
     tie: bool,
 }
 
@@ -377,25 +378,35 @@ async fn create_and_check(
         }
         held.push((loc, record));
     }
-    for (loc, mine) in held.iter() {
+    let mut listed = vec![];
+    for (loc, _) in held.iter() {
         let found = list(&leases_dir_of(loc)).await?;
-        let now = now_i64();
         let my_time = found
             .iter()
             .find(|f| f.uri == loc.uri())
             .map(|f| f.created_nanos)
             .unwrap_or(i128::MAX);
+        listed.push((found, my_time));
+    }
+    // When this run created its first lease: a holder whose lease is not
+    // older than that started while this run was taking its leases.
+    let my_first = listed.iter().map(|(_, t)| *t).min().unwrap_or(i128::MAX);
+    let now = now_i64();
+    for ((loc, mine), (found, my_time)) in held.iter().zip(&listed) {
         let blocker = found.iter().find(|f| {
             f.uri != loc.uri()
                 && f.record.run_id != mine.run_id
                 && f.record.scope.overlaps(&mine.scope)
-                && f.created_nanos <= my_time
+                && f.created_nanos <= *my_time
                 && f.is_live(now)
         });
         if let Some(b) = blocker {
+            // Two runs that took their leases at the same time can each be
+            // first on some dataset and both be refused: such a crossing
+            // backs off and tries again, like a tie.
             return Ok(Some(Blocked {
                 holder: b.describe(now),
-                tie: b.created_nanos == my_time,
+                tie: b.created_nanos >= my_first,
             }));
         }
     }

@@ -429,6 +429,214 @@ pub fn table_schema(name: &str) -> SchemaRef {
     to_schema(&cols, name).expect("built-in schema parses")
 }
 
+/// The builders of one batch of transactions, in the table's column order.
+struct TxColumns {
+    hash: StringBuilder,
+    nonce: Int64Builder,
+    tx_index: Int64Builder,
+    from: StringBuilder,
+    to: StringBuilder,
+    value: Decimal128Builder,
+    gas: Int64Builder,
+    gas_price: Int64Builder,
+    input: StringBuilder,
+    cumulative: Int64Builder,
+    gas_used: Int64Builder,
+    contract_address: StringBuilder,
+    status: Int64Builder,
+    ts: TimestampSecondBuilder,
+    block_number: Int64Builder,
+    block_hash: StringBuilder,
+    max_fee: Int64Builder,
+    max_priority_fee: Int64Builder,
+    tx_type: Int64Builder,
+    effective_gas_price: Int64Builder,
+}
+
+impl TxColumns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            hash: StringBuilder::with_capacity(n, n * 66),
+            nonce: Int64Builder::with_capacity(n),
+            tx_index: Int64Builder::with_capacity(n),
+            from: StringBuilder::with_capacity(n, n * 42),
+            to: StringBuilder::with_capacity(n, n * 42),
+            value: Decimal128Builder::with_capacity(n),
+            gas: Int64Builder::with_capacity(n),
+            gas_price: Int64Builder::with_capacity(n),
+            input: StringBuilder::with_capacity(n, n * 90),
+            cumulative: Int64Builder::with_capacity(n),
+            gas_used: Int64Builder::with_capacity(n),
+            contract_address: StringBuilder::with_capacity(n, 0),
+            status: Int64Builder::with_capacity(n),
+            ts: TimestampSecondBuilder::with_capacity(n),
+            block_number: Int64Builder::with_capacity(n),
+            block_hash: StringBuilder::with_capacity(n, n * 66),
+            max_fee: Int64Builder::with_capacity(n),
+            max_priority_fee: Int64Builder::with_capacity(n),
+            tx_type: Int64Builder::with_capacity(n),
+            effective_gas_price: Int64Builder::with_capacity(n),
+        }
+    }
+
+    /// Legacy (type 0, 22%) or EIP-1559 (type 2) fees over the day's base fee.
+    fn append_fees(&mut self, rng: &mut Rng, base_fee: i64) {
+        let typ = if rng.below(100) < 22 { 0 } else { 2 };
+        let tip = 100_000_000 + rng.below(3_000_000_000) as i64;
+        self.tx_type.append_value(typ);
+        if typ == 0 {
+            let price = base_fee + tip;
+            self.gas_price.append_value(price);
+            self.max_fee.append_null();
+            self.max_priority_fee.append_null();
+            self.effective_gas_price.append_value(price);
+        } else {
+            let cap = base_fee * 2 + tip;
+            self.gas_price.append_value(cap);
+            self.max_fee.append_value(cap);
+            self.max_priority_fee.append_value(tip);
+            self.effective_gas_price.append_value(base_fee + tip);
+        }
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        let ts = self.ts.finish().with_timezone("UTC");
+        let modified = last_modified(&ts);
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.hash.finish()),
+            Arc::new(self.nonce.finish()),
+            Arc::new(self.tx_index.finish()),
+            Arc::new(self.from.finish()),
+            Arc::new(self.to.finish()),
+            Arc::new(
+                self.value
+                    .finish()
+                    .with_precision_and_scale(38, 0)
+                    .expect("valid decimal"),
+            ),
+            Arc::new(self.gas.finish()),
+            Arc::new(self.gas_price.finish()),
+            Arc::new(self.input.finish()),
+            Arc::new(self.cumulative.finish()),
+            Arc::new(self.gas_used.finish()),
+            Arc::new(self.contract_address.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(ts),
+            Arc::new(self.block_number.finish()),
+            Arc::new(self.block_hash.finish()),
+            Arc::new(self.max_fee.finish()),
+            Arc::new(self.max_priority_fee.finish()),
+            Arc::new(self.tx_type.finish()),
+            Arc::new(self.effective_gas_price.finish()),
+            modified,
+        ];
+        RecordBatch::try_new(transactions_schema(), cols).expect("generator matches its schema")
+    }
+}
+
+/// Who sends and what is called on a day: the senders and contracts and
+/// their Zipf popularity.
+struct Population {
+    seed: u64,
+    senders: u64,
+    sender_rank: Arc<Zipf>,
+    contract_rank: Arc<Zipf>,
+}
+
+/// Text buffers reused row after row.
+#[derive(Default)]
+struct Scratch {
+    tx_hash: String,
+    from: String,
+    to: String,
+    block_hash: String,
+    calldata: String,
+    recipient: String,
+    arg: String,
+}
+
+impl Population {
+    /// Calldata ABI-encoded like mainnet's into `s.calldata`: a method id,
+    /// then 32-byte words holding zero-padded addresses and amounts. A token
+    /// call names the recipient (`s.recipient`) and returns the amount its
+    /// Transfer event reports.
+    fn calldata(&self, rng: &mut Rng, creation: bool, block: i64, s: &mut Scratch) -> Option<i128> {
+        let buf = &mut s.calldata;
+        let mut pick = rng.below(1000);
+        let mut id = METHODS[0].0;
+        for (m, share) in METHODS {
+            if pick < *share {
+                id = m;
+                break;
+            }
+            pick -= share;
+        }
+        if creation {
+            id = "60806040";
+        }
+        buf.push_str(id);
+        match id {
+            "60806040" => {
+                let words = 1 + rng.below(4) as usize;
+                push_hex_digits(buf, rng.next(), words * 4);
+                None
+            }
+            "a9059cbb" | "23b872dd" => {
+                if id == "23b872dd" {
+                    push_address_word(buf, &s.from);
+                }
+                address(&mut s.recipient, 1, rng.below(self.senders * 4), self.seed);
+                push_address_word(buf, &s.recipient);
+                let amount = token_amount(rng);
+                push_amount_word(buf, amount as u128);
+                Some(amount)
+            }
+            "095ea7b3" => {
+                address(
+                    &mut s.arg,
+                    2,
+                    self.contract_rank.rank(rng.unit()),
+                    self.seed,
+                );
+                push_address_word(buf, &s.arg);
+                // Half of all approvals are unlimited.
+                let allowance = if rng.below(2) == 0 {
+                    u128::MAX
+                } else {
+                    token_amount(rng) as u128
+                };
+                push_amount_word(buf, allowance);
+                None
+            }
+            _ => {
+                for _ in 0..1 + rng.below(4) {
+                    match rng.below(8) {
+                        0..=2 => {
+                            address(
+                                &mut s.arg,
+                                2,
+                                self.contract_rank.rank(rng.unit()),
+                                self.seed,
+                            );
+                            push_address_word(buf, &s.arg);
+                        }
+                        3 | 4 => push_amount_word(buf, token_amount(rng) as u128),
+                        // A deadline a few minutes after the block.
+                        5 => push_amount_word(
+                            buf,
+                            (block_timestamp(block) as u64 + rng.below(1800)) as u128,
+                        ),
+                        // An offset into the dynamic part.
+                        6 => push_amount_word(buf, 32 * (1 + rng.below(8)) as u128),
+                        _ => push_hex_digits(buf, rng.next(), 4),
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
 /// Rows `first..first+n` of day `d`, and, with `events`, the token
 /// transfers and logs they emit (else those batches are empty).
 pub fn generate_batch(
@@ -445,41 +653,18 @@ pub fn generate_batch(
     let blocks = BLOCKS_PER_DAY as u64;
     let senders = cfg.senders();
     let contracts = (senders / 20).max(100);
-    let sender_rank = Zipf::shared(senders, 1.07);
-    let contract_rank = Zipf::shared(contracts, 1.2);
+    let pop = Population {
+        seed,
+        senders,
+        sender_rank: Zipf::shared(senders, 1.07),
+        contract_rank: Zipf::shared(contracts, 1.2),
+    };
     // Base fee drifts by day between 8 and 60 gwei.
     let base_fee = 8_000_000_000 + (mix(seed ^ 0xbf ^ d as u64) % 52_000_000_000) as i64;
 
-    let mut hash = StringBuilder::with_capacity(n, n * 66);
-    let mut nonce = Int64Builder::with_capacity(n);
-    let mut tx_index = Int64Builder::with_capacity(n);
-    let mut from = StringBuilder::with_capacity(n, n * 42);
-    let mut to = StringBuilder::with_capacity(n, n * 42);
-    let mut value = Decimal128Builder::with_capacity(n);
-    let mut gas = Int64Builder::with_capacity(n);
-    let mut gas_price = Int64Builder::with_capacity(n);
-    let mut input = StringBuilder::with_capacity(n, n * 90);
-    let mut cumulative = Int64Builder::with_capacity(n);
-    let mut gas_used = Int64Builder::with_capacity(n);
-    let mut contract_address = StringBuilder::with_capacity(n, 0);
-    let mut status = Int64Builder::with_capacity(n);
-    let mut ts = TimestampSecondBuilder::with_capacity(n);
-    let mut block_number = Int64Builder::with_capacity(n);
-    let mut bhash = StringBuilder::with_capacity(n, n * 66);
-    let mut max_fee = Int64Builder::with_capacity(n);
-    let mut max_prio = Int64Builder::with_capacity(n);
-    let mut tx_type = Int64Builder::with_capacity(n);
-    let mut effective = Int64Builder::with_capacity(n);
-
+    let mut c = TxColumns::with_capacity(n);
     let mut events = Events::new(if with_events { n / 4 } else { 0 });
-    let mut tx_buf = String::with_capacity(66);
-    let mut from_buf = String::with_capacity(42);
-    let mut to_buf = String::with_capacity(42);
-    let mut block_buf = String::with_capacity(66);
-    let mut buf = String::with_capacity(330);
-    let mut recipient_buf = String::with_capacity(42);
-    let mut arg_buf = String::with_capacity(42);
-    let mut amount = 0i128;
+    let mut s = Scratch::default();
     let mut cum_block = -1i64;
     let mut hashed_block = i64::MIN;
     let mut cum = 0i64;
@@ -491,25 +676,26 @@ pub fn generate_batch(
         let index = row - block_first_row;
         let mut rng = Rng(mix(seed ^ mix(block as u64) ^ index));
 
-        tx_hash(&mut tx_buf, seed, block, index);
-        hash.append_value(&tx_buf);
-        let sender = sender_rank.rank(rng.unit());
-        address(&mut from_buf, 1, sender, seed);
-        from.append_value(&from_buf);
-        nonce.append_value((mix(sender ^ block as u64) % 50_000) as i64);
-        tx_index.append_value(index as i64);
+        tx_hash(&mut s.tx_hash, seed, block, index);
+        c.hash.append_value(&s.tx_hash);
+        let sender = pop.sender_rank.rank(rng.unit());
+        address(&mut s.from, 1, sender, seed);
+        c.from.append_value(&s.from);
+        c.nonce
+            .append_value((mix(sender ^ block as u64) % 50_000) as i64);
+        c.tx_index.append_value(index as i64);
 
         let kind = rng.below(1000);
         let creation = kind < 3;
         let plain_transfer = (3..300).contains(&kind);
         if creation {
-            to.append_null();
+            c.to.append_null();
         } else if plain_transfer {
-            address(&mut to_buf, 1, rng.below(senders * 4), seed);
-            to.append_value(&to_buf);
+            address(&mut s.to, 1, rng.below(senders * 4), seed);
+            c.to.append_value(&s.to);
         } else {
-            address(&mut to_buf, 2, contract_rank.rank(rng.unit()), seed);
-            to.append_value(&to_buf);
+            address(&mut s.to, 2, pop.contract_rank.rank(rng.unit()), seed);
+            c.to.append_value(&s.to);
         }
         // Heavy-tailed value: zero for most calls, else log-uniform 1e12..1e22 wei.
         let v: i128 = if !plain_transfer && rng.below(10) < 8 {
@@ -517,177 +703,69 @@ pub fn generate_batch(
         } else {
             log_uniform_wei(rng.unit()) + rng.below(1_000_000) as i128
         };
-        value.append_value(v);
+        c.value.append_value(v);
 
-        // Calldata is ABI-encoded like mainnet's: a method id, then 32-byte
-        // words holding zero-padded addresses and amounts. Token calls name
-        // the recipient and amount their Transfer event reports.
-        buf.clear();
-        buf.push_str("0x");
-        let mut token_transfer = false;
-        if !plain_transfer {
-            let mut pick = rng.below(1000);
-            let mut id = METHODS[0].0;
-            for (m, share) in METHODS {
-                if pick < *share {
-                    id = m;
-                    break;
-                }
-                pick -= share;
-            }
-            if creation {
-                id = "60806040";
-            }
-            buf.push_str(id);
-            match id {
-                "60806040" => {
-                    let words = 1 + rng.below(4) as usize;
-                    push_hex_digits(&mut buf, rng.next(), words * 4);
-                }
-                "a9059cbb" | "23b872dd" => {
-                    token_transfer = true;
-                    if id == "23b872dd" {
-                        push_address_word(&mut buf, &from_buf);
-                    }
-                    address(&mut recipient_buf, 1, rng.below(senders * 4), seed);
-                    push_address_word(&mut buf, &recipient_buf);
-                    amount = token_amount(&mut rng);
-                    push_amount_word(&mut buf, amount as u128);
-                }
-                "095ea7b3" => {
-                    address(&mut arg_buf, 2, contract_rank.rank(rng.unit()), seed);
-                    push_address_word(&mut buf, &arg_buf);
-                    // Half of all approvals are unlimited.
-                    let allowance = if rng.below(2) == 0 {
-                        u128::MAX
-                    } else {
-                        token_amount(&mut rng) as u128
-                    };
-                    push_amount_word(&mut buf, allowance);
-                }
-                _ => {
-                    for _ in 0..1 + rng.below(4) {
-                        match rng.below(8) {
-                            0..=2 => {
-                                address(&mut arg_buf, 2, contract_rank.rank(rng.unit()), seed);
-                                push_address_word(&mut buf, &arg_buf);
-                            }
-                            3 | 4 => push_amount_word(&mut buf, token_amount(&mut rng) as u128),
-                            // A deadline a few minutes after the block.
-                            5 => push_amount_word(
-                                &mut buf,
-                                (block_timestamp(block) as u64 + rng.below(1800)) as u128,
-                            ),
-                            // An offset into the dynamic part.
-                            6 => push_amount_word(&mut buf, 32 * (1 + rng.below(8)) as u128),
-                            _ => push_hex_digits(&mut buf, rng.next(), 4),
-                        }
-                    }
-                }
-            }
-        }
-        input.append_value(&buf);
+        s.calldata.clear();
+        s.calldata.push_str("0x");
+        let token_amount = match plain_transfer {
+            true => None,
+            false => pop.calldata(&mut rng, creation, block, &mut s),
+        };
+        c.input.append_value(&s.calldata);
 
         let g = if plain_transfer {
             21_000
         } else {
             50_000 + rng.below(450_000) as i64
         };
-        gas.append_value(g);
+        c.gas.append_value(g);
         let used = if plain_transfer {
             21_000
         } else {
             g * (40 + rng.below(60) as i64) / 100
         };
-        gas_used.append_value(used);
+        c.gas_used.append_value(used);
         if block != cum_block {
             cum_block = block;
             cum = 0;
         }
         cum += used;
-        cumulative.append_value(cum);
-
-        let typ = if rng.below(100) < 22 { 0 } else { 2 };
-        let tip = 100_000_000 + rng.below(3_000_000_000) as i64;
-        tx_type.append_value(typ);
-        if typ == 0 {
-            let price = base_fee + tip;
-            gas_price.append_value(price);
-            max_fee.append_null();
-            max_prio.append_null();
-            effective.append_value(price);
-        } else {
-            let cap = base_fee * 2 + tip;
-            gas_price.append_value(cap);
-            max_fee.append_value(cap);
-            max_prio.append_value(tip);
-            effective.append_value(base_fee + tip);
-        }
+        c.cumulative.append_value(cum);
+        c.append_fees(&mut rng, base_fee);
         if creation {
-            address(&mut buf, 3, row ^ block as u64, seed);
-            contract_address.append_value(&buf);
+            address(&mut s.calldata, 3, row ^ block as u64, seed);
+            c.contract_address.append_value(&s.calldata);
         } else {
-            contract_address.append_null();
+            c.contract_address.append_null();
         }
         let ok = rng.below(1000) >= 20;
-        status.append_value(i64::from(ok));
-        ts.append_value(block_timestamp(block));
-        block_number.append_value(block);
+        c.status.append_value(i64::from(ok));
+        c.ts.append_value(block_timestamp(block));
+        c.block_number.append_value(block);
         // Rows of a block are consecutive: hash each block once.
         if block != hashed_block {
-            block_hash(&mut block_buf, seed, block);
+            block_hash(&mut s.block_hash, seed, block);
             hashed_block = block;
         }
-        bhash.append_value(&block_buf);
+        c.block_hash.append_value(&s.block_hash);
         // Successful token transfers emit a Transfer event: a log and a transfer row.
-        if with_events && ok && token_transfer {
+        if let Some(amount) = token_amount.filter(|_| with_events && ok) {
             events.push(
-                &to_buf,
-                &from_buf,
-                &recipient_buf,
+                &s.to,
+                &s.from,
+                &s.recipient,
                 amount,
-                &tx_buf,
+                &s.tx_hash,
                 index as i64,
                 block_timestamp(block),
                 block,
-                &block_buf,
+                &s.block_hash,
             );
         }
     }
-    let ts = ts.finish().with_timezone("UTC");
-    let modified = last_modified(&ts);
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(hash.finish()),
-        Arc::new(nonce.finish()),
-        Arc::new(tx_index.finish()),
-        Arc::new(from.finish()),
-        Arc::new(to.finish()),
-        Arc::new(
-            value
-                .finish()
-                .with_precision_and_scale(38, 0)
-                .expect("valid decimal"),
-        ),
-        Arc::new(gas.finish()),
-        Arc::new(gas_price.finish()),
-        Arc::new(input.finish()),
-        Arc::new(cumulative.finish()),
-        Arc::new(gas_used.finish()),
-        Arc::new(contract_address.finish()),
-        Arc::new(status.finish()),
-        Arc::new(ts),
-        Arc::new(block_number.finish()),
-        Arc::new(bhash.finish()),
-        Arc::new(max_fee.finish()),
-        Arc::new(max_prio.finish()),
-        Arc::new(tx_type.finish()),
-        Arc::new(effective.finish()),
-        modified,
-    ];
     let (token_transfers, logs) = events.finish();
     TxBatches {
-        transactions: RecordBatch::try_new(transactions_schema(), cols)
-            .expect("generator matches its schema"),
+        transactions: c.finish(),
         token_transfers,
         logs,
     }
