@@ -666,8 +666,12 @@ async fn finish_run(
             {
                 progress.note("finished a publish a failed step cut short");
             }
+            let stopped = where_stopped(&s, &j).await;
             j.status = RunStatus::Failed;
-            j.error = Some(describe_failure(caught));
+            j.error = Some(match stopped {
+                Some(at) => format!("{}; {at}", describe_failure(caught)),
+                None => describe_failure(caught),
+            });
             // Finished tasks stay for `--resume`; a publish cut short is
             // finished by the next run, `gc` or `--resume`.
             j.resumable = true;
@@ -708,6 +712,46 @@ async fn finish_run(
         }
     ));
     Ok(())
+}
+
+/// Where a failed stepped run stopped, from its journal and its stage
+/// specs: the first node not committed, and the tasks of its stages with no
+/// finished attempt. The orchestrator passes only the error's name (a
+/// failed job's whole description would not fit a command line).
+async fn where_stopped(s: &Stepped, j: &Journal) -> Option<String> {
+    let node = j
+        .nodes
+        .iter()
+        .find(|n| !j.commits.iter().any(|c| &&c.node == n))?;
+    let Some(planned) = j.planned.iter().find(|p| &p.node == node) else {
+        return Some(format!("node `{node}` was not planned"));
+    };
+    let mut missing = vec![];
+    for stage_id in planned.first_stage..planned.first_stage + planned.stages {
+        let recorded = crate::backend::resume::recorded_specs(&s.runs_root, &j.run_id, stage_id)
+            .await
+            .ok()?;
+        let specs: Vec<_> = recorded.values().cloned().collect();
+        let found = crate::backend::resume::finished_tasks(&specs, &recorded)
+            .await
+            .ok()?;
+        let left: Vec<String> = specs
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(t, _)| t.task_index.to_string())
+            .collect();
+        if !left.is_empty() {
+            missing.push(format!("stage {stage_id} task(s) {}", left.join(", ")));
+        }
+    }
+    Some(match missing.is_empty() {
+        true => format!("node `{node}` ran its stages but did not commit"),
+        false => format!(
+            "node `{node}`: {} did not finish (the Batch jobs' logs say why)",
+            missing.join("; ")
+        ),
+    })
 }
 
 /// What the orchestrator caught, in a line: Step Functions passes

@@ -118,10 +118,7 @@ pub fn state_machine(nodes: &[Node], d: &Deployment) -> Value {
         d,
         "finish",
         None,
-        &[
-            quote("--failed"),
-            "States.JsonToString($.error)".to_string(),
-        ],
+        &[quote("--failed"), "$.error.Error".to_string()],
         FAILED,
     );
     // Recording the failure must not hide it: whatever happens, the
@@ -370,4 +367,76 @@ fn job_name(raw: &str) -> String {
         .collect();
     name.truncate(128);
     name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, inputs: &[&str]) -> Node {
+        Node {
+            name: name.into(),
+            inputs: inputs.iter().map(|i| i.to_string()).collect(),
+            output: format!("{name}_out"),
+            sql: "SELECT 1".into(),
+            tags: vec![],
+            layout: None,
+            key: name.into(),
+        }
+    }
+
+    fn deployment() -> Deployment {
+        Deployment {
+            pipeline: "p".into(),
+            driver_job_queue: "q-driver".into(),
+            driver_job_definition: "d-driver".into(),
+            plan_bucket: "b".into(),
+            plan_prefix: "x/_chainbatch/runs".into(),
+            driver_args: vec!["--env".into(), "aws".into()],
+            since_last_success: true,
+            timeout_seconds: 86_400,
+        }
+    }
+
+    #[test]
+    fn a_diamond_runs_its_middle_nodes_side_by_side_and_its_join_after_both() {
+        // a -> (b, c) -> d; e reads raw input only, so it starts with a.
+        let nodes = vec![
+            node("a", &["raw"]),
+            node("b", &["a_out"]),
+            node("c", &["a_out"]),
+            node("d", &["b_out", "c_out"]),
+            node("e", &["raw"]),
+        ];
+        let names: Vec<Vec<&str>> = levels(&nodes)
+            .iter()
+            .map(|l| l.iter().map(|n| n.name.as_str()).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["a", "e"], vec!["b", "c"], vec!["d"]]);
+        let asl = state_machine(&nodes, &deployment());
+        let states = &asl["States"];
+        assert_eq!(states["Begin run"]["Next"], "Nodes, level 1");
+        assert_eq!(states["Nodes, level 1"]["Next"], "Nodes, level 2");
+        assert_eq!(states["Nodes, level 2"]["Next"], "Plan d");
+        assert_eq!(states["Commit d"]["Next"], FINISH);
+        // A branch ends with its commit; the Parallel state catches for it.
+        let branch = &states["Nodes, level 2"]["Branches"][0]["States"];
+        assert_eq!(branch["Commit b"]["End"], true);
+        assert!(branch["Commit b"].get("Catch").is_none());
+        assert_eq!(states["Nodes, level 2"]["Catch"][0]["Next"], RECORD_FAILURE);
+        // The begin step takes the window from the input and widens it.
+        let begin = states["Begin run"]["Parameters"]["ContainerOverrides"]["Command.$"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            begin,
+            "States.Array('step', 'begin', '--run-id', $$.Execution.Name, '--dates', $.dates, \
+             '--since-last-success', '--env', 'aws')"
+        );
+    }
+
+    #[test]
+    fn intrinsic_arguments_are_escaped() {
+        assert_eq!(quote("it's {x}\\"), "'it\\'s \\{x\\}\\\\'");
+    }
 }

@@ -326,12 +326,15 @@ fn a_failed_step_is_recorded_and_the_run_resumes_with_the_driver() {
     assert!(text(&other).contains("stepped-2"), "{}", text(&other));
     let unknown = step(&["plan", "--node", "no_such_node"]);
     assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
-    // What Step Functions catches when a stage's job fails.
-    let job = json!({"JobName": "chainbatch-stepped-2-clean_transactions-s0", "JobId": "j-9",
-                     "Status": "FAILED", "StatusReason": "Essential container in task exited"});
-    let caught = json!({"Error": "States.TaskFailed", "Cause": job.to_string()}).to_string();
-    let failed = step(&["finish", "--failed", &caught]);
+    // The first node is planned; its stage's Batch job fails, and the state
+    // machine passes the error's name to the failure step.
+    let planned = step(&["plan", "--node", "clean_transactions"]);
+    assert!(planned.status.success(), "{}", text(&planned));
+    let failed = step(&["finish", "--failed", "States.TaskFailed"]);
     assert!(failed.status.success(), "{}", text(&failed));
+    // Recorded once: a second failure step changes nothing.
+    let again = step(&["finish", "--failed", "States.Timeout"]);
+    assert!(again.status.success(), "{}", text(&again));
     let runs = p
         .command_on(&["runs", "--format", "json"], &raw, &out)
         .output()
@@ -341,9 +344,10 @@ fn a_failed_step_is_recorded_and_the_run_resumes_with_the_driver() {
     assert_eq!(run["status"], "failed");
     assert_eq!(
         run["error"],
-        "States.TaskFailed: Batch job chainbatch-stepped-2-clean_transactions-s0 (j-9) failed: \
-         Essential container in task exited"
+        "States.TaskFailed; node `clean_transactions`: stage 0 task(s) 0 did not finish (the \
+         Batch jobs' logs say why)"
     );
+    assert_eq!(run["resumable"], true);
     // Steps after the end refuse; the driver resumes the run.
     let late = step(&["plan", "--node", "clean_transactions"]);
     assert_eq!(late.status.code(), Some(1), "{}", text(&late));
