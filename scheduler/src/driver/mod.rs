@@ -295,6 +295,30 @@ async fn connect_backend(
     }
 }
 
+/// Takes a run's leases, waiting as its options say; a run in the way
+/// refuses the start (`Lease`), a store that cannot be read fails it
+/// (`Storage`, worth retrying).
+async fn take_leases(
+    claims: &[Claim],
+    opts: &LeaseOptions,
+    progress: &Progress,
+) -> Result<LeaseSet, DriverError> {
+    lease::acquire(claims, opts, |holder| {
+        progress.note(&format!(
+            "waiting up to {} s: {holder}",
+            opts.wait.as_secs()
+        ))
+    })
+    .await
+    .map_err(|e| {
+        let message = format!("run `{}` cannot start: {e}", opts.run_id);
+        match e {
+            lease::LeaseError::Storage { .. } => DriverError::Storage(message),
+            _ => DriverError::Lease(message),
+        }
+    })
+}
+
 /// Seconds a run's lease lives without a heartbeat (globals `lease_seconds`).
 pub const DEFAULT_LEASE_SECONDS: u64 = 120;
 
@@ -448,20 +472,7 @@ pub async fn run(
         _ => claims(project, &nodes, opts.dates.as_ref()),
     };
     let lease_opts = lease_options(project, &opts.run_id, opts.wait)?;
-    let leases = lease::acquire(&claims, &lease_opts, |holder| {
-        progress.note(&format!(
-            "waiting up to {} s: {holder}",
-            opts.wait.as_secs()
-        ))
-    })
-    .await
-    .map_err(|e| {
-        let message = format!("run `{}` cannot start: {e}", opts.run_id);
-        match e {
-            lease::LeaseError::Storage { .. } => DriverError::Storage(message),
-            _ => DriverError::Lease(message),
-        }
-    })?;
+    let leases = take_leases(&claims, &lease_opts, progress).await?;
     let resuming = resumed.as_ref().map(|j| j.run_id.as_str());
     let recovered = commit::recover(&out_root, &project.catalog, resuming, &lease_opts).await;
     let recovered = match recovered {

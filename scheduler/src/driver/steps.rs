@@ -136,20 +136,7 @@ pub async fn begin(
             .unwrap_or(DEFAULT_STEP_LEASE_SECONDS),
         ..recovery_opts.clone()
     };
-    let leases = lease::acquire(&claims, &lease_opts, |holder| {
-        progress.note(&format!(
-            "waiting up to {} s: {holder}",
-            opts.wait.as_secs()
-        ))
-    })
-    .await
-    .map_err(|e| {
-        let message = format!("run `{}` cannot start: {e}", opts.run_id);
-        match e {
-            lease::LeaseError::Storage { .. } => DriverError::Storage(message),
-            _ => DriverError::Lease(message),
-        }
-    })?;
+    let leases = super::take_leases(&claims, &lease_opts, progress).await?;
     let recovered = commit_recover(&out_root, project, &recovery_opts).await;
     let j = Journal::start(journal::RunStart {
         run_id: opts.run_id.clone(),
