@@ -4,10 +4,9 @@
 //!
 //! cargo bench -p chainbatch-benches --bench hot_paths
 
-use chainbatch::catalog::{Dataset, DatasetType, SaveMode};
+use chainbatch::catalog::Dataset;
 use chainbatch_benches::canonical_task;
 use chainbatch_executor::layout::{Layout, PartitionColumn};
-use chainbatch_executor::schema::ColumnSpec;
 use chainbatch_executor::spec::TaskResources;
 use chainbatch_executor::udf::murmur3_32;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -115,24 +114,7 @@ fn planner_listing(c: &mut Criterion) {
             std::fs::File::create(day.join(format!("part-{f:05}.parquet"))).unwrap();
         }
     }
-    let ds = Dataset {
-        name: "transactions".into(),
-        kind: DatasetType::Parquet,
-        path: dir.path().display().to_string(),
-        partitions: vec![ColumnSpec {
-            name: "date".into(),
-            data_type: "string".into(),
-            nullable: true,
-        }],
-        schema: None,
-        layout: None,
-        save_mode: SaveMode::OverwritePartitions,
-        date_column: Some("date".into()),
-        completeness: None,
-        glue: None,
-        athena: None,
-        delta: None,
-    };
+    let ds = Dataset::parquet_by_date("transactions", &dir.path().display().to_string());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut g = c.benchmark_group("planner");
     g.sample_size(10);

@@ -56,6 +56,25 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Parquet files under `path`, partitioned by a `date` directory and
+    /// each date replaced whole: the shape of the public dataset's tables.
+    pub fn parquet_by_date(name: &str, path: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: DatasetType::Parquet,
+            path: path.to_string(),
+            partitions: vec![ColumnSpec::new("date", "string")],
+            schema: None,
+            layout: None,
+            save_mode: SaveMode::OverwritePartitions,
+            date_column: Some("date".into()),
+            completeness: None,
+            glue: None,
+            athena: None,
+            delta: None,
+        }
+    }
+
     /// The partition keys of the files a node writes here with `layout`
     /// (the layout's keys, else the catalog's partitions), each with its
     /// Arrow type: declared in the catalog, else the node output's, else

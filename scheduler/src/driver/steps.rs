@@ -21,6 +21,7 @@ use crate::ledger::InputScope;
 use crate::pipeline::{Node, Selection};
 use crate::plan::Strategy;
 use crate::progress::Progress;
+use chainbatch_executor::{TaskManifest, TaskSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -549,19 +550,8 @@ async fn commit_node_step(
     let mut first_specs = vec![];
     let mut manifests = vec![];
     for (i, stage) in doc.stages.iter().enumerate() {
-        let recorded = crate::backend::resume::recorded_specs(&s.runs_root, run_id, stage.stage_id)
-            .await
-            .map_err(DriverError::Storage)?;
-        let specs: Vec<_> = recorded.values().cloned().collect();
-        let found = crate::backend::resume::finished_tasks(&specs, &recorded)
-            .await
-            .map_err(DriverError::Storage)?;
-        let missing: Vec<String> = specs
-            .iter()
-            .zip(&found)
-            .filter(|(_, f)| f.is_none())
-            .map(|(s, _)| s.task_index.to_string())
-            .collect();
+        let (specs, found) = stage_tasks(&s.runs_root, run_id, stage.stage_id).await?;
+        let missing = unfinished(&specs, &found);
         if !missing.is_empty() {
             return Err(DriverError::Task {
                 node: node_name.to_string(),
@@ -701,6 +691,34 @@ async fn finish_run(
     Ok(())
 }
 
+/// A stage's task specs as the run recorded them, in task order, and each
+/// task's finished attempt (`None`: none finished).
+async fn stage_tasks(
+    runs_root: &str,
+    run_id: &str,
+    stage_id: u32,
+) -> Result<(Vec<TaskSpec>, Vec<Option<TaskManifest>>), DriverError> {
+    use crate::backend::resume;
+    let recorded = resume::recorded_specs(runs_root, run_id, stage_id)
+        .await
+        .map_err(DriverError::Storage)?;
+    let specs: Vec<TaskSpec> = recorded.values().cloned().collect();
+    let found = resume::finished_tasks(&specs, &recorded)
+        .await
+        .map_err(DriverError::Storage)?;
+    Ok((specs, found))
+}
+
+/// The indexes of the tasks with no finished attempt.
+fn unfinished(specs: &[TaskSpec], found: &[Option<TaskManifest>]) -> Vec<String> {
+    specs
+        .iter()
+        .zip(found)
+        .filter(|(_, f)| f.is_none())
+        .map(|(t, _)| t.task_index.to_string())
+        .collect()
+}
+
 /// Where a failed stepped run stopped, from its journal and its stage
 /// specs: the first node not committed, and the tasks of its stages with no
 /// finished attempt. The orchestrator passes only the error's name (a
@@ -715,19 +733,8 @@ async fn where_stopped(s: &Stepped, j: &Journal) -> Option<String> {
     };
     let mut missing = vec![];
     for stage_id in planned.first_stage..planned.first_stage + planned.stages {
-        let recorded = crate::backend::resume::recorded_specs(&s.runs_root, &j.run_id, stage_id)
-            .await
-            .ok()?;
-        let specs: Vec<_> = recorded.values().cloned().collect();
-        let found = crate::backend::resume::finished_tasks(&specs, &recorded)
-            .await
-            .ok()?;
-        let left: Vec<String> = specs
-            .iter()
-            .zip(&found)
-            .filter(|(_, f)| f.is_none())
-            .map(|(t, _)| t.task_index.to_string())
-            .collect();
+        let (specs, found) = stage_tasks(&s.runs_root, &j.run_id, stage_id).await.ok()?;
+        let left = unfinished(&specs, &found);
         if !left.is_empty() {
             missing.push(format!("stage {stage_id} task(s) {}", left.join(", ")));
         }

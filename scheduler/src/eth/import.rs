@@ -4,7 +4,7 @@
 //! `<out>/<table>/date=YYYY-MM-DD/part-NNNNN.parquet`, in the exact schema:
 //! every integer is read from the JSON text, never through a float.
 
-use crate::catalog::{Catalog, Dataset, DatasetType, SaveMode};
+use crate::catalog::{Catalog, Dataset};
 use crate::commit::lease::{self, Claim, LeaseOptions, Scope};
 use crate::commit::{self, journal, remove_prefix};
 use crate::eth::tables::EthTable;
@@ -206,7 +206,7 @@ async fn import_tables(
             .await
             .map_err(|e| format!("{}: {e}", source.display()))?;
         // Each date's files replace whatever that date held.
-        let ds = table_dataset(t.table, out);
+        let ds = Dataset::parquet_by_date(t.table, &format!("{out}/{}", t.table));
         let trash = format!("{}/{}", crate::paths::run_trash(out, run_id), t.table);
         let mut record = commit::plan_commit(
             t.table,
@@ -255,25 +255,6 @@ fn import_journal<'t>(
             })
             .collect(),
     })
-}
-
-/// An imported table as the commit sees a dataset: `<out>/<table>`,
-/// partitioned by date, each date replaced whole.
-fn table_dataset(table: &str, out: &str) -> Dataset {
-    Dataset {
-        name: table.to_string(),
-        kind: DatasetType::Parquet,
-        path: format!("{out}/{table}"),
-        partitions: vec![ColumnSpec::new("date", "string")],
-        schema: None,
-        layout: None,
-        save_mode: SaveMode::OverwritePartitions,
-        date_column: Some("date".into()),
-        completeness: None,
-        glue: None,
-        athena: None,
-        delta: None,
-    }
 }
 
 /// The public dataset's file names: `part-00000.parquet`, `part-00001...`

@@ -157,15 +157,11 @@ async fn a_backfill_equals_one_run_survives_a_kill_and_reruns_only_what_changed(
 
     // One node's SQL changes (to an equal result): its partitions are stale,
     // and the next backfill reruns that node only.
-    let pipelines = p.conf().join("base/pipelines.yml");
-    let yml = std::fs::read_to_string(&pipelines).unwrap();
-    let changed = yml.replacen(
+    p.edit_conf(
+        "base/pipelines.yml",
         "count(DISTINCT from_address) AS senders",
         "count(DISTINCT lower(from_address)) AS senders",
-        1,
     );
-    assert_ne!(yml, changed);
-    std::fs::write(&pipelines, changed).unwrap();
     let before = status_json(&p, &[]);
     for (part, _, state) in runs_by_partition(&before, "daily_summary") {
         assert_eq!(state, "stale", "{part}");
@@ -394,15 +390,11 @@ async fn since_last_success_covers_the_days_a_failed_run_missed() {
 #[test]
 fn a_backfill_refuses_appending_nodes_and_a_resume_takes_its_arguments_from_its_record() {
     let p = Project::generated(1_000, 2, 1);
-    let catalog = p.conf().join("base/catalog.yml");
-    let yml = std::fs::read_to_string(&catalog).unwrap();
-    let appending = yml.replacen(
+    p.edit_conf(
+        "base/catalog.yml",
         "daily_summary:\n",
         "daily_summary:\n  save_mode: append\n",
-        1,
     );
-    assert_ne!(yml, appending);
-    std::fs::write(&catalog, appending).unwrap();
     let o = p.run(&[
         "backfill",
         "--dates",

@@ -283,23 +283,20 @@ async fn a_delta_input_reads_the_version_it_pins() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary(&p.out().join("clean_transactions"))["rows"], 9_000);
 
-    let catalog = p.conf().join("base/catalog.yml");
-    let mut text = std::fs::read_to_string(&catalog).unwrap();
-    text.push_str(
+    p.append_conf(
+        "base/catalog.yml",
         "\nclean_transactions_v0:\n  type: parquet\n  path: ${globals:out_root}/clean_transactions\n  \
          format: delta\n  version: 0\n  partitions:\n    date: date\n\n\
          pinned_counts:\n  type: parquet\n  path: ${globals:out_root}/pinned_counts\n  \
          partitions:\n    date: date\n  layout: ${globals:layouts.daily_stats}\n",
     );
-    std::fs::write(&catalog, text).unwrap();
-    let pipelines = p.conf().join("base/pipelines.yml");
-    let mut text = std::fs::read_to_string(&pipelines).unwrap();
-    text.push_str(
+    p.append_conf(
+        "base/pipelines.yml",
         "\npinned:\n  nodes:\n    - name: pinned_counts\n      inputs: [clean_transactions_v0]\n      \
          outputs: pinned_counts\n      sql: |\n        SELECT date, count(*) AS n FROM \
          clean_transactions_v0 GROUP BY date\n",
     );
-    std::fs::write(&pipelines, text).unwrap();
+
     p.run_ok(&["run", "--pipeline", "pinned"]);
     let counts = rows_as_text(
         &p.query(

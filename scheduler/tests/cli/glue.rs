@@ -319,16 +319,12 @@ async fn partition_projection_sets_properties_and_registers_no_partition() {
     import_fixture(&raw);
     let out = prefix("out-glue-projection");
     let p = Project::fixture();
-    let catalog = p.conf().join("base/catalog.yml");
-    let text_before = std::fs::read_to_string(&catalog).unwrap();
     // clean_transactions is the first dataset with `glue: true`.
-    let changed = text_before.replacen(
+    p.edit_conf(
+        "base/catalog.yml",
         "  glue: true\n",
         "  glue:\n    partitions: projection\n    projection_range: 2015-07-30,NOW\n",
-        1,
     );
-    assert_ne!(changed, text_before);
-    std::fs::write(&catalog, changed).unwrap();
     let o = run_with(
         &p,
         &peer,
@@ -393,18 +389,14 @@ async fn missing_catalogs_and_unreadable_types_are_refused_before_anything_is_wr
     // declare it, so the run stops before it writes anything.
     let tt = p.dir.path().join("raw-tt");
     gen_transfers(&tt.display().to_string(), 2_000, 2);
-    let pipelines = p.conf().join("base/pipelines.yml");
-    let mut yaml = std::fs::read_to_string(&pipelines).unwrap();
-    yaml.push_str(
+    p.append_conf(
+        "base/pipelines.yml",
         "\nraw_values:\n  nodes:\n    - name: transfer_values\n      inputs: [raw_token_transfers]\n      outputs: transfer_values\n      sql: |\n        SELECT transaction_hash, block_number, value, block_timestamp FROM raw_token_transfers\n",
     );
-    std::fs::write(&pipelines, yaml).unwrap();
-    let catalog = p.conf().join("base/catalog.yml");
-    let mut yaml = std::fs::read_to_string(&catalog).unwrap();
-    yaml.push_str(
+    p.append_conf(
+        "base/catalog.yml",
         "\ntransfer_values:\n  type: parquet\n  path: ${globals:out_root}/transfer_values\n  partitions:\n    date: date\n  layout: ${globals:layouts.daily}\n  glue: true\n",
     );
-    std::fs::write(&catalog, yaml).unwrap();
     let out = prefix("out-glue-wide");
     let o = run_with(
         &p,

@@ -59,6 +59,21 @@ impl Project {
         self.dir.path().join("out")
     }
 
+    /// Replaces the first `from` in `conf/<file>` with `to`; `from` must be there.
+    pub fn edit_conf(&self, file: &str, from: &str, to: &str) {
+        let path = self.conf().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// Appends `text` to `conf/<file>`.
+    pub fn append_conf(&self, file: &str, text: &str) {
+        let path = self.conf().join(file);
+        let before = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, before + text).unwrap();
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         self.command_on(
             args,
