@@ -12,12 +12,17 @@ declare their order (Parquet sorting_columns) so chainbatch streams them in
 order, and as `chainbatch-sorting` on a copy that declares nothing, where
 it sorts like every peer.
 
+`--shape compacted` or `--shape shuffled` gives every engine the same rows
+in the AWS producer's file shape instead (producer_shapes.py: 100,000-row
+snappy files, no declared order; `shuffled` with the rows of each file in
+random order).
+
 Each engine runs in its own process; wall time, CPU time and peak RSS come
 from os.wait4 on that process and from sampling its process tree.
 Afterwards DuckDB reads every output back and checks that all agree on the
 row count and the exact sum of fee_wei.
 
-Usage: compare.py --chainbatch BIN --conf DIR --rows N [--days D]
+Usage: compare.py --chainbatch BIN --conf DIR --rows N [--days D] [--shape gen|compacted|shuffled]
                   [--engines chainbatch,chainbatch-sorting,duckdb,polars,pyspark,datafusion]
                   [--work DIR] [--json FILE]
 (benches/peers/run.sh installs the peers and calls this.)
@@ -216,6 +221,7 @@ def main():
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--engines",
                     default="chainbatch,chainbatch-sorting,duckdb,polars,pyspark,datafusion")
+    ap.add_argument("--shape", choices=["gen", "compacted", "shuffled"], default="gen")
     ap.add_argument("--work", default="/tmp/chainbatch-peers")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -233,6 +239,15 @@ def main():
         subprocess.run([args.chainbatch, "gen", "--rows", str(args.rows), "--days", str(args.days),
                         "--out", src, "--tables", "transactions"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if args.shape != "gen":
+        shaped = f"{src}-{args.shape}"
+        if not os.path.isdir(os.path.join(shaped, "transactions")):
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import producer_shapes
+
+            print(f"rewriting {src} in the producer's {args.shape} shape to {shaped}", flush=True)
+            producer_shapes.reshape(src, shaped, args.shape, 100_000, 7)
+        src = shaped
     if "chainbatch-sorting" in args.engines.split(","):
         plain = undeclared_copy(src)
     results = []
@@ -263,7 +278,7 @@ def main():
     ok = [r for r in results if "failed" not in r]
     agree = len({(r["rows"], r["fee_wei_sum"], r["partitions"]) for r in ok}) <= 1
     base = next((r for r in ok if r["engine"] == "chainbatch"), None)
-    print(f"\n{args.rows} rows, {args.days} days, {threads} cores")
+    print(f"\n{args.rows} rows, {args.days} days, {threads} cores, input shape {args.shape}")
     # "chainbatch vs": the engine's time over chainbatch's; above 1, chainbatch is faster.
     print(f"{'engine':<19} {'seconds':>8} {'CPU s':>6} {'rows/s':>11} {'peak RSS':>10} "
           f"{'output':>9} {'chainbatch vs':>14}  rows, fee_wei sum")
@@ -280,7 +295,7 @@ def main():
           else "OUTPUTS DISAGREE")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": args.rows, "days": args.days, "cores": threads,
+            json.dump({"rows": args.rows, "days": args.days, "cores": threads, "shape": args.shape,
                        "results": results, "agree": agree}, f, indent=2)
     return 0 if agree and len(ok) == len(results) else 1
 

@@ -11,6 +11,7 @@
 pub mod allocator;
 pub mod distributed;
 pub mod error;
+mod external_sort;
 mod input;
 pub mod layout;
 pub mod manifest;

@@ -213,7 +213,12 @@ pub async fn register_inputs(
                     .map_err(|e| TaskError::from_datafusion(&field, e))?,
                 )
             } else {
-                let mut t = TaskFilesTable::open(&runtime, input, &field).await?;
+                let hint = if split == InputSplit::RowGroups && spec.inputs.len() == 1 {
+                    sort_hint(&spec.output)
+                } else {
+                    vec![]
+                };
+                let mut t = TaskFilesTable::open(&runtime, input, &field, &hint).await?;
                 if split == InputSplit::WholeFiles {
                     t = t.whole_files();
                 }
@@ -225,6 +230,21 @@ pub async fn register_inputs(
             .map_err(|e| TaskError::bad_spec(format!("{field}.name"), e.to_string()))?;
     }
     Ok((input_files, input_bytes))
+}
+
+/// The order a single-input task's output wants its input in: the layout's
+/// ascending `sort_by` columns up to the first descending one. Files that
+/// declare no order are then read in it when their statistics allow.
+fn sort_hint(output: &OutputSpec) -> Vec<String> {
+    match output {
+        OutputSpec::Table { layout, .. } => layout
+            .sort_keys()
+            .into_iter()
+            .take_while(|k| !k.descending)
+            .map(|k| k.column)
+            .collect(),
+        OutputSpec::Shuffle { .. } => vec![],
+    }
 }
 
 /// Writes the task's manifest, last, and returns it.

@@ -265,3 +265,93 @@ async fn a_small_pool_sorts_on_one_worker() {
         assert_sorted(&f, true);
     }
 }
+
+/// `files` files of `rows` rows each, declaring no order, covering
+/// consecutive block ranges with a gap between files (as the AWS producer's
+/// files do); rows in block order within each file, or shuffled.
+fn undeclared_inputs(dir: &Path, files: usize, rows: usize, shuffled: bool) -> Vec<PathBuf> {
+    (0..files)
+        .map(|f| {
+            let b = batch((f * (rows + 100)) as u64, rows, 6);
+            let b = if shuffled {
+                b
+            } else {
+                let idx = arrow::compute::sort_to_indices(b.column(1), None, None).unwrap();
+                arrow::compute::take_record_batch(&b, &idx).unwrap()
+            };
+            let p = dir.join(format!("part-{f}.parquet"));
+            write_parquet(&p, &[b]);
+            p
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn undeclared_inputs_with_disjoint_ranges_are_sorted_range_by_range() {
+    for shuffled in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inputs = undeclared_inputs(&dir.path().join("in"), 4, 20_000, shuffled);
+        // Listed out of order: the scan orders files by their statistics.
+        inputs.reverse();
+        assert!(read_file(&inputs[0]).1.is_none(), "no declared order");
+        let stage = dir.path().join("stage");
+        let mut spec = select_all_by_date(&inputs, "block_number", &stage);
+        spec.resources.parallelism = 2;
+        let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
+        // Streamed to the writers in order, as declared inputs are: one
+        // file per date and worker, each sorted.
+        assert_eq!(m.sort, Some(SortMethod::InputOrder), "shuffled: {shuffled}");
+        assert_eq!(m.rows, 80_000);
+        let files = files_below(&attempt(&stage), ".parquet");
+        assert!(
+            files.len() <= 2 * m.partitions.len(),
+            "{} files for {} dates",
+            files.len(),
+            m.partitions.len()
+        );
+        for f in &files {
+            assert_sorted(f, false);
+        }
+        assert_same_rows(&stage, &dir.path().join("in")).await;
+    }
+}
+
+#[tokio::test]
+async fn undeclared_inputs_that_overlap_are_sorted_together_or_by_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let sorted = |first: u64, n: usize| {
+        let b = batch(first, n, 6);
+        let idx = arrow::compute::sort_to_indices(b.column(1), None, None).unwrap();
+        arrow::compute::take_record_batch(&b, &idx).unwrap()
+    };
+    // Two files over the same blocks: one unit of both, sorted in memory.
+    let a = dir.path().join("overlap/a.parquet");
+    let b = dir.path().join("overlap/b.parquet");
+    write_parquet(&a, &[batch(0, 20_000, 6)]);
+    write_parquet(&b, &[batch(10_000, 20_000, 6)]);
+    let stage = dir.path().join("stage-overlap");
+    let spec = select_all_by_date(&[a, b], "block_number", &stage);
+    let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
+    assert_eq!(m.sort, Some(SortMethod::InputOrder));
+    for f in files_below(&attempt(&stage), ".parquet") {
+        assert_sorted(&f, false);
+    }
+    assert_same_rows(&stage, &dir.path().join("overlap")).await;
+
+    // A file of two row groups far apart, and one whose rows fall within
+    // the first group's range, read by one worker: no order of units
+    // exists, the task sorts.
+    let a = dir.path().join("interleaved/a.parquet");
+    let b = dir.path().join("interleaved/b.parquet");
+    write_parquet(&a, &[sorted(0, 8192), sorted(100_000, 8192)]);
+    write_parquet(&b, &[sorted(4_000, 1_000)]);
+    let stage = dir.path().join("stage-interleaved");
+    let mut spec = select_all_by_date(&[a, b], "block_number", &stage);
+    spec.resources.parallelism = 1;
+    let m = chainbatch_executor::run_task(&spec, 1).await.unwrap();
+    assert_eq!(m.sort, Some(SortMethod::Sorted));
+    for f in files_below(&attempt(&stage), ".parquet") {
+        assert_sorted(&f, false);
+    }
+    assert_same_rows(&stage, &dir.path().join("interleaved")).await;
+}

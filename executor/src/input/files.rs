@@ -3,6 +3,8 @@
 
 use crate::error::{TaskError, TaskResult};
 use crate::input::order::{FileOrder, OrderKey, common_keys};
+use crate::input::prefetch::PrefetchReaderFactory;
+use crate::input::range_sort::{RangeSortExec, UnitBounds, ordering_of};
 use crate::parquet_footer::{FooterError, arrow_schema, read_footer};
 use crate::schema::{compatible, to_schema, type_name};
 use crate::spec::{InputFile, InputFormat, InputTable};
@@ -19,6 +21,7 @@ use datafusion::datasource::physical_plan::{
     CsvSource, FileGroup, FileScanConfigBuilder, JsonSource, ParquetSource,
 };
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::Expr;
@@ -50,6 +53,12 @@ pub struct TaskFilesTable {
     row_group_orders: Vec<Vec<RowGroupOrder>>,
     /// Per file: how many row groups it has.
     row_group_counts: Vec<usize>,
+    /// Per file: its bytes once decoded (Parquet's uncompressed size).
+    decoded_bytes: Vec<u64>,
+    /// When the files declare no order but their statistics show ranges of
+    /// these columns' first that a scan can sort one at a time (see
+    /// `input::range_sort`): the columns to sort by.
+    range_sort: Vec<String>,
 }
 
 /// One row group of an ordered file.
@@ -57,6 +66,8 @@ pub struct TaskFilesTable {
 struct RowGroupOrder {
     index: usize,
     bytes: u64,
+    /// Bytes once decoded (Parquet's uncompressed size).
+    decoded: u64,
     order: FileOrder,
 }
 
@@ -82,14 +93,26 @@ struct OpenedFile {
     found: Option<SchemaRef>,
     order: Option<FileOrder>,
     group_orders: Vec<RowGroupOrder>,
+    /// The range of the first `sort_hint` column (files without a declared order).
+    observed: Option<FileOrder>,
+    observed_groups: Vec<RowGroupOrder>,
     row_group_count: usize,
+    decoded_bytes: u64,
 }
 
 impl TaskFilesTable {
     /// Checks every file exists (and, for Parquet, matches the declared
     /// schema) and builds the table. `field` names the spec's input. Files
     /// are opened concurrently, [`OPEN_CONCURRENCY`] at a time, in order.
-    pub async fn open(runtime: &RuntimeEnv, input: &InputTable, field: &str) -> TaskResult<Self> {
+    /// `sort_hint` is the order the task's output wants (ascending columns):
+    /// files that declare no order are scanned in it, unit by unit, when
+    /// their statistics allow (see `input::range_sort`).
+    pub async fn open(
+        runtime: &RuntimeEnv,
+        input: &InputTable,
+        field: &str,
+        sort_hint: &[String],
+    ) -> TaskResult<Self> {
         let declared = match &input.schema {
             Some(cols) => Some(to_schema(cols, &format!("{field}.schema"))?),
             None => None,
@@ -103,7 +126,7 @@ impl TaskFilesTable {
         .cloned()
         .collect();
         let opened: Vec<OpenedFile> = futures::stream::iter(0..input.files.len())
-            .map(|j| open_file(runtime, input, j, field, &partition_fields))
+            .map(|j| open_file(runtime, input, j, field, &partition_fields, sort_hint))
             .buffered(OPEN_CONCURRENCY)
             .try_collect()
             .await?;
@@ -112,6 +135,9 @@ impl TaskFilesTable {
         let mut orders = Vec::with_capacity(opened.len());
         let mut row_group_orders = Vec::with_capacity(opened.len());
         let mut row_group_counts = Vec::with_capacity(opened.len());
+        let mut decoded_bytes = Vec::with_capacity(opened.len());
+        let mut observed = Vec::with_capacity(opened.len());
+        let mut observed_groups = Vec::with_capacity(opened.len());
         let mut file_schema = declared.clone();
         for (j, o) in opened.into_iter().enumerate() {
             let f = &input.files[j];
@@ -143,6 +169,9 @@ impl TaskFilesTable {
             orders.push(o.order);
             row_group_orders.push(o.group_orders);
             row_group_counts.push(o.row_group_count);
+            decoded_bytes.push(o.decoded_bytes);
+            observed.push(o.observed);
+            observed_groups.push(o.observed_groups);
         }
         let file_schema = file_schema.ok_or_else(|| {
             TaskError::bad_spec(
@@ -153,16 +182,36 @@ impl TaskFilesTable {
         // The order every file declares, with each file's key ranges as
         // statistics so that DataFusion can check the files follow each other.
         let order = common_keys(orders.iter().map(|o| o.as_ref()));
+        // No declared order: the observed ranges stand in for it, if every
+        // file has them (they are read in key order and sorted unit by unit).
+        let range_sort = if order.is_empty()
+            && !files.is_empty()
+            && observed.iter().all(|o| o.is_some())
+            && sort_hint
+                .first()
+                .is_some_and(|c| file_schema.index_of(c).is_ok())
+        {
+            row_group_orders = observed_groups;
+            orders = observed;
+            sort_hint.to_vec()
+        } else {
+            vec![]
+        };
+        let order_len = if range_sort.is_empty() {
+            order.len()
+        } else {
+            1
+        };
         for groups in row_group_orders.iter_mut() {
             for g in groups.iter_mut() {
-                g.order.truncate(order.len());
+                g.order.truncate(order_len);
             }
             // Splitting needs every row group to hold the common order.
-            if groups.iter().any(|g| g.order.keys.len() < order.len()) {
+            if groups.iter().any(|g| g.order.keys.len() < order_len) {
                 groups.clear();
             }
         }
-        let file_orders: Vec<FileOrder> = if order.is_empty() {
+        let file_orders: Vec<FileOrder> = if order_len == 0 {
             vec![]
         } else {
             files
@@ -170,7 +219,7 @@ impl TaskFilesTable {
                 .zip(orders)
                 .map(|(pf, o)| {
                     let mut o = o.expect("every file declares the common order");
-                    o.truncate(order.len());
+                    o.truncate(order_len);
                     pf.statistics = Some(Arc::new(o.statistics(&file_schema)));
                     o
                 })
@@ -183,6 +232,8 @@ impl TaskFilesTable {
             file_orders,
             row_group_orders,
             row_group_counts,
+            decoded_bytes,
+            range_sort,
             format: input.format,
             store_url: store_url.unwrap_or_else(ObjectStoreUrl::local_filesystem),
             file_schema,
@@ -218,7 +269,7 @@ impl TaskFilesTable {
     /// Files in order, cut into at most `parts` runs of about equal bytes:
     /// each scan partition reads its files one after the other, so it
     /// streams in the declared order when the files do not overlap.
-    fn ordered_groups(&self, parts: usize) -> Vec<FileGroup> {
+    fn ordered_groups(&self, parts: usize) -> Vec<Vec<Piece>> {
         let share = self.total_bytes().max(1).div_ceil(parts as u64);
         // A file larger than a partition's share is split by row groups, so
         // that one big file (or a few uneven ones) still keeps every core busy.
@@ -272,9 +323,89 @@ impl TaskFilesTable {
             }
         }
         groups
-            .into_iter()
-            .map(|g| FileGroup::new(g.into_iter().map(|p| self.piece_file(p)).collect()))
-            .collect()
+    }
+
+    /// A scan partition's pieces as a file group.
+    fn file_group(&self, pieces: Vec<Piece>) -> FileGroup {
+        FileGroup::new(pieces.into_iter().map(|p| self.piece_file(p)).collect())
+    }
+
+    /// Where the units of a scan partition's pieces end (see
+    /// `input::range_sort`) and the most bytes one unit decodes to: row
+    /// groups, in the order the scan reads them, are merged while their
+    /// ranges overlap. `None` when a row group reaches below a unit already
+    /// closed, so that no unit-by-unit order exists.
+    fn units(&self, pieces: &[Piece]) -> Option<(UnitBounds, u64)> {
+        let mut ranges: Vec<(&ScalarValue, &ScalarValue, u64)> = vec![];
+        for p in pieces {
+            let groups = &self.row_group_orders[p.file];
+            let selected: Vec<&RowGroupOrder> = match &p.row_groups {
+                Some(rgs) => groups.iter().filter(|g| rgs.contains(&g.index)).collect(),
+                None => groups.iter().collect(),
+            };
+            if selected.is_empty() {
+                let (lo, hi) = &p.order.ranges[0];
+                ranges.push((lo, hi, self.decoded_bytes[p.file]));
+            } else {
+                ranges.extend(selected.iter().map(|g| {
+                    let (lo, hi) = &g.order.ranges[0];
+                    (lo, hi, g.decoded)
+                }));
+            }
+        }
+        let mut bounds: UnitBounds = vec![];
+        let mut largest = 0u64;
+        let mut current: Option<(ScalarValue, ScalarValue, u64)> = None;
+        for (lo, hi, bytes) in ranges {
+            if bounds.last().is_some_and(|b| lo <= b) {
+                return None;
+            }
+            current = Some(match current {
+                Some((clo, chi, cbytes)) if lo <= &chi => {
+                    let hi = if hi > &chi { hi.clone() } else { chi };
+                    let lo = if lo < &clo { lo.clone() } else { clo };
+                    (lo, hi, cbytes + bytes)
+                }
+                Some((_, chi, cbytes)) => {
+                    largest = largest.max(cbytes);
+                    bounds.push(chi);
+                    (lo.clone(), hi.clone(), bytes)
+                }
+                None => (lo.clone(), hi.clone(), bytes),
+            });
+        }
+        if let Some((_, chi, cbytes)) = current {
+            largest = largest.max(cbytes);
+            bounds.push(chi);
+        }
+        Some((bounds, largest))
+    }
+
+    /// The scan sorted unit by unit by `range_sort`, when the projection
+    /// keeps its first column, every partition has units, and the largest
+    /// unit fits a partition's share of the task's memory pool.
+    fn range_sorted(
+        &self,
+        state: &dyn Session,
+        parts: usize,
+    ) -> Option<(Vec<Vec<Piece>>, Vec<UnitBounds>)> {
+        if self.range_sort.is_empty() {
+            return None;
+        }
+        let groups = self.ordered_groups(parts);
+        let share = match state.runtime_env().memory_pool.memory_limit() {
+            MemoryLimit::Finite(bytes) => bytes as u64 / groups.len().max(1) as u64,
+            _ => u64::MAX,
+        };
+        let mut units = Vec::with_capacity(groups.len());
+        for g in &groups {
+            let (bounds, largest) = self.units(g)?;
+            if largest > share {
+                return None;
+            }
+            units.push(bounds);
+        }
+        Some((groups, units))
     }
 
     /// The file of a piece, reading only its row groups, with their ranges.
@@ -300,6 +431,7 @@ async fn open_file(
     j: usize,
     field: &str,
     partition_fields: &[Arc<Field>],
+    sort_hint: &[String],
 ) -> TaskResult<OpenedFile> {
     let f = &input.files[j];
     let ffield = format!("{field}.files[{j}]");
@@ -308,6 +440,9 @@ async fn open_file(
     let mut row_group_count = 0;
     let mut order = None;
     let mut group_orders = vec![];
+    let mut observed = None;
+    let mut observed_groups = vec![];
+    let mut decoded_bytes = 0;
     let mut found = None;
     let meta = if input.format == InputFormat::Parquet {
         let (meta, md) = read_footer(&loc).await.map_err(|e| match e {
@@ -322,8 +457,23 @@ async fn open_file(
         row_group_count = md.num_row_groups();
         order = FileOrder::from_metadata(&md, &schema, f.row_groups.as_deref());
         if order.is_some() && f.range.is_none() {
-            group_orders = row_group_orders_of(&md, &schema, f.row_groups.as_deref());
+            group_orders = row_group_orders_of(&md, f.row_groups.as_deref(), |g| {
+                FileOrder::from_metadata(&md, &schema, Some(&[g]))
+            });
         }
+        if let Some(column) = sort_hint.first() {
+            observed = FileOrder::observed(&md, &schema, column, f.row_groups.as_deref());
+            if observed.is_some() && f.range.is_none() {
+                observed_groups = row_group_orders_of(&md, f.row_groups.as_deref(), |g| {
+                    FileOrder::observed(&md, &schema, column, Some(&[g]))
+                });
+            }
+        }
+        decoded_bytes = md
+            .row_groups()
+            .iter()
+            .map(|g| g.total_byte_size().max(0) as u64)
+            .sum();
         found = Some(schema);
         meta
     } else {
@@ -372,7 +522,10 @@ async fn open_file(
         found,
         order,
         group_orders,
+        observed,
+        observed_groups,
         row_group_count,
+        decoded_bytes,
     })
 }
 
@@ -441,21 +594,23 @@ fn check_partition_copies(
     Ok(())
 }
 
-/// Each selected row group's bytes and key ranges (empty when any lacks them).
+/// Each selected row group's bytes and key ranges, as `order_of` finds
+/// them (empty when any lacks them).
 fn row_group_orders_of(
-    md: &parquet::file::metadata::ParquetMetaData,
-    schema: &Schema,
+    md: &ParquetMetaData,
     selected: Option<&[usize]>,
+    order_of: impl Fn(usize) -> Option<FileOrder>,
 ) -> Vec<RowGroupOrder> {
     let all: Vec<usize> = (0..md.num_row_groups()).collect();
     let mut out = vec![];
     for &g in selected.unwrap_or(&all) {
-        let Some(order) = FileOrder::from_metadata(md, schema, Some(&[g])) else {
+        let Some(order) = order_of(g) else {
             return vec![];
         };
         out.push(RowGroupOrder {
             index: g,
             bytes: md.row_group(g).compressed_size() as u64,
+            decoded: md.row_group(g).total_byte_size().max(0) as u64,
             order,
         });
     }
@@ -522,6 +677,7 @@ impl TaskFilesTable {
     pub fn whole_files(mut self) -> Self {
         self.order.clear();
         self.file_orders.clear();
+        self.range_sort.clear();
         self
     }
 }
@@ -543,12 +699,33 @@ impl TableProvider for TaskFilesTable {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let parts = state.config().target_partitions().max(1);
+        let mut ordering = vec![];
+        let mut range_sort = None;
+        let groups: Vec<FileGroup> = if !self.order.is_empty() {
+            ordering = self.lex_ordering().into_iter().collect();
+            let groups = self.ordered_groups(parts);
+            groups.into_iter().map(|g| self.file_group(g)).collect()
+        } else if let Some((groups, units)) = self.range_sorted(state, parts) {
+            range_sort = Some(units);
+            groups.into_iter().map(|g| self.file_group(g)).collect()
+        } else {
+            spread_by_size(&self.files, parts)
+        };
         let table_schema =
             datafusion::datasource::table_schema::TableSchema::builder(self.file_schema.clone())
                 .with_table_partition_cols(self.partition_fields.clone())
                 .build();
         let source: Arc<dyn datafusion::datasource::physical_plan::FileSource> = match self.format {
-            InputFormat::Parquet => Arc::new(ParquetSource::new(table_schema)),
+            InputFormat::Parquet => {
+                let store = state.runtime_env().object_store(&self.store_url)?;
+                let files = groups.iter().map(|g| g.iter().collect()).collect();
+                Arc::new(
+                    ParquetSource::new(table_schema).with_parquet_file_reader_factory(Arc::new(
+                        PrefetchReaderFactory::new(store, files),
+                    )),
+                )
+            }
             InputFormat::Jsonl => Arc::new(JsonSource::new(table_schema)),
             InputFormat::Csv => {
                 let opts = datafusion::common::config::CsvOptions {
@@ -559,21 +736,18 @@ impl TableProvider for TaskFilesTable {
             }
             InputFormat::Shuffle => unreachable!("shuffle inputs use ShuffleTable"),
         };
-        let parts = state.config().target_partitions().max(1);
-        let (groups, ordering) = if self.order.is_empty() {
-            (spread_by_size(&self.files, parts), vec![])
-        } else {
-            (
-                self.ordered_groups(parts),
-                self.lex_ordering().into_iter().collect(),
-            )
-        };
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
-            .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
+            .with_file_groups(groups)
             .with_output_ordering(ordering)
             .build();
-        Ok(DataSourceExec::from_data_source(config))
+        let scan = DataSourceExec::from_data_source(config);
+        if let Some(units) = range_sort
+            && let Some(ordering) = ordering_of(&scan.schema(), &self.range_sort)
+        {
+            return Ok(Arc::new(RangeSortExec::new(scan, ordering, units)));
+        }
+        Ok(scan)
     }
 }

@@ -3,3 +3,5 @@
 
 pub(crate) mod files;
 pub(crate) mod order;
+pub(crate) mod prefetch;
+pub(crate) mod range_sort;

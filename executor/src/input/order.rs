@@ -81,6 +81,34 @@ impl FileOrder {
         (!order.keys.is_empty()).then_some(order)
     }
 
+    /// The range of `column` over the selected row groups, as an ascending
+    /// one-key order that the file does not declare: where its rows lie,
+    /// not how they are ordered (see `input::range_sort`). `None` without
+    /// statistics, with nulls, or when the file lacks the column.
+    pub fn observed(
+        md: &ParquetMetaData,
+        schema: &Schema,
+        column: &str,
+        row_groups: Option<&[usize]>,
+    ) -> Option<Self> {
+        let all: Vec<usize> = (0..md.num_row_groups()).collect();
+        let selected = row_groups.unwrap_or(&all);
+        if selected.is_empty() || selected.iter().any(|&g| g >= md.num_row_groups()) {
+            return None;
+        }
+        let range = column_range(md, schema, column, selected)?;
+        Some(FileOrder {
+            keys: vec![OrderKey {
+                column: column.to_string(),
+                options: SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                },
+            }],
+            ranges: vec![range],
+        })
+    }
+
     /// Statistics over `file_schema` carrying the key ranges, as DataFusion
     /// reads them to check that files in one scan partition do not overlap.
     pub fn statistics(&self, file_schema: &Schema) -> Statistics {

@@ -21,6 +21,23 @@ use std::sync::Arc;
 /// Bytes per upload part: also the most a file holds in memory before upload.
 const UPLOAD_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
+/// Memory an open file holds per column whatever its rows: the column
+/// writer's encoders, page buffers and statistics, and, for zstd, its
+/// compression context (window and match tables at the levels layouts
+/// use). Measured: 128 open zstd(1) files of 23 columns peaked ~330 MiB
+/// above the same files in snappy.
+const OPEN_COLUMN_BYTES: usize = 16 * 1024;
+const OPEN_ZSTD_COLUMN_BYTES: usize = 128 * 1024;
+
+/// The fixed memory of one open file of `columns` leaf columns compressed with `codec`.
+fn open_file_bytes(columns: usize, codec: parquet::basic::Compression) -> usize {
+    let per_column = match codec {
+        parquet::basic::Compression::ZSTD(_) => OPEN_ZSTD_COLUMN_BYTES,
+        _ => OPEN_COLUMN_BYTES,
+    };
+    columns * per_column
+}
+
 /// State shared by all files one worker writes.
 pub struct WriterContext {
     /// The attempt directory; files are written below it.
@@ -46,6 +63,8 @@ pub struct WriterContext {
     next_seq: usize,
     /// Compressed bytes per row, learned from flushed row groups.
     bytes_per_row: Option<f64>,
+    /// What an open file holds before its first row (see [`open_file_bytes`]).
+    open_file_bytes: usize,
 }
 
 impl WriterContext {
@@ -62,9 +81,17 @@ impl WriterContext {
         task_index: u32,
         worker: usize,
     ) -> Self {
+        let file_schema = crate::parquet_types::file_schema(&schema);
+        let columns = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&file_schema)
+            .map_or(file_schema.fields().len(), |d| d.num_columns());
+        let open_file_bytes = open_file_bytes(
+            columns,
+            props.compression(&parquet::schema::types::ColumnPath::from("")),
+        );
         Self {
             attempt_dir,
-            file_schema: crate::parquet_types::file_schema(&schema),
+            file_schema,
             props,
             layout,
             codec_suffix,
@@ -74,6 +101,7 @@ impl WriterContext {
             attempt_tag: None,
             next_seq: 0,
             bytes_per_row: None,
+            open_file_bytes,
         }
     }
 
@@ -247,11 +275,13 @@ impl PartitionWriter {
 
     /// Memory the open file holds: its encoded row group in progress, three
     /// times (a flush copies the pages into one growing buffer, which may
-    /// reach twice their size before it goes to upload), and the upload
-    /// buffer.
-    pub fn buffered_bytes(&self) -> usize {
+    /// reach twice their size before it goes to upload), the upload buffer,
+    /// and its column writers and compression contexts.
+    pub fn buffered_bytes(&self, ctx: &WriterContext) -> usize {
         self.open.as_ref().map_or(0, |f| {
-            3 * f.writer.in_progress_size() + f.writer.bytes_written().min(UPLOAD_BUFFER_BYTES)
+            3 * f.writer.in_progress_size()
+                + f.writer.bytes_written().min(UPLOAD_BUFFER_BYTES)
+                + ctx.open_file_bytes
         })
     }
 

@@ -4,8 +4,8 @@
 //! carries the data columns followed by the key columns the planner derived
 //! (partition values, then the bucket id). Rows are routed to one writer per
 //! partition and bucket. When the pool cannot hold the open files' buffers,
-//! the file written to least recently is finished. With more distinct keys
-//! than `max_open_writers`, or when a finished key comes back, the worker
+//! or `max_open_writers` are open and a new key arrives, the file written to
+//! least recently is finished. When a finished key comes back, the worker
 //! closes its writers and sorts the rest of its input by key (spilling to
 //! disk within the task's memory pool), then writes one key at a time.
 //! When the planner already sorted the input (for `sort_by`), the worker
@@ -31,9 +31,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::expressions::Column;
-use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties,
@@ -45,7 +43,7 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Everything the sink needs; serialised by the physical codec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -463,7 +461,7 @@ impl Writers {
         ctx: &mut WriterContext,
     ) -> Result<()> {
         loop {
-            let used: usize = self.open.values().map(|w| w.buffered_bytes()).sum();
+            let used: usize = self.open.values().map(|w| w.buffered_bytes(ctx)).sum();
             if reservation.try_resize(used).is_ok() {
                 return Ok(());
             }
@@ -567,9 +565,8 @@ async fn write_worker(
                 if sorted {
                     // Sorted input: a new key means every open key is done.
                     writers.close_all(&ctx).await?;
-                } else if writers.open.len() >= cfg.layout.max_open_writers
-                    || writers.closed_early.contains(&group.key)
-                {
+                } else if writers.closed_early.contains(&group.key) {
+                    // A finished key came back: the input is not grouped by key.
                     writers.close_all(&ctx).await?;
                     reservation.free();
                     let leftover: Vec<RecordBatch> = std::iter::once(group.rows)
@@ -578,6 +575,10 @@ async fn write_worker(
                     stream = sort_remaining(&cfg, leftover, stream, task_ctx.clone())?;
                     sorted = true;
                     break;
+                } else if writers.open.len() >= cfg.layout.max_open_writers {
+                    // At the limit: with input grouped by key, the key
+                    // written to least recently is done.
+                    writers.close_least_recent(&ctx).await?;
                 }
                 let writer = PartitionWriter::new(group.partition_path.clone(), group.bucket);
                 writers.open.insert(group.key.clone(), writer);
@@ -682,32 +683,6 @@ impl StreamOrder {
     }
 }
 
-/// Hands one stream to a plan node, once.
-struct OnceStream {
-    schema: SchemaRef,
-    stream: Mutex<Option<SendableRecordBatchStream>>,
-}
-
-impl fmt::Debug for OnceStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OnceStream")
-    }
-}
-
-impl PartitionStream for OnceStream {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        self.stream
-            .lock()
-            .expect("once stream lock")
-            .take()
-            .expect("a once stream is executed once")
-    }
-}
-
 /// Sorts `leftover` followed by the rest of `rest` by the key columns, with
 /// DataFusion's external sort: memory stays within the task's pool and the
 /// overflow spills to disk.
@@ -719,21 +694,6 @@ fn sort_remaining(
 ) -> Result<SendableRecordBatchStream> {
     let schema = rest.schema();
     let chained = futures::stream::iter(leftover.into_iter().map(Ok)).chain(rest);
-    let source = Arc::new(OnceStream {
-        schema: schema.clone(),
-        stream: Mutex::new(Some(Box::pin(RecordBatchStreamAdapter::new(
-            schema.clone(),
-            chained,
-        )))),
-    });
-    let scan = Arc::new(StreamingTableExec::try_new(
-        schema.clone(),
-        vec![source],
-        None,
-        vec![],
-        false,
-        None,
-    )?);
     let key_exprs = (cfg.data_columns..cfg.data_columns + cfg.key_count())
         .map(|i| PhysicalSortExpr::new_default(Arc::new(Column::new(schema.field(i).name(), i))));
     // Rows keep their sort_by order within each key.
@@ -745,5 +705,6 @@ fn sort_remaining(
     });
     let ordering = LexOrdering::new(key_exprs.chain(order_exprs))
         .ok_or_else(|| DataFusionError::Internal("sorting without keys".into()))?;
-    SortExec::new(ordering, scan).execute(0, task_ctx)
+    let stream = Box::pin(RecordBatchStreamAdapter::new(schema, chained));
+    crate::external_sort::sort_stream(stream, ordering, task_ctx)
 }

@@ -3,6 +3,7 @@
 //! against every layout and picks the one that serves it best.
 
 use crate::backend::BackendKind;
+use crate::bench::cost;
 use crate::bench::measure::{Meter, Usage};
 use crate::bench::queries::{self, QueryResult};
 use crate::bench::written::{self, Written};
@@ -54,6 +55,8 @@ pub struct LayoutResult {
     /// Sum of the queries' median latencies.
     pub suite_ms: f64,
     pub suite_bytes_scanned: u64,
+    /// What Athena would bill for one run of the suite.
+    pub suite_athena_usd: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -250,6 +253,7 @@ pub async fn run(
             queries: vec![],
             suite_ms: 0.0,
             suite_bytes_scanned: 0,
+            suite_athena_usd: 0.0,
         });
     }
 
@@ -275,11 +279,14 @@ pub async fn run(
             .await
             .map_err(DriverError::Storage)?;
         for (name, sql) in &filled {
-            let q = queries::run_query(&ctx, name, sql, opts.runs)
+            let mut q = queries::run_query(&ctx, name, sql, opts.runs)
                 .await
                 .map_err(DriverError::Failed)?;
+            q.percent_of_dataset = cost::percent(q.bytes_scanned, r.written.bytes);
+            q.athena_usd = cost::athena_usd(q.bytes_scanned);
             r.suite_ms += q.median_ms;
             r.suite_bytes_scanned += q.bytes_scanned;
+            r.suite_athena_usd += q.athena_usd;
             r.queries.push(q);
         }
     }
@@ -304,22 +311,51 @@ pub async fn run(
     })
 }
 
-/// The layout with the lowest total median latency over the suite, with
-/// what it costs to write and what the others would have given.
+/// The layout that serves the suite best, time and scan cost weighed
+/// alike: the least geometric mean of its suite time over the fastest
+/// layout's and its bytes read over the most frugal layout's (what Athena
+/// bills by, whatever the data's size). The reason says what it costs to
+/// write and what the others would have given.
 pub fn recommend(results: &[LayoutResult]) -> Recommendation {
+    let fastest = results
+        .iter()
+        .map(|r| r.suite_ms)
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-9);
+    let least_bytes = results
+        .iter()
+        .map(|r| r.suite_bytes_scanned)
+        .min()
+        .unwrap_or(0)
+        .max(1);
+    let score = |r: &LayoutResult| {
+        let time = r.suite_ms.max(1e-9) / fastest;
+        let bytes = r.suite_bytes_scanned.max(1) as f64 / least_bytes as f64;
+        (time * bytes).sqrt()
+    };
     let mut order: Vec<&LayoutResult> = results.iter().collect();
-    order.sort_by(|a, b| a.suite_ms.total_cmp(&b.suite_ms));
+    order.sort_by(|a, b| score(a).total_cmp(&score(b)));
     let best = order[0];
     let mut why = format!(
-        "`{}` answers the suite fastest: {:.1} ms in all (the median of each query, summed)",
-        best.layout, best.suite_ms
+        "`{}` serves the suite best, time and bytes read weighed alike: {:.1} ms in all \
+         (the median of each query, summed; {:.2}x the fastest layout), {} read per suite \
+         run ({:.2}x the least; ${:.6} on Athena at ${}/TB)",
+        best.layout,
+        best.suite_ms,
+        best.suite_ms / fastest,
+        crate::progress::human_bytes(best.suite_bytes_scanned),
+        best.suite_bytes_scanned.max(1) as f64 / least_bytes as f64,
+        best.suite_athena_usd,
+        cost::ATHENA_USD_PER_TB
     );
     if let Some(next) = order.get(1) {
         why.push_str(&format!(
-            ", {:.2}x faster than `{}` ({:.1} ms)",
-            next.suite_ms / best.suite_ms.max(1e-9),
+            "; next `{}` ({:.1} ms, {} read, score {:.2} against {:.2})",
             next.layout,
-            next.suite_ms
+            next.suite_ms,
+            crate::progress::human_bytes(next.suite_bytes_scanned),
+            score(next),
+            score(best)
         ));
     }
     let wins: Vec<&str> = best
@@ -341,16 +377,6 @@ pub fn recommend(results: &[LayoutResult]) -> Recommendation {
             wins.join(", ")
         ));
     }
-    let least_bytes = results
-        .iter()
-        .map(|r| r.suite_bytes_scanned)
-        .min()
-        .unwrap_or(0);
-    why.push_str(&format!(
-        "; it reads {} per suite run (least of all layouts: {})",
-        crate::progress::human_bytes(best.suite_bytes_scanned),
-        crate::progress::human_bytes(least_bytes)
-    ));
     let fastest_write = results
         .iter()
         .map(|r| r.write.seconds)

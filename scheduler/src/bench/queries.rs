@@ -251,6 +251,10 @@ pub struct QueryResult {
     pub runs_ms: Vec<f64>,
     pub rows: usize,
     pub bytes_scanned: u64,
+    /// `bytes_scanned` as a percentage of the layout's bytes.
+    pub percent_of_dataset: f64,
+    /// What Athena would bill for this scan (see `bench::cost`).
+    pub athena_usd: f64,
     /// File ranges (whole files, or parts of large ones) read and skipped
     /// by statistics.
     pub file_ranges_scanned: usize,

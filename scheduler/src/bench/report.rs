@@ -64,18 +64,26 @@ pub fn table(r: &BenchReport) -> String {
     let _ = writeln!(s, "\n");
     let _ = writeln!(
         s,
-        "{:<18} {:<16} {:>10} {:>16} {:>16}",
-        "query", "layout", "bytes read", "ranges read/skip", "row groups r/s"
+        "{:<18} {:<16} {:>10} {:>10} {:>14} {:>16} {:>16}",
+        "query",
+        "layout",
+        "bytes read",
+        "of data",
+        "Athena $/1k q",
+        "ranges read/skip",
+        "row groups r/s"
     );
     for i in 0..queries {
         for l in &r.layouts {
             let q = &l.queries[i];
             let _ = writeln!(
                 s,
-                "{:<18} {:<16} {:>10} {:>16} {:>16}",
+                "{:<18} {:<16} {:>10} {:>9.2}% {:>14.4} {:>16} {:>16}",
                 q.query,
                 l.layout,
                 human_bytes(q.bytes_scanned),
+                q.percent_of_dataset,
+                q.athena_usd * 1000.0,
                 format!("{}/{}", q.file_ranges_scanned, q.file_ranges_pruned),
                 format!("{}/{}", q.row_groups_scanned, q.row_groups_pruned)
             );
@@ -219,6 +227,16 @@ pub fn html(r: &BenchReport) -> String {
             )
         })
         .collect();
+    let share: Vec<(String, Vec<f64>)> = r
+        .layouts
+        .iter()
+        .map(|l| {
+            (
+                l.layout.clone(),
+                l.queries.iter().map(|q| q.percent_of_dataset).collect(),
+            )
+        })
+        .collect();
     let writes: Vec<(String, f64)> = r
         .layouts
         .iter()
@@ -267,6 +285,8 @@ td:first-child,th:first-child{{text-align:left}}svg{{font-family:sans-serif;font
 {suite_chart}
 {latency_chart}
 {read_chart}
+{share_chart}
+<p>Athena bills ${price} per TB scanned, at least 10 MB a query.</p>
 </body></html>
 "#,
         rows_total = r.rows,
@@ -278,5 +298,7 @@ td:first-child,th:first-child{{text-align:left}}svg{{font-family:sans-serif;font
         suite_chart = bar_chart("Whole suite, sum of medians", "ms", &suite),
         latency_chart = grouped_chart("Median latency per query", "ms", &queries, &latency),
         read_chart = grouped_chart("Bytes read per query", "MiB", &queries, &read),
+        share_chart = grouped_chart("Share of the dataset read", "%", &queries, &share),
+        price = crate::bench::cost::ATHENA_USD_PER_TB,
     )
 }

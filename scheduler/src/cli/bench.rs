@@ -33,7 +33,7 @@ pub(super) struct BenchLayoutsArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "daily,hourly,daily_bucketed,block_chunks"
+        default_value = "daily,hourly,daily_bucketed,daily_indexed,block_chunks"
     )]
     layouts: Vec<String>,
     /// A folder of .sql files (default: the built-in suite).
