@@ -5,7 +5,8 @@ Blockchain Data producer leaves, for benchmarks on data as it arrives.
 The producer (guidance-for-digital-assets-on-aws, ethereum-worker) writes
 with pandas and pyarrow: snappy, no declared sort order (no Parquet
 `sorting_columns`), row-group statistics but no page index. A finished day
-is files of 100,000 rows written block by block (`compacted`); the current
+is files of just over 100,000 rows, each ending with a whole block, written
+block by block (`compacted`); the current
 day is one file per block (`blocks`, ~7,200 a day). `shuffled` is the
 compacted shape with the rows of each file in random order, as other
 writers leave them.
@@ -59,8 +60,17 @@ def reshape(src, dst, shape, rows_per_file, seed):
                 write(table.slice(a, b - a), os.path.join(out, f"{blocks[a]}.snappy.parquet"))
                 files += 1
             continue
-        for n, start in enumerate(range(0, table.num_rows, rows_per_file)):
-            part = table.slice(start, rows_per_file)
+        # The nightly compaction: a file whenever more than rows_per_file
+        # rows accumulated after a block, then the rest.
+        blocks = table.column("block_number").to_numpy()
+        ends = (np.flatnonzero(np.diff(blocks)) + 1).tolist() + [len(blocks)]
+        cuts, start = [], 0
+        for end in ends:
+            if end - start > rows_per_file or end == len(blocks):
+                cuts.append((start, end))
+                start = end
+        for n, (start, end) in enumerate(cuts):
+            part = table.slice(start, end - start)
             if shape == "shuffled":
                 order = list(range(part.num_rows))
                 rng.shuffle(order)

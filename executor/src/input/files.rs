@@ -4,7 +4,7 @@
 use crate::error::{TaskError, TaskResult};
 use crate::input::order::{FileOrder, OrderKey, common_keys};
 use crate::input::prefetch::PrefetchReaderFactory;
-use crate::input::range_sort::{RangeSortExec, UnitBounds, ordering_of};
+use crate::input::range_sort::{RangeSortExec, UnitBounds, UnitEnd, ordering_of};
 use crate::parquet_footer::{FooterError, arrow_schema, read_footer};
 use crate::schema::{compatible, to_schema, type_name};
 use crate::spec::{InputFile, InputFormat, InputTable};
@@ -79,6 +79,11 @@ struct Piece {
     bytes: u64,
     order: FileOrder,
 }
+
+/// Arrow memory of decoded rows over Parquet's uncompressed size: strings
+/// stored as dictionary indices decode to full values (measured 1.5x on the
+/// AWS producer's transaction files).
+const DECODED_PER_UNCOMPRESSED: u64 = 2;
 
 /// Files opened at once. Opening a Parquet file is one small ranged GET of
 /// its footer, so latency, not bandwidth, bounds opening many of them: a
@@ -333,8 +338,9 @@ impl TaskFilesTable {
     /// Where the units of a scan partition's pieces end (see
     /// `input::range_sort`) and the most bytes one unit decodes to: row
     /// groups, in the order the scan reads them, are merged while their
-    /// ranges overlap. `None` when a row group reaches below a unit already
-    /// closed, so that no unit-by-unit order exists.
+    /// ranges overlap; a row group starting where the unit ends starts the
+    /// next unit, which shares that value. `None` when a row group reaches
+    /// below a unit already closed, so that no unit-by-unit order exists.
     fn units(&self, pieces: &[Piece]) -> Option<(UnitBounds, u64)> {
         let mut ranges: Vec<(&ScalarValue, &ScalarValue, u64)> = vec![];
         for p in pieces {
@@ -355,40 +361,47 @@ impl TaskFilesTable {
         }
         let mut bounds: UnitBounds = vec![];
         let mut largest = 0u64;
-        let mut current: Option<(ScalarValue, ScalarValue, u64)> = None;
+        let mut current: Option<(ScalarValue, u64)> = None;
         for (lo, hi, bytes) in ranges {
-            if bounds.last().is_some_and(|b| lo <= b) {
+            // A row group may start where a closed unit ended, not before.
+            if bounds.last().is_some_and(|b| lo < &b.greatest) {
                 return None;
             }
             current = Some(match current {
-                Some((clo, chi, cbytes)) if lo <= &chi => {
+                // Overlapping row groups are one unit.
+                Some((chi, cbytes)) if lo < &chi => {
                     let hi = if hi > &chi { hi.clone() } else { chi };
-                    let lo = if lo < &clo { lo.clone() } else { clo };
-                    (lo, hi, cbytes + bytes)
+                    (hi, cbytes + bytes)
                 }
-                Some((_, chi, cbytes)) => {
+                Some((chi, cbytes)) => {
                     largest = largest.max(cbytes);
-                    bounds.push(chi);
-                    (lo.clone(), hi.clone(), bytes)
+                    bounds.push(UnitEnd {
+                        shared_with_next: lo == &chi,
+                        greatest: chi,
+                    });
+                    (hi.clone(), bytes)
                 }
-                None => (lo.clone(), hi.clone(), bytes),
+                None => (hi.clone(), bytes),
             });
         }
-        if let Some((_, chi, cbytes)) = current {
+        if let Some((chi, cbytes)) = current {
             largest = largest.max(cbytes);
-            bounds.push(chi);
+            bounds.push(UnitEnd {
+                greatest: chi,
+                shared_with_next: false,
+            });
         }
         Some((bounds, largest))
     }
 
-    /// The scan sorted unit by unit by `range_sort`, when the projection
-    /// keeps its first column, every partition has units, and the largest
-    /// unit fits a partition's share of the task's memory pool.
+    /// The scan sorted unit by unit by `range_sort`, when every partition
+    /// has units and the largest unit fits a partition's share of the
+    /// task's memory pool; with that share, each unit's budget.
     fn range_sorted(
         &self,
         state: &dyn Session,
         parts: usize,
-    ) -> Option<(Vec<Vec<Piece>>, Vec<UnitBounds>)> {
+    ) -> Option<(Vec<Vec<Piece>>, Vec<UnitBounds>, usize)> {
         if self.range_sort.is_empty() {
             return None;
         }
@@ -400,12 +413,12 @@ impl TaskFilesTable {
         let mut units = Vec::with_capacity(groups.len());
         for g in &groups {
             let (bounds, largest) = self.units(g)?;
-            if largest > share {
+            if largest.saturating_mul(DECODED_PER_UNCOMPRESSED) > share {
                 return None;
             }
             units.push(bounds);
         }
-        Some((groups, units))
+        Some((groups, units, usize::try_from(share).unwrap_or(usize::MAX)))
     }
 
     /// The file of a piece, reading only its row groups, with their ranges.
@@ -706,8 +719,8 @@ impl TableProvider for TaskFilesTable {
             ordering = self.lex_ordering().into_iter().collect();
             let groups = self.ordered_groups(parts);
             groups.into_iter().map(|g| self.file_group(g)).collect()
-        } else if let Some((groups, units)) = self.range_sorted(state, parts) {
-            range_sort = Some(units);
+        } else if let Some((groups, units, budget)) = self.range_sorted(state, parts) {
+            range_sort = Some((units, budget));
             groups.into_iter().map(|g| self.file_group(g)).collect()
         } else {
             spread_by_size(&self.files, parts)
@@ -741,12 +754,14 @@ impl TableProvider for TaskFilesTable {
             .with_limit(limit)
             .with_file_groups(groups)
             .with_output_ordering(ordering)
+            // Units follow the file groups: no partition may take another's files.
+            .with_preserve_order(range_sort.is_some())
             .build();
         let scan = DataSourceExec::from_data_source(config);
-        if let Some(units) = range_sort
+        if let Some((units, budget)) = range_sort
             && let Some(ordering) = ordering_of(&scan.schema(), &self.range_sort)
         {
-            return Ok(Arc::new(RangeSortExec::new(scan, ordering, units)));
+            return Ok(Arc::new(RangeSortExec::new(scan, ordering, units, budget)));
         }
         Ok(scan)
     }

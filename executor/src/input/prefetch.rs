@@ -40,8 +40,10 @@ pub struct PrefetchReaderFactory {
     store: Arc<dyn ObjectStore>,
     /// Per scan partition, its files in the order the scan reads them.
     groups: Vec<Vec<(Path, u64)>>,
-    /// Where each file is in `groups`: (partition, position).
-    positions: HashMap<(usize, Path), usize>,
+    /// Where each file is in `groups`: (partition, position). A partition
+    /// that takes a file from another's group (DataFusion lets idle
+    /// partitions steal files) prefetches along that group.
+    positions: HashMap<Path, (usize, usize)>,
     /// Fetches started and not yet handed to a reader, with their position.
     started: Mutex<HashMap<(usize, Path), (usize, Fetch)>>,
     fallback: DefaultParquetFileReaderFactory,
@@ -69,7 +71,7 @@ impl PrefetchReaderFactory {
         let mut positions = HashMap::new();
         for (p, g) in groups.iter().enumerate() {
             for (i, (path, _)) in g.iter().enumerate() {
-                positions.entry((p, path.clone())).or_insert(i);
+                positions.entry(path.clone()).or_insert((p, i));
             }
         }
         Self {
@@ -126,10 +128,9 @@ impl ParquetFileReaderFactory for PrefetchReaderFactory {
         metrics: &ExecutionPlanMetricsSet,
     ) -> datafusion::common::Result<Box<dyn AsyncFileReader + Send>> {
         let path = file.object_meta.location.clone();
-        let position = self.positions.get(&(partition_index, path.clone()));
-        match position {
-            Some(&i) if file.object_meta.size <= SMALL_FILE_BYTES => {
-                let fetch = self.fetch(partition_index, &path, i);
+        match self.positions.get(&path) {
+            Some(&(group, i)) if file.object_meta.size <= SMALL_FILE_BYTES => {
+                let fetch = self.fetch(group, &path, i);
                 let file_metrics = ParquetFileMetrics::new(partition_index, path.as_ref(), metrics);
                 Ok(Box::new(WholeFileReader {
                     path,

@@ -36,10 +36,20 @@ use std::fmt;
 use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
 
-/// Where each unit of one scan partition ends: the greatest first-key value
-/// of its row groups, ascending; units are read in this order and do not
-/// overlap. Rows above the last bound belong to the last unit.
-pub type UnitBounds = Vec<ScalarValue>;
+/// Where each unit of one scan partition ends, in the order they are read;
+/// rows above the last end belong to the last unit.
+pub type UnitBounds = Vec<UnitEnd>;
+
+/// The end of one unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitEnd {
+    /// The greatest first-key value of the unit's row groups.
+    pub greatest: ScalarValue,
+    /// Whether the next unit starts at `greatest` (a writer that cuts files
+    /// by row count splits a block between two files): rows equal to it
+    /// wait and are sorted with the next unit.
+    pub shared_with_next: bool,
+}
 
 /// The physical operator that sorts each unit of its scan's partitions in
 /// memory and so streams every partition in the sort key's order.
@@ -53,16 +63,21 @@ pub struct RangeSortExec {
     ordering: LexOrdering,
     /// Per input partition, where its units end.
     units: Vec<UnitBounds>,
+    /// The most bytes one partition's unit may hold when the pool is short
+    /// (its share of the pool, which the plan sized units for).
+    unit_budget: usize,
     properties: Arc<PlanProperties>,
 }
 
 impl RangeSortExec {
     /// Sorts `input` by `ordering` (columns of the input, the first
-    /// ascending), with `units[p]` the unit bounds of partition `p`.
+    /// ascending), with `units[p]` the unit bounds of partition `p`; a unit
+    /// holds up to `unit_budget` bytes even when the pool is short.
     pub fn new(
         input: Arc<dyn ExecutionPlan>,
         ordering: LexOrdering,
         units: Vec<UnitBounds>,
+        unit_budget: usize,
     ) -> Self {
         let eq = EquivalenceProperties::new_with_orderings(input.schema(), [ordering.clone()]);
         let properties = PlanProperties::new(
@@ -75,6 +90,7 @@ impl RangeSortExec {
             input,
             ordering,
             units,
+            unit_budget,
             properties: Arc::new(properties),
         }
     }
@@ -137,6 +153,7 @@ impl ExecutionPlan for RangeSortExec {
             floor: None,
             reservation: MemoryConsumer::new(format!("RangeSort[{partition}]"))
                 .register(context.memory_pool()),
+            unit_budget: self.unit_budget,
             batch_size: context.session_config().batch_size(),
             tx,
         };
@@ -156,6 +173,7 @@ struct UnitSorter {
     /// or below it.
     floor: Option<ScalarValue>,
     reservation: MemoryReservation,
+    unit_budget: usize,
     batch_size: usize,
     tx: Sender<Result<RecordBatch>>,
 }
@@ -175,8 +193,8 @@ impl UnitSorter {
                 let (now, later) = match self.bounds.get(self.unit) {
                     // The last unit takes everything that is left.
                     None => (rest, None),
-                    Some(bound) => {
-                        let beyond = gt(&key, &Scalar::new(bound.to_array()?))?;
+                    Some(end) => {
+                        let beyond = gt(&key, &Scalar::new(end.greatest.to_array()?))?;
                         match beyond.true_count() {
                             0 => (rest, None),
                             n if n == rest.num_rows() => {
@@ -237,25 +255,33 @@ impl UnitSorter {
         Ok(())
     }
 
-    /// Adds `batch` to the unit; hands it back when the pool refuses its memory.
+    /// Adds `batch` to the unit; hands it back when the unit would pass its
+    /// budget and the pool refuses it too. Within the budget the unit takes
+    /// its memory even from a short pool: the plan sized units to the
+    /// worker's share, and the writers flush or finish files to give way.
     fn gather(&mut self, batch: RecordBatch) -> Option<RecordBatch> {
         if batch.num_rows() == 0 {
             return None;
         }
-        if self
-            .reservation
-            .try_grow(batch.get_array_memory_size())
-            .is_err()
-        {
-            return Some(batch);
+        let size = batch.get_array_memory_size();
+        if self.reservation.try_grow(size).is_err() {
+            if self.reservation.size() + size > self.unit_budget {
+                return Some(batch);
+            }
+            self.reservation.grow(size);
         }
         self.buffer.push(batch);
         None
     }
 
     /// Sorts the gathered unit and sends it on, `batch_size` rows at a time;
-    /// a unit already in order is sent as it came.
+    /// a unit already in order is sent as it came. When the next unit starts
+    /// at this one's greatest value, the rows equal to it stay gathered.
     async fn emit_unit(&mut self) -> Result<()> {
+        let shared = self
+            .bounds
+            .get(self.unit)
+            .is_some_and(|end| end.shared_with_next);
         let batches = std::mem::take(&mut self.buffer);
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows == 0 {
@@ -277,31 +303,58 @@ impl UnitSorter {
             })
             .collect::<Result<Vec<_>>>()?;
         let indices = lexsort_to_indices(&columns, None)?;
-        let last = indices.value(rows - 1) as usize;
-        let greatest = ScalarValue::try_from_array(&columns[0].values, last)?;
-        if indices
-            .values()
-            .iter()
-            .enumerate()
-            .all(|(i, &v)| i == v as usize)
-        {
+        let sorted = indices.values();
+        let first_key = &columns[0].values;
+        // Rows sent now: all, or those below the greatest value when the
+        // next unit starts at it.
+        let mut send = rows;
+        if shared {
+            let greatest = ScalarValue::try_from_array(first_key, sorted[rows - 1] as usize)?;
+            while send > 0
+                && ScalarValue::try_from_array(first_key, sorted[send - 1] as usize)? == greatest
+            {
+                send -= 1;
+            }
+        }
+        if send > 0 {
+            let last = ScalarValue::try_from_array(first_key, sorted[send - 1] as usize)?;
+            self.floor = Some(last);
+        }
+        let in_order = sorted.iter().enumerate().all(|(i, &v)| i == v as usize);
+        if in_order && send == rows {
             for b in batches {
                 self.send(b).await?;
             }
-        } else {
-            let mut location = Vec::with_capacity(rows);
-            for (bi, b) in batches.iter().enumerate() {
-                location.extend((0..b.num_rows()).map(|r| (bi, r)));
-            }
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            for chunk in indices.values().chunks(self.batch_size.max(1)) {
-                let picks: Vec<(usize, usize)> =
-                    chunk.iter().map(|&i| location[i as usize]).collect();
-                self.send(interleave_record_batch(&refs, &picks)?).await?;
-            }
+            self.reservation.free();
+            return Ok(());
         }
-        self.floor = Some(greatest);
+        let mut location = Vec::with_capacity(rows);
+        for (bi, b) in batches.iter().enumerate() {
+            location.extend((0..b.num_rows()).map(|r| (bi, r)));
+        }
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        let picks = |range: &[u32]| -> Vec<(usize, usize)> {
+            range.iter().map(|&i| location[i as usize]).collect()
+        };
+        for chunk in sorted[..send].chunks(self.batch_size.max(1)) {
+            self.send(interleave_record_batch(&refs, &picks(chunk))?)
+                .await?;
+        }
+        let kept = if send < rows {
+            Some(interleave_record_batch(&refs, &picks(&sorted[send..]))?)
+        } else {
+            None
+        };
+        drop(refs);
+        drop(batches);
         self.reservation.free();
+        if let Some(kept) = kept
+            && let Some(refused) = self.gather(kept)
+        {
+            // Rows of one key value the pool cannot hold: kept all the
+            // same, as one value's rows are few.
+            self.buffer.push(refused);
+        }
         Ok(())
     }
 
@@ -375,15 +428,22 @@ mod tests {
         .unwrap()
     }
 
-    async fn sort(batches: Vec<RecordBatch>, bounds: &[i64], pool: usize) -> Result<Vec<i64>> {
+    async fn sort(
+        batches: Vec<RecordBatch>,
+        bounds: &[(i64, bool)],
+        pool: usize,
+    ) -> Result<Vec<i64>> {
         let schema = batches[0].schema();
         let input = MemorySourceConfig::try_new_exec(&[batches], schema.clone(), None)?;
         let ordering = ordering_of(&schema, &["block_number".to_string()]).unwrap();
         let bounds = bounds
             .iter()
-            .map(|b| ScalarValue::Int64(Some(*b)))
+            .map(|&(b, shared_with_next)| UnitEnd {
+                greatest: ScalarValue::Int64(Some(b)),
+                shared_with_next,
+            })
             .collect();
-        let exec = Arc::new(RangeSortExec::new(input, ordering, vec![bounds]));
+        let exec = Arc::new(RangeSortExec::new(input, ordering, vec![bounds], 0));
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(pool, 1.0)
             .build_arc()?;
@@ -402,8 +462,42 @@ mod tests {
     async fn units_are_sorted_one_by_one_into_one_order() {
         // Units end at 9 and 19; a batch may hold rows of two units.
         let batches = vec![batch(&[5, 1, 9]), batch(&[3, 12, 15]), batch(&[11, 25, 20])];
-        let out = sort(batches, &[9, 19], 1 << 20).await.unwrap();
+        let out = sort(batches, &[(9, false), (19, false)], 1 << 20)
+            .await
+            .unwrap();
         assert_eq!(out, vec![1, 3, 5, 9, 11, 12, 15, 20, 25]);
+    }
+
+    #[tokio::test]
+    async fn a_value_shared_by_two_units_is_sorted_with_the_second() {
+        // A block (7) split between two files, its rows in both units; the
+        // row numbers show each 7 keeps the order of the second key.
+        let batches = vec![batch(&[7, 3, 7]), batch(&[7, 9, 8])];
+        let schema = batches[0].schema();
+        let input = MemorySourceConfig::try_new_exec(&[batches], schema.clone(), None).unwrap();
+        let ordering =
+            ordering_of(&schema, &["block_number".to_string(), "row".to_string()]).unwrap();
+        let end = |v, shared_with_next| UnitEnd {
+            greatest: ScalarValue::Int64(Some(v)),
+            shared_with_next,
+        };
+        let exec = Arc::new(RangeSortExec::new(
+            input,
+            ordering,
+            vec![vec![end(7, true), end(9, false)]],
+            usize::MAX,
+        ));
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(2));
+        let out = collect(exec, ctx.task_ctx()).await.unwrap();
+        let pairs: Vec<(i64, i64)> = out
+            .iter()
+            .flat_map(|b| {
+                let k = b.column(0).as_primitive::<Int64Type>().values().to_vec();
+                let r = b.column(1).as_primitive::<Int64Type>().values().to_vec();
+                k.into_iter().zip(r)
+            })
+            .collect();
+        assert_eq!(pairs, vec![(3, 1), (7, 0), (7, 0), (7, 2), (8, 2), (9, 1)]);
     }
 
     #[tokio::test]
@@ -426,7 +520,9 @@ mod tests {
         // The first unit claims to end at 9, but a row of 4 arrives after
         // it was sent on (a row that arrives in time is merely sorted in).
         let batches = vec![batch(&[5, 1, 9]), batch(&[12]), batch(&[4])];
-        let err = sort(batches, &[9, 19], 1 << 20).await.unwrap_err();
+        let err = sort(batches, &[(9, false), (19, false)], 1 << 20)
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("block_number") && text.contains("statistics"),
