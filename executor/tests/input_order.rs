@@ -45,15 +45,20 @@ fn write_declared_sorted(path: &Path, batches: &[RecordBatch]) {
     w.close().unwrap();
 }
 
+/// `support::batch`'s rows `first..first + n`, in block order.
+fn in_block_order(first: u64, n: usize) -> RecordBatch {
+    let b = batch(first, n, 6);
+    let idx = arrow::compute::sort_to_indices(b.column(1), None, None).unwrap();
+    arrow::compute::take_record_batch(&b, &idx).unwrap()
+}
+
 /// `files` files of `rows` rows each, each sorted by block_number, the
 /// files covering consecutive block ranges.
 fn sorted_inputs(dir: &Path, files: usize, rows: usize) -> Vec<PathBuf> {
     (0..files)
         .map(|f| {
             // A gap between files: support::batch jitters blocks by up to 2.
-            let b = batch((f * (rows + 100)) as u64, rows, 6);
-            let idx = arrow::compute::sort_to_indices(b.column(1), None, None).unwrap();
-            let sorted = arrow::compute::take_record_batch(&b, &idx).unwrap();
+            let sorted = in_block_order((f * (rows + 100)) as u64, rows);
             let p = dir.join(format!("sorted-{f}.parquet"));
             write_declared_sorted(&p, &[sorted]);
             p
@@ -272,12 +277,11 @@ async fn a_small_pool_sorts_on_one_worker() {
 fn undeclared_inputs(dir: &Path, files: usize, rows: usize, shuffled: bool) -> Vec<PathBuf> {
     (0..files)
         .map(|f| {
-            let b = batch((f * (rows + 100)) as u64, rows, 6);
+            let first = (f * (rows + 100)) as u64;
             let b = if shuffled {
-                b
+                batch(first, rows, 6)
             } else {
-                let idx = arrow::compute::sort_to_indices(b.column(1), None, None).unwrap();
-                arrow::compute::take_record_batch(&b, &idx).unwrap()
+                in_block_order(first, rows)
             };
             let p = dir.join(format!("part-{f}.parquet"));
             write_parquet(&p, &[b]);
@@ -319,11 +323,6 @@ async fn undeclared_inputs_with_disjoint_ranges_are_sorted_range_by_range() {
 #[tokio::test]
 async fn undeclared_inputs_that_overlap_are_sorted_together_or_by_the_task() {
     let dir = tempfile::tempdir().unwrap();
-    let sorted = |first: u64, n: usize| {
-        let b = batch(first, n, 6);
-        let idx = arrow::compute::sort_to_indices(b.column(1), None, None).unwrap();
-        arrow::compute::take_record_batch(&b, &idx).unwrap()
-    };
     // Two files over the same blocks: one unit of both, sorted in memory.
     let a = dir.path().join("overlap/a.parquet");
     let b = dir.path().join("overlap/b.parquet");
@@ -343,8 +342,11 @@ async fn undeclared_inputs_that_overlap_are_sorted_together_or_by_the_task() {
     // exists, the task sorts.
     let a = dir.path().join("interleaved/a.parquet");
     let b = dir.path().join("interleaved/b.parquet");
-    write_parquet(&a, &[sorted(0, 8192), sorted(100_000, 8192)]);
-    write_parquet(&b, &[sorted(4_000, 1_000)]);
+    write_parquet(
+        &a,
+        &[in_block_order(0, 8192), in_block_order(100_000, 8192)],
+    );
+    write_parquet(&b, &[in_block_order(4_000, 1_000)]);
     let stage = dir.path().join("stage-interleaved");
     let mut spec = select_all_by_date(&[a, b], "block_number", &stage);
     spec.resources.parallelism = 1;

@@ -42,11 +42,8 @@ impl FileOrder {
         schema: &Schema,
         row_groups: Option<&[usize]>,
     ) -> Option<Self> {
-        let all: Vec<usize> = (0..md.num_row_groups()).collect();
-        let selected = row_groups.unwrap_or(&all);
-        if selected.iter().any(|&g| g >= md.num_row_groups()) {
-            return None;
-        }
+        let selected = selected_row_groups(md, row_groups)?;
+        let selected = selected.as_slice();
         let first = md.row_group(*selected.first()?).sorting_columns()?;
         if selected
             .iter()
@@ -91,12 +88,8 @@ impl FileOrder {
         column: &str,
         row_groups: Option<&[usize]>,
     ) -> Option<Self> {
-        let all: Vec<usize> = (0..md.num_row_groups()).collect();
-        let selected = row_groups.unwrap_or(&all);
-        if selected.is_empty() || selected.iter().any(|&g| g >= md.num_row_groups()) {
-            return None;
-        }
-        let range = column_range(md, schema, column, selected)?;
+        let selected = selected_row_groups(md, row_groups)?;
+        let range = column_range(md, schema, column, &selected)?;
         Some(FileOrder {
             keys: vec![OrderKey {
                 column: column.to_string(),
@@ -161,6 +154,16 @@ impl FileOrder {
             .partial_cmp(other.start())
             .unwrap_or(Ordering::Equal)
     }
+}
+
+/// The row groups read (all of them without a selection); `None` when none
+/// is, or the selection names one the file lacks.
+fn selected_row_groups(md: &ParquetMetaData, row_groups: Option<&[usize]>) -> Option<Vec<usize>> {
+    let selected = match row_groups {
+        Some(s) => s.to_vec(),
+        None => (0..md.num_row_groups()).collect(),
+    };
+    (!selected.is_empty() && selected.iter().all(|&g| g < md.num_row_groups())).then_some(selected)
 }
 
 /// The keys all files share, from the first: the order the whole input has.

@@ -198,45 +198,26 @@ fn grouped_chart(
     s
 }
 
+/// One figure per query, per layout: a grouped chart's series.
+fn per_query(
+    r: &BenchReport,
+    figure: impl Fn(&crate::bench::queries::QueryResult) -> f64,
+) -> Vec<(String, Vec<f64>)> {
+    r.layouts
+        .iter()
+        .map(|l| (l.layout.clone(), l.queries.iter().map(&figure).collect()))
+        .collect()
+}
+
 pub fn html(r: &BenchReport) -> String {
     let queries: Vec<String> = r.layouts[0]
         .queries
         .iter()
         .map(|q| q.query.clone())
         .collect();
-    let latency: Vec<(String, Vec<f64>)> = r
-        .layouts
-        .iter()
-        .map(|l| {
-            (
-                l.layout.clone(),
-                l.queries.iter().map(|q| q.median_ms).collect(),
-            )
-        })
-        .collect();
-    let read: Vec<(String, Vec<f64>)> = r
-        .layouts
-        .iter()
-        .map(|l| {
-            (
-                l.layout.clone(),
-                l.queries
-                    .iter()
-                    .map(|q| q.bytes_scanned as f64 / (1024.0 * 1024.0))
-                    .collect(),
-            )
-        })
-        .collect();
-    let share: Vec<(String, Vec<f64>)> = r
-        .layouts
-        .iter()
-        .map(|l| {
-            (
-                l.layout.clone(),
-                l.queries.iter().map(|q| q.percent_of_dataset).collect(),
-            )
-        })
-        .collect();
+    let latency = per_query(r, |q| q.median_ms);
+    let read = per_query(r, |q| q.bytes_scanned as f64 / (1024.0 * 1024.0));
+    let share = per_query(r, |q| q.percent_of_dataset);
     let writes: Vec<(String, f64)> = r
         .layouts
         .iter()

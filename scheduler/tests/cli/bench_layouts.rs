@@ -56,6 +56,13 @@ async fn two_layouts_hold_the_same_rows_and_answer_the_suite_alike() {
         // The hash of one transaction finds exactly it.
         assert_eq!(queries[0]["query"], "point_lookup");
         assert_eq!(queries[0]["rows"], 1);
+        // Each scan's share of the layout and its Athena bill: a small
+        // scan pays the 10 MB minimum, $5 per TB.
+        for q in queries {
+            let share = q["percent_of_dataset"].as_f64().unwrap();
+            assert!(share > 0.0 && share <= 100.0, "{q}");
+            assert_eq!(q["athena_usd"].as_f64().unwrap(), 0.00005, "{q}");
+        }
     }
     // The daily layout has one partition per day; block_chunks one per
     // 100,000 blocks (three days of 12 s blocks fit in one or two).
