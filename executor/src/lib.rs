@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod allocator;
+pub mod bloom_pruning;
 pub mod distributed;
 pub mod error;
 mod external_sort;

@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_specs;
+mod bloom_pruning;
 mod crash;
 mod fixture_fees;
 mod input_order;

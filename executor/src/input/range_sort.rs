@@ -17,7 +17,8 @@
 use arrow::array::{Array, ArrayRef, BooleanArray, Scalar};
 use arrow::compute::kernels::cmp::{gt, lt_eq};
 use arrow::compute::{
-    SortColumn, concat, filter_record_batch, interleave_record_batch, lexsort_to_indices, not,
+    BatchCoalescer, SortColumn, concat, filter_record_batch, interleave_record_batch,
+    lexsort_to_indices, not,
 };
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -155,6 +156,7 @@ impl ExecutionPlan for RangeSortExec {
                 .register(context.memory_pool()),
             unit_budget: self.unit_budget,
             batch_size: context.session_config().batch_size(),
+            out: out_coalescer(self.schema(), context.session_config().batch_size()),
             tx,
         };
         builder.spawn(sorter.run(input, context));
@@ -175,7 +177,18 @@ struct UnitSorter {
     reservation: MemoryReservation,
     unit_budget: usize,
     batch_size: usize,
+    /// Small units (a file per block) leave as batches of `batch_size` rows,
+    /// so what follows pays its per-batch cost once per batch, not per unit.
+    out: BatchCoalescer,
     tx: Sender<Result<RecordBatch>>,
+}
+
+/// Joins output batches below half of `batch_size` rows into batches of
+/// `batch_size`; larger ones pass as they are (after what was buffered).
+fn out_coalescer(schema: SchemaRef, batch_size: usize) -> BatchCoalescer {
+    let batch_size = batch_size.max(1);
+    BatchCoalescer::new(schema, batch_size)
+        .with_biggest_coalesce_batch_size(Some((batch_size / 2).max(1)))
 }
 
 impl UnitSorter {
@@ -218,7 +231,8 @@ impl UnitSorter {
                 rest = later;
             }
         }
-        self.emit_unit().await
+        self.emit_unit().await?;
+        self.finish().await
     }
 
     fn first_key(&self, batch: &RecordBatch) -> Result<ArrayRef> {
@@ -358,11 +372,25 @@ impl UnitSorter {
         Ok(())
     }
 
-    async fn send(&self, batch: RecordBatch) -> Result<()> {
-        self.tx
-            .send(Ok(batch))
-            .await
-            .map_err(|_| DataFusionError::Execution("range sort output dropped".into()))
+    async fn send(&mut self, batch: RecordBatch) -> Result<()> {
+        self.out.push_batch(batch)?;
+        self.send_completed().await
+    }
+
+    /// Sends what the coalescer still holds.
+    async fn finish(&mut self) -> Result<()> {
+        self.out.finish_buffered_batch()?;
+        self.send_completed().await
+    }
+
+    async fn send_completed(&mut self) -> Result<()> {
+        while let Some(batch) = self.out.next_completed_batch() {
+            self.tx
+                .send(Ok(batch))
+                .await
+                .map_err(|_| DataFusionError::Execution("range sort output dropped".into()))?;
+        }
+        Ok(())
     }
 
     /// Sorts the gathered unit, `pending` and the rest of `input` with
@@ -382,7 +410,7 @@ impl UnitSorter {
         while let Some(batch) = sorted.next().await.transpose()? {
             self.send(batch).await?;
         }
-        Ok(())
+        self.finish().await
     }
 }
 
@@ -466,6 +494,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out, vec![1, 3, 5, 9, 11, 12, 15, 20, 25]);
+    }
+
+    #[tokio::test]
+    async fn units_of_a_row_or_two_leave_in_batches_of_batch_size() {
+        // Files of one block each: seven units, batch size 8.
+        let batches: Vec<RecordBatch> = [[2, 1], [3, 3], [5, 4], [6, 6], [8, 7], [9, 9], [10, 10]]
+            .iter()
+            .map(|b| batch(b))
+            .collect();
+        let schema = batches[0].schema();
+        let input = MemorySourceConfig::try_new_exec(&[batches], schema.clone(), None).unwrap();
+        let ordering = ordering_of(&schema, &["block_number".to_string()]).unwrap();
+        let ends = [2, 3, 5, 6, 8, 9, 10]
+            .map(|v| UnitEnd {
+                greatest: ScalarValue::Int64(Some(v)),
+                shared_with_next: false,
+            })
+            .to_vec();
+        let exec = Arc::new(RangeSortExec::new(input, ordering, vec![ends], usize::MAX));
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(8));
+        let out = collect(exec, ctx.task_ctx()).await.unwrap();
+        let sizes: Vec<usize> = out.iter().map(|b| b.num_rows()).collect();
+        assert_eq!(sizes, vec![8, 6]);
+        let keys: Vec<i64> = out
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(keys, vec![1, 2, 3, 3, 4, 5, 6, 6, 7, 8, 9, 9, 10, 10]);
     }
 
     #[tokio::test]

@@ -106,6 +106,31 @@ async fn a_resume_planned_differently_reruns_the_tasks_whose_work_changed() {
 /// An executor for the process backend that SIGKILLs the real executor a
 /// random 10 to 260 ms into every first attempt, and counts the kills that
 /// landed (the task was still running).
+/// Where [`killing_executor`] records each start: its arguments, which
+/// name the run's stage spec (`.../<run id>/stage-<node>.json`).
+pub(crate) fn starts_log(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("starts.log")
+}
+
+/// Waits until `log` has a line containing `needle` (any line when empty),
+/// so a test kills things once the work it means to hit is running, not
+/// after a guess at how long startup takes on a loaded machine.
+pub(crate) fn wait_for_line(log: &std::path::Path, needle: &str, timeout: std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().any(|l| l.contains(needle)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "no line with {needle:?} in {} after {timeout:?}",
+            log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub(crate) fn killing_executor(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let kills = dir.join("kills.log");
     let script = dir.join("killing-executor");
@@ -113,6 +138,7 @@ pub(crate) fn killing_executor(dir: &std::path::Path) -> (std::path::PathBuf, st
         &script,
         format!(
             "#!/bin/sh\n\
+             echo \"$*\" >> '{starts}'\n\
              if [ \"$AWS_BATCH_JOB_ATTEMPT\" = 1 ]; then\n\
                '{exe}' \"$@\" & pid=$!\n\
                sleep $(awk -v s=$$ 'BEGIN {{ srand(s); printf \"%.3f\", 0.01 + rand() * 0.25 }}')\n\
@@ -121,7 +147,8 @@ pub(crate) fn killing_executor(dir: &std::path::Path) -> (std::path::PathBuf, st
              fi\n\
              exec '{exe}' \"$@\"\n",
             exe = executor_bin().display(),
-            kills = kills.display()
+            kills = kills.display(),
+            starts = starts_log(dir).display()
         ),
     )
     .unwrap();

@@ -5,7 +5,7 @@
 //! while the runs work. Afterwards every partition must hold exactly the
 //! rows of one clean run.
 
-use crate::crash::{killing_executor, snapshot};
+use crate::crash::{killing_executor, snapshot, starts_log, wait_for_line};
 use crate::support::*;
 use crate::weed::{Weed, download};
 use std::process::{Child, Command, Output, Stdio};
@@ -26,6 +26,10 @@ const RUNS: &[(&str, &str)] = &[
 
 /// The run whose driver is SIGKILLed.
 const KILLED: &str = "chunk-b";
+
+/// How long the runs may take to start their first tasks: eight drivers
+/// planning at once on two cores take seconds, not the same seconds twice.
+const STARTUP: Duration = Duration::from_secs(120);
 
 /// Where the runs write, on the test's own server.
 const OUT: &str = "s3://restart/soak";
@@ -99,15 +103,17 @@ async fn mixed_runs_with_executor_driver_and_s3_kills_lose_no_rows() {
         .iter()
         .map(|(id, dates)| (*id, *dates, start(&p, &endpoint, id, dates, &executor)))
         .collect();
-    // The driver of one chunk dies mid-run (after it started its tasks).
-    std::thread::sleep(Duration::from_millis(700));
+    // The driver of one chunk dies mid-run, once the runs started tasks
+    // (it may be running its own, or waiting for an overlapping run).
+    wait_for_line(&starts_log(p.dir.path()), "/stage-", STARTUP);
     let killed = children
         .iter_mut()
         .find(|(id, _, _)| *id == KILLED)
         .unwrap();
     let driver_killed = killed.2.kill().is_ok();
-    // Then the S3 server dies under the others, and comes back.
-    std::thread::sleep(Duration::from_millis(800));
+    // Then the S3 server dies under the others, once an executor was
+    // killed (tasks are running), and comes back.
+    wait_for_line(&kills, "", STARTUP);
     weed.kill();
     std::thread::sleep(Duration::from_secs(2));
     weed.start();
@@ -312,8 +318,9 @@ async fn mixed_runs_with_executor_and_driver_kills_lose_no_rows() {
         .iter()
         .map(|(id, dates)| (*id, *dates, start_local(&p, id, dates, &executor)))
         .collect();
-    // The driver of one chunk dies mid-run (after it started its tasks).
-    std::thread::sleep(Duration::from_millis(700));
+    // The driver of one chunk dies mid-run, once the runs started tasks
+    // (it may be running its own, or waiting for an overlapping run).
+    wait_for_line(&starts_log(p.dir.path()), "/stage-", STARTUP);
     let killed = children
         .iter_mut()
         .find(|(id, _, _)| *id == KILLED)
