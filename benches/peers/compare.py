@@ -17,8 +17,9 @@ in the AWS producer's file shape instead (producer_shapes.py: 100,000-row
 snappy files, no declared order; `shuffled` with the rows of each file in
 random order).
 
-Each engine runs in its own process; wall time, CPU time and peak RSS come
-from os.wait4 on that process and from sampling its process tree.
+Each engine runs in its own process; wall time and CPU time come from
+os.wait4 on that process and from sampling its process tree, peak RSS from
+the tree's sampled high-water marks (VmHWM).
 Afterwards DuckDB reads every output back and checks that all agree on the
 row count and the exact sum of fee_wei.
 
@@ -117,15 +118,17 @@ ENGINES = {
 
 
 def tree_usage(pid):
-    """Resident bytes and CPU seconds (its own and its waited-for
-    children's) of a process and all its descendants, from /proc."""
+    """Peak resident bytes (each process's high-water mark, VmHWM, summed)
+    and CPU seconds (its own and its waited-for children's) of a process
+    and all its descendants, from /proc."""
     rss, cpu, stack = 0, 0.0, [pid]
     ticks = os.sysconf("SC_CLK_TCK")
     while stack:
         p = stack.pop()
         try:
-            with open(f"/proc/{p}/statm") as f:
-                rss += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/status") as f:
+                rss += next((int(line.split()[1]) * 1024 for line in f
+                             if line.startswith("VmHWM:")), 0)
             with open(f"/proc/{p}/stat") as f:
                 # Fields after the parenthesised command: utime is the 14th
                 # field of the line, then stime, cutime, cstime.
@@ -141,9 +144,12 @@ def tree_usage(pid):
 
 def run_measured(cmd, env=None):
     """Runs cmd; returns (seconds, CPU seconds, peak RSS bytes, exit code,
-    stderr tail). CPU seconds are user plus system time. Peak RSS and CPU
-    are the larger of the child's own (wait4) and its whole process tree's
-    sampled every 50 ms, so that PySpark's JVM counts."""
+    stderr tail). CPU seconds are user plus system time, the larger of the
+    child's own (wait4) and its whole process tree's sampled every 50 ms, so
+    that PySpark's JVM counts. Peak RSS is the tree's high-water marks,
+    sampled: wait4's ru_maxrss is not used, as Linux carries the parent's
+    peak across fork and exec into it (a parent that held the input in
+    pyarrow made every engine look as large as itself)."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak, tree_cpu = [0], [0.0]
@@ -165,7 +171,7 @@ def run_measured(cmd, env=None):
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
-    rss = max(usage.ru_maxrss * 1024, peak[0])
+    rss = peak[0]
     # wait4 misses what a child never waited for (PySpark's JVM); the
     # sampled tree sees it, up to the last 50 ms.
     cpu = max(usage.ru_utime + usage.ru_stime, tree_cpu[0])
