@@ -755,7 +755,11 @@ impl TableProvider for TaskFilesTable {
                 let files = groups.iter().map(|g| g.iter().collect()).collect();
                 Arc::new(
                     ParquetSource::new(table_schema).with_parquet_file_reader_factory(Arc::new(
-                        PrefetchReaderFactory::new(store, files),
+                        PrefetchReaderFactory::new(
+                            store,
+                            self.store_url == ObjectStoreUrl::local_filesystem(),
+                            files,
+                        ),
                     )),
                 )
             }
@@ -774,8 +778,11 @@ impl TableProvider for TaskFilesTable {
             .with_limit(limit)
             .with_file_groups(groups)
             .with_output_ordering(ordering)
-            // Units follow the file groups: no partition may take another's files.
-            .with_preserve_order(range_sort.is_some())
+            // No partition may take another's files: units follow the file
+            // groups, and without units each group is in listed order, so a
+            // worker's keys arrive one after the other (a stolen file would
+            // bring back keys its writers finished, and send it to the sort).
+            .with_preserve_order(true)
             .build();
         let scan = DataSourceExec::from_data_source(config);
         if let Some((units, budget)) = range_sort

@@ -17,6 +17,7 @@ use datafusion::datasource::physical_plan::parquet::{
 };
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::future::{BoxFuture, FutureExt, Shared};
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
@@ -46,6 +47,10 @@ pub struct PrefetchReaderFactory {
     positions: HashMap<Path, (usize, usize)>,
     /// Fetches started and not yet handed to a reader, with their position.
     started: Mutex<HashMap<(usize, Path), (usize, Fetch)>>,
+    /// Set when the files are on local disk: each is then read in one call
+    /// on the blocking pool (object_store's local GET takes two, and with
+    /// thousands of files the thread wake-ups were a tenth of the time).
+    local: Option<LocalFileSystem>,
     fallback: DefaultParquetFileReaderFactory,
 }
 
@@ -58,8 +63,13 @@ impl fmt::Debug for PrefetchReaderFactory {
 }
 
 impl PrefetchReaderFactory {
-    /// A factory for a scan whose partition `p` reads `groups[p]` in order.
-    pub fn new(store: Arc<dyn ObjectStore>, groups: Vec<Vec<&PartitionedFile>>) -> Self {
+    /// A factory for a scan whose partition `p` reads `groups[p]` in order;
+    /// `local` when `store` is the local file system.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        local: bool,
+        groups: Vec<Vec<&PartitionedFile>>,
+    ) -> Self {
         let groups: Vec<Vec<(Path, u64)>> = groups
             .into_iter()
             .map(|g| {
@@ -80,6 +90,7 @@ impl PrefetchReaderFactory {
             groups,
             positions,
             started: Mutex::new(HashMap::new()),
+            local: local.then(LocalFileSystem::new),
         }
     }
 
@@ -104,11 +115,23 @@ impl PrefetchReaderFactory {
 
     /// Fetches `location` whole, in the background.
     fn start(&self, location: Path) -> Fetch {
-        let store = self.store.clone();
-        let task = tokio::spawn(async move {
-            let got = store.get(&location).await.map_err(|e| e.to_string())?;
-            got.bytes().await.map_err(|e| e.to_string())
-        });
+        let task = match &self.local {
+            Some(fs) => {
+                let path = fs.path_to_filesystem(&location).map_err(|e| e.to_string());
+                tokio::task::spawn_blocking(move || {
+                    std::fs::read(path?)
+                        .map(Bytes::from)
+                        .map_err(|e| e.to_string())
+                })
+            }
+            None => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let got = store.get(&location).await.map_err(|e| e.to_string())?;
+                    got.bytes().await.map_err(|e| e.to_string())
+                })
+            }
+        };
         async move {
             task.await
                 .map_err(|e| format!("prefetch stopped: {e}"))
