@@ -265,13 +265,20 @@ pub struct QueryResult {
     pub file_ranges_pruned: usize,
     pub row_groups_scanned: usize,
     pub row_groups_pruned: usize,
-    /// Of `row_groups_pruned`, those DataFusion's bloom pass skipped.
-    #[serde(skip)]
-    bloom_pruned: usize,
 }
 
 /// Sums the Parquet scan metrics over every node of an executed plan.
 fn scan_metrics(plan: &Arc<dyn ExecutionPlan>, r: &mut QueryResult) {
+    let bloom_pruned = add_scan_metrics(plan, r);
+    // The bloom pass runs on what statistics kept: what it prunes was
+    // counted as matched by statistics, and is not scanned.
+    r.row_groups_scanned = r.row_groups_scanned.saturating_sub(bloom_pruned);
+}
+
+/// Adds the plan's scan metrics to `r`; returns the row groups DataFusion's
+/// bloom pass pruned.
+fn add_scan_metrics(plan: &Arc<dyn ExecutionPlan>, r: &mut QueryResult) -> usize {
+    let mut bloom_pruned = 0;
     if let Some(m) = plan.metrics() {
         for metric in m.iter() {
             match metric.value() {
@@ -290,11 +297,9 @@ fn scan_metrics(plan: &Arc<dyn ExecutionPlan>, r: &mut QueryResult) {
                         r.row_groups_pruned += pruning_metrics.pruned();
                         r.row_groups_scanned += pruning_metrics.matched();
                     }
-                    // Runs on what statistics kept: what it prunes is not
-                    // scanned (its `matched` are, and were counted above).
                     "row_groups_pruned_bloom_filter" => {
                         r.row_groups_pruned += pruning_metrics.pruned();
-                        r.bloom_pruned += pruning_metrics.pruned();
+                        bloom_pruned += pruning_metrics.pruned();
                     }
                     _ => {}
                 },
@@ -303,8 +308,9 @@ fn scan_metrics(plan: &Arc<dyn ExecutionPlan>, r: &mut QueryResult) {
         }
     }
     for child in plan.children() {
-        scan_metrics(child, r);
+        bloom_pruned += add_scan_metrics(child, r);
     }
+    bloom_pruned
 }
 
 pub async fn run_query(
@@ -323,10 +329,11 @@ pub async fn run_query(
             .map(BloomPrunedTable::stats),
         Err(_) => None,
     };
+    // Only the first run's reads are reported.
+    if let Some(b) = &bloom {
+        b.reset();
+    }
     for i in 0..runs.max(1) {
-        if let Some(b) = &bloom {
-            b.reset();
-        }
         let started = Instant::now();
         let df = ctx
             .sql(sql)
@@ -345,9 +352,6 @@ pub async fn run_query(
         if i == 0 {
             result.rows = batches.iter().map(|b| b.num_rows()).sum();
             scan_metrics(&plan, &mut result);
-            result.row_groups_scanned = result
-                .row_groups_scanned
-                .saturating_sub(result.bloom_pruned);
             // The bloom filters read and row groups skipped before the scan.
             if let Some(b) = &bloom {
                 result.bytes_scanned += b.bytes_read();
