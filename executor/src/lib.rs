@@ -10,6 +10,7 @@
 
 pub mod allocator;
 pub mod bloom_pruning;
+pub mod distinct_aggregate;
 pub mod distributed;
 pub mod error;
 mod external_sort;

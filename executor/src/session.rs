@@ -31,7 +31,8 @@ pub fn context(
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
 ) -> datafusion::error::Result<SessionContext> {
-    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    let state = SessionContext::new_with_config_rt(config, runtime).state();
+    let mut ctx = SessionContext::new_with_state(crate::distinct_aggregate::with_rule(state));
     udf::register_all(&mut ctx)?;
     Ok(ctx)
 }

@@ -143,7 +143,11 @@ pub async fn session(
     table_uri: &str,
     partition_columns: &[String],
 ) -> Result<SessionContext, String> {
-    let mut ctx = SessionContext::new();
+    // The bloom-pruned table below probes bloom filters itself, a block per
+    // value; DataFusion's own pass would read every filter whole.
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config.options_mut().execution.parquet.bloom_filter_on_read = false;
+    let mut ctx = SessionContext::new_with_config(config);
     chainbatch_executor::udf::register_all(&mut ctx).map_err(|e| e.to_string())?;
     storage::register(&ctx.runtime_env(), table_uri).map_err(|e| e.to_string())?;
     let url = ListingTableUrl::parse(format!("{}/", table_uri.trim_end_matches('/')))
@@ -164,8 +168,9 @@ pub async fn session(
         .with_listing_options(options)
         .with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| e.to_string())?;
-    // Disjunctions across columns (`from = X OR to = X`) prune by bloom
-    // filters too, which DataFusion's scan alone does not.
+    // Equalities and disjunctions of them, across columns too (`from = X
+    // OR to = X`, which DataFusion's scan alone does not prune), skip row
+    // groups by bloom filters.
     let table = BloomPrunedTable::new(Arc::new(table));
     ctx.register_table("transactions", Arc::new(table))
         .map_err(|e| e.to_string())?;
