@@ -255,6 +255,14 @@ impl FilterLocation {
     }
 }
 
+/// A term of a disjunction as one file stores it.
+struct FileTerm {
+    /// The column's leaf in the file; `None` when the file lacks it.
+    leaf: Option<usize>,
+    /// Each value's probe, with its hash when it has bytes.
+    probes: Vec<(Probe, u64)>,
+}
+
 /// Parquet's bloom filter hash: xxHash64 with seed 0.
 fn bloom_hash(bytes: &[u8]) -> u64 {
     twox_hash::XxHash64::oneshot(0, bytes)
@@ -309,18 +317,43 @@ async fn file_plan(
     let candidates: Vec<usize> = (0..groups.len())
         .filter(|&g| plan.should_scan(g) && in_range(g))
         .collect();
+    // Each term as this file stores it: its column's leaf and, per value,
+    // the probe and its hash, worked out once for every row group.
+    let file_terms: Vec<Vec<FileTerm>> = disjunctions
+        .iter()
+        .map(|terms| {
+            terms
+                .iter()
+                .map(|t| match leaves.get(t.column.as_str()) {
+                    Some(&(leaf, physical)) => FileTerm {
+                        leaf: Some(leaf),
+                        probes: t
+                            .values
+                            .iter()
+                            .map(|v| {
+                                let p = probe(physical, v);
+                                let hash = match &p {
+                                    Probe::Bytes(b) => bloom_hash(b),
+                                    _ => 0,
+                                };
+                                (p, hash)
+                            })
+                            .collect(),
+                    },
+                    None => FileTerm {
+                        leaf: None,
+                        probes: vec![],
+                    },
+                })
+                .collect()
+        })
+        .collect();
     // The filters to probe and the byte ranges that answer the terms.
-    let probes = |t: &Term| -> Vec<Probe> {
-        match leaves.get(t.column.as_str()) {
-            Some(&(_, physical)) => t.values.iter().map(|v| probe(physical, v)).collect(),
-            None => vec![],
-        }
-    };
     let mut filters: HashMap<(usize, usize), FilterLocation> = HashMap::new();
     let mut ranges: Vec<Range<u64>> = vec![];
     for &g in &candidates {
-        for term in disjunctions.iter().flatten() {
-            let Some(&(leaf, _)) = leaves.get(term.column.as_str()) else {
+        for term in file_terms.iter().flatten() {
+            let Some(leaf) = term.leaf else {
                 continue;
             };
             let c = groups[g].column(leaf);
@@ -332,9 +365,9 @@ async fn file_plan(
                 continue;
             };
             ranges.push(at.header.clone());
-            for p in probes(term) {
-                if let Probe::Bytes(b) = p {
-                    ranges.push(at.block(bloom_hash(&b)));
+            for (p, hash) in &term.probes {
+                if let Probe::Bytes(_) = p {
+                    ranges.push(at.block(*hash));
                 }
             }
             filters.insert((g, leaf), at);
@@ -360,11 +393,8 @@ async fn file_plan(
     let read: HashMap<u64, bytes::Bytes> = ranges.iter().map(|r| r.start).zip(fetched).collect();
     let mut pruned = 0;
     for &g in &candidates {
-        let term_may_hold = |t: &Term| {
-            let Some(&(leaf, _)) = leaves.get(t.column.as_str()) else {
-                return true;
-            };
-            let Some(at) = filters.get(&(g, leaf)) else {
+        let term_may_hold = |t: &FileTerm| {
+            let Some(at) = t.leaf.and_then(|leaf| filters.get(&(g, leaf))) else {
                 return true;
             };
             // A header that says otherwise: the filter is not read.
@@ -374,18 +404,16 @@ async fn file_plan(
             {
                 return true;
             }
-            probes(t).into_iter().any(|p| match p {
+            t.probes.iter().any(|(p, hash)| match p {
                 Probe::Never => false,
                 Probe::Unknown => true,
-                Probe::Bytes(b) => {
-                    let block = at.block(bloom_hash(&b));
-                    read.get(&block.start)
-                        .filter(|bytes| bytes.len() as u64 == BLOCK_BYTES)
-                        .is_none_or(|bytes| Sbbf::new(bytes).check(b.as_slice()))
-                }
+                Probe::Bytes(b) => read
+                    .get(&at.block(*hash).start)
+                    .filter(|bytes| bytes.len() as u64 == BLOCK_BYTES)
+                    .is_none_or(|bytes| Sbbf::new(bytes).check(b.as_slice())),
             })
         };
-        if disjunctions
+        if file_terms
             .iter()
             .any(|terms| !terms.iter().any(term_may_hold))
         {
