@@ -17,6 +17,7 @@ is --executor-memory-mib; peak RSS per executor is sampled from /proc.
 
 Usage: distributed.py --chainbatch PATH --rows N [--days 4] [--files-per-day 8]
                       [--work DIR] [--spark-python PATH] [--repeat 1]
+                      [--nodes join,profiles] [--skip CONFIG,...]
 Prints a table and one JSON line per measurement. A configuration that
 fails is reported and left out. Ratios against PySpark use Spark's time
 from its statement (no JVM start), chainbatch's from its command's start.
@@ -111,6 +112,7 @@ def main():
                     help="task_memory_bytes of the local single task (a hash join cannot spill)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--skip", default="", help="comma-separated configurations to skip")
+    ap.add_argument("--nodes", default="join,profiles", help="comma-separated nodes to run")
     args = ap.parse_args()
 
     work = args.work or tempfile.mkdtemp(prefix="chainbatch-distributed-")
@@ -130,6 +132,7 @@ def main():
         f.write(JOIN_DATASET)
 
     pipelines = {"join": "tx_token_join", "profiles": "address_profiles"}
+    pipelines = {n: p for n, p in pipelines.items() if n in args.nodes.split(",")}
     mem = str(args.executor_memory_mib)
     configs = {
         "ballista-2x1": ["--backend", "ballista", "--executors", "2", "--executor-vcores", "1",

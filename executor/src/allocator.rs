@@ -12,7 +12,9 @@
 //! anew all the time, so every one of them was faulted in and zeroed by the
 //! kernel again: about a tenth of the engine's system time. Blocks under
 //! 64 MiB now come from the heap, and the heap keeps up to 128 MiB free
-//! at its top for the next ones.
+//! at its top for the next ones, or a quarter of a task's memory pool when
+//! that is less (a 128 MiB pool would otherwise leave RSS a pool's worth
+//! above the live heap).
 
 /// Blocks at least this large are mapped on their own.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -20,6 +22,29 @@ const MMAP_THRESHOLD_BYTES: i32 = 64 << 20;
 /// Free bytes the heap keeps at its top before returning them.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD_BYTES: i32 = 128 << 20;
+
+/// Free bytes the heap keeps at its top are at most this share of a
+/// task's memory pool (1/4): with a small pool, the heap's free top would
+/// otherwise be as large as the pool itself.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_SHARE_OF_POOL: u64 = 4;
+
+/// Lowers what the heap keeps free to a share of a task's memory pool of
+/// `pool_bytes`, when that is below the default; tasks of one process
+/// share a node's pool size, so the last one set holds for all.
+pub fn fit_free_heap_to_pool(pool_bytes: u64) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let keep = (pool_bytes / TRIM_SHARE_OF_POOL).min(TRIM_THRESHOLD_BYTES as u64) as i32;
+        // SAFETY: mallopt sets an allocator parameter under the allocator's
+        // own lock; this one is safe to change while threads allocate.
+        unsafe {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, keep.max(1 << 20));
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = pool_bytes;
+}
 
 /// Call first thing in `main`, before any thread starts.
 pub fn configure_malloc() {

@@ -39,6 +39,7 @@ pub fn task_session(spec: &TaskSpec) -> TaskResult<SessionContext> {
     if let Some(dir) = &res.spill_dir {
         disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.into()]));
     }
+    crate::allocator::fit_free_heap_to_pool(res.memory_bytes);
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(res.memory_bytes as usize)))
         .with_disk_manager_builder(disk)

@@ -111,6 +111,7 @@ async fn serve_until_stopped(opts: ExecutorOptions) -> Result<(), BallistaError>
             .with_disk_manager_builder(disk)
             .build_arc()
     });
+    crate::allocator::fit_free_heap_to_pool(opts.memory_bytes);
     let config = ExecutorProcessConfig {
         bind_host: opts.bind_host,
         external_host: Some(opts.external_host),

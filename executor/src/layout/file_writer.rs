@@ -7,9 +7,11 @@
 //! file is full or takes a few more rows.
 
 use crate::layout::Layout;
+use crate::layout::codec_memory::column_codec_bytes;
 use crate::manifest::WrittenFile;
 use crate::storage::Location;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::create_hashes;
 use datafusion::error::{DataFusionError, Result};
@@ -20,23 +22,6 @@ use std::sync::Arc;
 
 /// Bytes per upload part: also the most a file holds in memory before upload.
 const UPLOAD_BUFFER_BYTES: usize = 16 * 1024 * 1024;
-
-/// Memory an open file holds per column whatever its rows: the column
-/// writer's encoders, page buffers and statistics, and, for zstd, its
-/// compression context (window and match tables at the levels layouts
-/// use). Measured: 128 open zstd(1) files of 23 columns peaked ~330 MiB
-/// above the same files in snappy.
-const OPEN_COLUMN_BYTES: usize = 16 * 1024;
-const OPEN_ZSTD_COLUMN_BYTES: usize = 128 * 1024;
-
-/// The fixed memory of one open file of `columns` leaf columns compressed with `codec`.
-fn open_file_bytes(columns: usize, codec: parquet::basic::Compression) -> usize {
-    let per_column = match codec {
-        parquet::basic::Compression::ZSTD(_) => OPEN_ZSTD_COLUMN_BYTES,
-        _ => OPEN_COLUMN_BYTES,
-    };
-    columns * per_column
-}
 
 /// State shared by all files one worker writes.
 pub struct WriterContext {
@@ -63,8 +48,13 @@ pub struct WriterContext {
     next_seq: usize,
     /// Compressed bytes per row, learned from flushed row groups.
     bytes_per_row: Option<f64>,
-    /// What an open file holds before its first row (see [`open_file_bytes`]).
-    open_file_bytes: usize,
+    /// The files' codec, whose contexts a row group in progress holds.
+    codec: parquet::basic::Compression,
+    /// Leaf columns of each field of `file_schema`.
+    leaves_per_field: Vec<usize>,
+    /// Bytes per row of each field's values, learned from the rows written:
+    /// with the page limits, the size of the pages the codec compresses.
+    field_bytes_per_row: Vec<f64>,
 }
 
 impl WriterContext {
@@ -82,13 +72,15 @@ impl WriterContext {
         worker: usize,
     ) -> Self {
         let file_schema = crate::parquet_types::file_schema(&schema);
-        let columns = parquet::arrow::ArrowSchemaConverter::new()
-            .convert(&file_schema)
-            .map_or(file_schema.fields().len(), |d| d.num_columns());
-        let open_file_bytes = open_file_bytes(
-            columns,
-            props.compression(&parquet::schema::types::ColumnPath::from("")),
-        );
+        let fields = file_schema.fields().len();
+        let mut leaves_per_field = vec![0; fields];
+        match parquet::arrow::ArrowSchemaConverter::new().convert(&file_schema) {
+            Ok(d) => {
+                (0..d.num_columns()).for_each(|c| leaves_per_field[d.get_column_root_idx(c)] += 1)
+            }
+            Err(_) => leaves_per_field.fill(1),
+        }
+        let codec = props.compression(&parquet::schema::types::ColumnPath::from(""));
         Self {
             attempt_dir,
             file_schema,
@@ -101,8 +93,42 @@ impl WriterContext {
             attempt_tag: None,
             next_seq: 0,
             bytes_per_row: None,
-            open_file_bytes,
+            codec,
+            leaves_per_field,
+            field_bytes_per_row: vec![0.0; fields],
         }
+    }
+
+    /// Learns the bytes per row of each field from `batch` (of the file's fields).
+    fn learn_field_widths(&mut self, batch: &RecordBatch) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        for (width, column) in self.field_bytes_per_row.iter_mut().zip(batch.columns()) {
+            let seen = bytes_per_value(column.as_ref());
+            *width = if *width == 0.0 {
+                seen
+            } else {
+                0.5 * *width + 0.5 * seen
+            };
+        }
+    }
+
+    /// The compression contexts of a row group in progress of `rows` rows:
+    /// each leaf column's codec, sized to the column's pages (cut at the
+    /// page byte and row limits).
+    fn codec_bytes(&self, rows: usize) -> usize {
+        let page_rows = rows.min(self.props.data_page_row_count_limit()) as f64;
+        let page_limit = self.props.data_page_size_limit();
+        self.leaves_per_field
+            .iter()
+            .zip(&self.field_bytes_per_row)
+            .filter(|(leaves, _)| **leaves > 0)
+            .map(|(&leaves, &width)| {
+                let page = ((page_rows * width / leaves as f64) as usize).min(page_limit);
+                leaves * column_codec_bytes(self.codec, page)
+            })
+            .sum()
     }
 
     /// Deterministic per task, attempt and worker: a rerun overwrites, never adds.
@@ -156,6 +182,7 @@ impl PartitionWriter {
     /// Appends `batch`, opening files as needed, flushing row groups at the layout's
     /// limits and finishing a file once it reaches its size or row limit.
     pub async fn write(&mut self, ctx: &mut WriterContext, batch: &RecordBatch) -> Result<()> {
+        ctx.learn_field_widths(batch);
         let mut offset = 0;
         while offset < batch.num_rows() {
             if self.open.is_none() {
@@ -273,24 +300,36 @@ impl PartitionWriter {
         Ok(())
     }
 
-    /// Memory the open file holds: its encoded row group in progress, three
-    /// times (a flush copies the pages into one growing buffer, which may
-    /// reach twice their size before it goes to upload), the upload buffer,
-    /// and its column writers and compression contexts.
+    /// Memory the open file holds: its row group in progress (column
+    /// writers with their dictionaries, hash tables and pages, as the Parquet
+    /// writer counts them, and their compression contexts), the group's
+    /// encoded bytes twice more (a flush copies the pages into one growing
+    /// buffer, which may reach twice their size before it goes to upload),
+    /// and the upload buffer.
     pub fn buffered_bytes(&self, ctx: &WriterContext) -> usize {
         self.open.as_ref().map_or(0, |f| {
-            3 * f.writer.in_progress_size()
+            self.group_bytes(ctx)
+                + 2 * f.writer.in_progress_size()
                 + f.writer.bytes_written().min(UPLOAD_BUFFER_BYTES)
-                + ctx.open_file_bytes
         })
     }
 
-    /// The bytes a flush would free.
-    pub fn flushable_bytes(&self) -> usize {
+    /// The bytes a flush would free: the row group in progress, if it has rows.
+    pub fn flushable_bytes(&self, ctx: &WriterContext) -> usize {
         self.open
             .as_ref()
             .filter(|f| f.group_rows > 0)
-            .map_or(0, |f| f.writer.in_progress_size())
+            .map_or(0, |_| self.group_bytes(ctx))
+    }
+
+    /// The memory of the open file's row group in progress (none once flushed).
+    fn group_bytes(&self, ctx: &WriterContext) -> usize {
+        self.open
+            .as_ref()
+            .filter(|f| f.writer.in_progress_rows() > 0)
+            .map_or(0, |f| {
+                f.writer.memory_size() + ctx.codec_bytes(f.writer.in_progress_rows())
+            })
     }
 
     fn file_is_full(&self, ctx: &WriterContext) -> bool {
@@ -322,6 +361,36 @@ impl PartitionWriter {
             stats,
         });
         Ok(())
+    }
+}
+
+/// The bytes a value of `array` takes on average, from its buffers' extent
+/// (not their capacity: a slice shares its parent's buffers).
+fn bytes_per_value(array: &dyn Array) -> f64 {
+    let len = array.len().max(1) as f64;
+    if let Some(width) = array.data_type().primitive_width() {
+        return width as f64;
+    }
+    match array.data_type() {
+        DataType::Boolean => 0.125,
+        DataType::Utf8 => string_bytes(array.as_string::<i32>().offsets().as_ref()) / len + 4.0,
+        DataType::LargeUtf8 => {
+            string_bytes(array.as_string::<i64>().offsets().as_ref()) / len + 4.0
+        }
+        DataType::Binary => string_bytes(array.as_binary::<i32>().offsets().as_ref()) / len + 4.0,
+        DataType::LargeBinary => {
+            string_bytes(array.as_binary::<i64>().offsets().as_ref()) / len + 4.0
+        }
+        DataType::FixedSizeBinary(w) => *w as f64,
+        _ => array.get_array_memory_size() as f64 / len,
+    }
+}
+
+/// The value bytes between the first and last of `offsets`.
+fn string_bytes<O: arrow::array::OffsetSizeTrait>(offsets: &[O]) -> f64 {
+    match (offsets.first(), offsets.last()) {
+        (Some(a), Some(b)) => (b.as_usize() - a.as_usize()) as f64,
+        _ => 0.0,
     }
 }
 

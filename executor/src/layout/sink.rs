@@ -448,7 +448,7 @@ impl Writers {
         Ok(())
     }
 
-    /// Keeps the writers' buffered bytes (checked once a batch) within the
+    /// Keeps the writers' buffered bytes (checked after each key's rows) within the
     /// worker's share of the task memory pool: while the pool refuses them,
     /// the largest row group in progress is flushed early (a smaller row
     /// group, never more memory). When only upload buffers are left, the
@@ -468,8 +468,8 @@ impl Writers {
             let largest = self
                 .open
                 .values_mut()
-                .filter(|w| w.flushable_bytes() > 0)
-                .max_by_key(|w| w.flushable_bytes());
+                .filter(|w| w.flushable_bytes(ctx) > 0)
+                .max_by_key(|w| w.flushable_bytes(ctx));
             if let Some(w) = largest {
                 w.flush_group(ctx).await?;
                 continue;
@@ -603,8 +603,10 @@ async fn write_worker(
                     }
                 }
             }
+            // After every key, not every batch: a batch of rows in block
+            // order may open dozens of files, each with its encoders.
+            writers.fit(&mut reservation, &mut ctx).await?;
         }
-        writers.fit(&mut reservation, &mut ctx).await?;
     }
     writers.close_all(&ctx).await?;
     Ok(writers.finished)

@@ -6,6 +6,7 @@ use crate::conf::error::ConfigError;
 use crate::pipeline::Node;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use chainbatch_executor::schema::to_schema;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct SqlShape {
     pub output_schema: SchemaRef,
+    /// A join, or a subquery (`IN (SELECT ..)`, `EXISTS`, a scalar
+    /// subquery): rows meet rows that another task may hold.
     pub has_join: bool,
     pub has_aggregate: bool,
     /// Column names in the GROUP BY of the outermost aggregate.
@@ -99,6 +102,11 @@ pub async fn plan_sql(
 }
 
 fn inspect(plan: &LogicalPlan, shape: &mut SqlShape) {
+    // A subquery in an expression is no input of the plan: found here.
+    let _ = plan.apply_subqueries(|_| {
+        shape.has_join = true;
+        Ok(TreeNodeRecursion::Stop)
+    });
     match plan {
         LogicalPlan::Join(_) => shape.has_join = true,
         LogicalPlan::Aggregate(a) => {
@@ -220,4 +228,47 @@ fn check_layout_columns(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::DataType;
+
+    async fn shape_of(sql: &str) -> SqlShape {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("hash", DataType::Utf8, false),
+            Field::new("value", DataType::Int64, true),
+        ]));
+        let schemas = HashMap::from([("a".to_string(), schema.clone()), ("b".to_string(), schema)]);
+        let node = Node {
+            name: "n".into(),
+            inputs: vec!["a".into(), "b".into()],
+            output: "o".into(),
+            sql: sql.into(),
+            tags: vec![],
+            layout: None,
+            key: "p.nodes[0]".into(),
+        };
+        plan_sql(&node, &schemas).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn subqueries_count_as_joins_and_a_union_does_not() {
+        for sql in [
+            "SELECT * FROM a WHERE hash IN (SELECT hash FROM b)",
+            "SELECT * FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.hash = a.hash)",
+            "SELECT hash, value > (SELECT avg(value) FROM b) AS high FROM a",
+            "SELECT * FROM a WHERE hash IN (SELECT hash FROM a WHERE value > 0)",
+        ] {
+            assert!(shape_of(sql).await.has_join, "{sql}");
+        }
+        let union = shape_of("SELECT * FROM a UNION ALL SELECT * FROM b WHERE value > 0").await;
+        assert!(!union.has_join && !union.has_aggregate && !union.needs_all_rows);
+        assert!(
+            shape_of("SELECT * FROM a UNION SELECT * FROM b")
+                .await
+                .needs_all_rows
+        );
+    }
 }

@@ -167,28 +167,48 @@ pub async fn plan_node(
         .iter()
         .flat_map(|(_, f)| f.iter().map(|x| x.size))
         .sum();
-    let mut input_partitions: Vec<String> = listed
-        .first()
-        .map(|(_, f)| f.iter().map(ListedFile::partition_key).collect())
-        .unwrap_or_default();
-    input_partitions.dedup();
-    let (primary, primary_files) = (listed[0].0, &listed[0].1);
+    let primary = listed[0].0;
     let partitioned_input = !primary.partitions.is_empty();
+    let (mut strategy, mut reason) = choose_strategy(shape, &listed);
+    // A union's task may hold no file of an input: it reads that input as
+    // an empty table, of the schema the input declares or its files have.
+    let mut empty_schemas = vec![];
+    if strategy == Strategy::MapOnly && listed.len() > 1 {
+        for (ds, files) in &listed {
+            empty_schemas.push(match &ds.schema {
+                Some(_) => None,
+                None => file_columns(ds, files).await,
+            });
+        }
+    }
     let stage = StageBuilder {
         node,
         settings,
         first_stage,
         out,
         layout: &layout,
+        empty_schemas,
     };
-
-    let (mut strategy, mut reason) = choose_strategy(shape, &listed);
+    // A union's rows come from the partitions of all its inputs; any other
+    // node's from its first input's.
+    let mut input_partitions: Vec<String> = if strategy == Strategy::MapOnly {
+        files_by_partition(&listed)
+    } else {
+        listed[0].1.clone()
+    }
+    .iter()
+    .map(ListedFile::partition_key)
+    .collect();
+    input_partitions.dedup();
     let mut stages = match strategy {
         Strategy::Distributed => vec![stage.single(&listed, input_bytes, DISTRIBUTED_STAGE)],
         _ => {
             let never_split = strategy == Strategy::PerPartition;
-            let (groups, split) =
-                group_by_bytes(primary_files, settings.target_task_bytes, never_split);
+            let (groups, split) = group_by_bytes(
+                &files_by_partition(&listed),
+                settings.target_task_bytes,
+                never_split,
+            );
             // All rows of a bucket must reach one file: when an input
             // partition spans several tasks, they meet in a shuffle.
             let spans_tasks = !split.is_empty() || (!partitioned_input && groups.len() > 1);
@@ -201,7 +221,7 @@ pub async fn plan_node(
                         split.len().max(groups.len()),
                         b.buckets
                     );
-                    stage.shuffle(primary, &groups, b, shape, input_bytes)
+                    stage.shuffle(&listed, &groups, b, shape, input_bytes)
                 }
                 None => {
                     if layout.bucket_by.is_some() {
@@ -209,7 +229,7 @@ pub async fn plan_node(
                             "{reason}; every input partition fits in one task, so each bucket file comes from one task"
                         );
                     }
-                    let specs = stage.per_group(primary, &groups, first_stage, stage.table());
+                    let specs = stage.per_group(&listed, &groups, first_stage, stage.table());
                     vec![StagePlan {
                         stage_id: first_stage,
                         kind: "map",
@@ -271,9 +291,10 @@ fn empty_inputs(listed: &Listed, dates: Option<&DateRange>) -> Vec<String> {
 }
 
 /// The strategy the SQL's shape asks for, before the layout is considered:
-/// a node that needs rows from several inputs or several input partitions
-/// is distributed; grouping by the input partition keeps partitions whole;
-/// anything else is row-wise.
+/// a node whose rows meet rows of other inputs or other input partitions
+/// (a join, a subquery, an aggregate or sort across them) is distributed;
+/// grouping by the input partition keeps partitions whole; anything else,
+/// a union of inputs partitioned alike included, is row-wise.
 fn choose_strategy(shape: &SqlShape, listed: &Listed) -> (Strategy, String) {
     let primary = listed[0].0;
     let partitioned_input = !primary.partitions.is_empty();
@@ -282,10 +303,34 @@ fn choose_strategy(shape: &SqlShape, listed: &Listed) -> (Strategy, String) {
             .partitions
             .iter()
             .all(|p| shape.group_columns.contains(&p.name));
-    if listed.len() > 1 || shape.has_join {
+    // Inputs partitioned alike: a task reads the same partitions of each,
+    // so a partition's rows (and its buckets) come from one task as they
+    // do for one input.
+    let same_partitions = listed.iter().all(|(ds, _)| {
+        ds.partitions
+            .iter()
+            .map(|p| &p.name)
+            .eq(primary.partitions.iter().map(|p| &p.name))
+    });
+    let union_of_rows =
+        listed.len() > 1 && same_partitions && !shape.has_aggregate && !shape.needs_all_rows;
+    if shape.has_join {
         (
             Strategy::Distributed,
-            "reads several datasets (a join or union): one plan over all input, split into stages by Ballista (one task on local and process)".to_string(),
+            "joins datasets or reads a subquery: one plan over all input, split into stages by Ballista (one task on local and process)".to_string(),
+        )
+    } else if union_of_rows {
+        (
+            Strategy::MapOnly,
+            format!(
+                "a union of row-wise reads of {} datasets: each task reads the same partitions of every input and writes its share of the layout",
+                listed.len()
+            ),
+        )
+    } else if listed.len() > 1 {
+        (
+            Strategy::Distributed,
+            "aggregates, sorts or limits a union of several datasets: one plan over all input, split into stages by Ballista (one task on local and process)".to_string(),
         )
     } else if shape.needs_all_rows
         || (shape.has_aggregate && !(partitioned_input && grouped_by_partition))
@@ -348,6 +393,17 @@ fn expected_output_partitions(
     })
 }
 
+/// Every input's files, ordered by partition (stable, so each input's own
+/// order holds within a partition): grouping them gives each task the same
+/// partitions of every input.
+fn files_by_partition(listed: &Listed) -> Vec<ListedFile> {
+    let mut files: Vec<ListedFile> = listed.iter().flat_map(|(_, f)| f.clone()).collect();
+    if listed.len() > 1 {
+        files.sort_by_cached_key(ListedFile::partition_key);
+    }
+    files
+}
+
 /// Builds the stages of one node's plan.
 struct StageBuilder<'a> {
     node: &'a Node,
@@ -355,6 +411,9 @@ struct StageBuilder<'a> {
     first_stage: u32,
     out: &'a Dataset,
     layout: &'a Layout,
+    /// Per input (in the node's order), the columns a task that holds none
+    /// of its files reads it with, when the input declares no schema.
+    empty_schemas: Vec<Option<Vec<ColumnSpec>>>,
 }
 
 impl StageBuilder<'_> {
@@ -387,23 +446,47 @@ impl StageBuilder<'_> {
     }
 
     /// One task per group of input files, all running the node's SQL into
-    /// `output`.
+    /// `output`. A task reads, of each input, the files of its group that
+    /// belong to that input (every input is a table in every task; one
+    /// with none of the group's files reads as empty).
     fn per_group(
         &self,
-        primary: &Dataset,
+        listed: &Listed,
         groups: &[crate::plan::tasks::TaskFiles],
         stage_id: u32,
         output: OutputSpec,
     ) -> Vec<TaskSpec> {
+        let owners: Vec<std::collections::HashSet<&str>> = listed
+            .iter()
+            .map(|(_, files)| files.iter().map(|f| f.uri.as_str()).collect())
+            .collect();
         groups
             .iter()
             .enumerate()
             .map(|(i, g)| {
+                let inputs = listed
+                    .iter()
+                    .zip(&owners)
+                    .enumerate()
+                    .map(|(n, ((ds, _), uris))| {
+                        let files: Vec<ListedFile> = g
+                            .files
+                            .iter()
+                            .filter(|f| uris.contains(f.uri.as_str()))
+                            .cloned()
+                            .collect();
+                        let mut table = input_table(ds, &files);
+                        if files.is_empty() && table.schema.is_none() {
+                            table.schema = self.empty_schemas.get(n).cloned().flatten();
+                        }
+                        table
+                    })
+                    .collect();
                 spec(
                     self.settings,
                     stage_id,
                     i as u32,
-                    vec![input_table(primary, &g.files)],
+                    inputs,
                     self.node.sql.clone(),
                     output.clone(),
                 )
@@ -415,7 +498,7 @@ impl StageBuilder<'_> {
     /// bucket writes its rows in the layout.
     fn shuffle(
         &self,
-        primary: &Dataset,
+        listed: &Listed,
         groups: &[crate::plan::tasks::TaskFiles],
         b: &chainbatch_executor::layout::BucketBy,
         shape: &SqlShape,
@@ -423,7 +506,7 @@ impl StageBuilder<'_> {
     ) -> Vec<StagePlan> {
         let shuffle_root = crate::paths::shuffle_root(&self.out.path);
         let map_specs = self.per_group(
-            primary,
+            listed,
             groups,
             self.first_stage,
             OutputSpec::Shuffle {
@@ -489,6 +572,31 @@ pub async fn infer_schema(ds: &Dataset) -> Option<arrow::datatypes::SchemaRef> {
         return None;
     }
     let files = list_dataset(ds, None).await.ok()?;
+    first_file_schema(ds, &files).await
+}
+
+/// The file columns (no partition columns) of the first of `files`, a
+/// Parquet dataset's, as a task spec declares them.
+async fn file_columns(ds: &Dataset, files: &[ListedFile]) -> Option<Vec<ColumnSpec>> {
+    if ds.kind != DatasetType::Parquet {
+        return None;
+    }
+    let schema = first_file_schema(ds, files).await?;
+    Some(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| !ds.partitions.iter().any(|p| &p.name == f.name()))
+            .map(|f| ColumnSpec::from_field(f))
+            .collect(),
+    )
+}
+
+/// The read schema of `ds` from the first of its listed `files`.
+async fn first_file_schema(
+    ds: &Dataset,
+    files: &[ListedFile],
+) -> Option<arrow::datatypes::SchemaRef> {
     let first = files.first()?;
     let loc = chainbatch_executor::storage::resolve(&first.uri).ok()?;
     let md = chainbatch_executor::parquet_file::read_metadata(&loc, first.size)

@@ -291,7 +291,7 @@ fn plan_shows_distributed_nodes_with_ballista_stages() {
         "2",
     ]);
     assert!(
-        out.contains("strategy: Distributed: reads several datasets (a join or union)"),
+        out.contains("strategy: Distributed: joins datasets or reads a subquery"),
         "{out}"
     );
     assert!(out.contains("stage 0 (distributed): 1 task(s)"), "{out}");
@@ -303,6 +303,29 @@ fn plan_shows_distributed_nodes_with_ballista_stages() {
     assert!(out.contains("JoinExec"), "{out}");
     // Nothing ran: no output, no executors.
     assert!(data_files(&p.out()).is_empty());
+}
+
+#[test]
+fn a_union_of_inputs_runs_as_tasks_of_whole_dates_and_matches_duckdb() {
+    let p = generated(20_000, 3, 2);
+    // One byte a task: every input file is a task of its own, and most
+    // tasks hold no file of one of the two inputs (read as empty tables).
+    let small = ["--globals", "target_task_bytes=1"];
+    let plan = p.run_ok(&[&["plan", "--pipeline", "address_profiles"][..], &small].concat());
+    assert!(
+        plan.contains("strategy: MapOnly: a union of row-wise reads of 2 datasets"),
+        "{plan}"
+    );
+    // 3 days of 2 transaction files and 2 token transfer files.
+    assert!(plan.contains("stage 0 (map): 12 task(s)"), "{plan}");
+    p.run_ok(&[&["run", "--pipeline", "address_profiles"][..], &small].concat());
+    let got = output_rows(&p.out().join("address_profiles"), PROFILE_COLUMNS);
+    let expected = expected_profiles(&p.raw_root);
+    assert!(expected.len() > 1000, "{} profiles", expected.len());
+    assert_eq!(got, expected);
+    // Whole dates: with the default task size, one task reads all of them.
+    let plan = p.run_ok(&["plan", "--pipeline", "address_profiles"]);
+    assert!(plan.contains("stage 0 (map): 1 task(s)"), "{plan}");
 }
 
 #[test]
