@@ -27,25 +27,45 @@ const OTHER_CODEC_COLUMN_BYTES: usize = 16 * 1024;
 /// column: the contexts of level 3 on a 1 MiB page.
 const UNMEASURED_ZSTD_COLUMN_BYTES: usize = 1400 * 1024;
 
-/// Bytes one column writer's codec holds once it has compressed pages of
-/// up to `page_bytes`.
-pub fn column_codec_bytes(codec: Compression, page_bytes: usize) -> usize {
-    match codec {
-        Compression::ZSTD(level) => zstd_column_bytes(level.compression_level(), page_bytes),
-        Compression::UNCOMPRESSED => 0,
-        _ => OTHER_CODEC_COLUMN_BYTES,
+/// The memory of one codec's column writers, looked up once per writer
+/// context: a file's columns are weighed after every key written.
+#[derive(Debug, Clone, Copy)]
+pub struct CodecMemory {
+    codec: Compression,
+    /// zstd's measured contexts at the codec's level.
+    zstd: ContextTable,
+}
+
+impl CodecMemory {
+    /// The memory of `codec`'s column writers (zstd's contexts measured on first use).
+    pub fn new(codec: Compression) -> Self {
+        let zstd = match codec {
+            Compression::ZSTD(level) => zstd_table(level.compression_level()),
+            _ => None,
+        };
+        Self { codec, zstd }
+    }
+
+    /// Bytes one column writer's codec holds once it has compressed pages
+    /// of up to `page_bytes`.
+    pub fn column_bytes(&self, page_bytes: usize) -> usize {
+        match self.codec {
+            Compression::ZSTD(_) => self.zstd.map_or(UNMEASURED_ZSTD_COLUMN_BYTES, |t| {
+                t[(page_log(page_bytes) - MIN_PAGE_LOG) as usize]
+            }),
+            Compression::UNCOMPRESSED => 0,
+            _ => OTHER_CODEC_COLUMN_BYTES,
+        }
     }
 }
 
-fn zstd_column_bytes(level: i32, page_bytes: usize) -> usize {
-    let log = page_bytes
+/// The power of two at or above `page_bytes`, within the sizes measured.
+fn page_log(page_bytes: usize) -> u32 {
+    page_bytes
         .max(1)
         .next_power_of_two()
         .trailing_zeros()
-        .clamp(MIN_PAGE_LOG, MAX_PAGE_LOG);
-    zstd_table(level).map_or(UNMEASURED_ZSTD_COLUMN_BYTES, |t| {
-        t[(log - MIN_PAGE_LOG) as usize]
-    })
+        .clamp(MIN_PAGE_LOG, MAX_PAGE_LOG)
 }
 
 /// Per page size (powers of two from `MIN_PAGE_LOG`), the bytes of one
@@ -89,7 +109,8 @@ mod tests {
     #[test]
     fn zstd_contexts_grow_with_the_page_and_the_level() {
         let zstd = |level, page| {
-            column_codec_bytes(Compression::ZSTD(ZstdLevel::try_new(level).unwrap()), page)
+            CodecMemory::new(Compression::ZSTD(ZstdLevel::try_new(level).unwrap()))
+                .column_bytes(page)
         };
         // The decompression context alone is ~96 KiB.
         assert!(zstd(1, 1) > 90 * 1024, "{}", zstd(1, 1));
@@ -100,7 +121,13 @@ mod tests {
         assert!(zstd(3, 1 << 20) >= zstd(3, 64 << 10));
         // Beyond the largest page measured, the largest size holds.
         assert_eq!(zstd(3, 64 << 20), zstd(3, 2 << 20));
-        assert_eq!(column_codec_bytes(Compression::SNAPPY, 1 << 20), 16 * 1024);
-        assert_eq!(column_codec_bytes(Compression::UNCOMPRESSED, 1 << 20), 0);
+        assert_eq!(
+            CodecMemory::new(Compression::SNAPPY).column_bytes(1 << 20),
+            16 * 1024
+        );
+        assert_eq!(
+            CodecMemory::new(Compression::UNCOMPRESSED).column_bytes(1 << 20),
+            0
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! file is full or takes a few more rows.
 
 use crate::layout::Layout;
-use crate::layout::codec_memory::column_codec_bytes;
+use crate::layout::codec_memory::CodecMemory;
 use crate::manifest::WrittenFile;
 use crate::storage::Location;
 use arrow::array::{Array, AsArray};
@@ -48,8 +48,8 @@ pub struct WriterContext {
     next_seq: usize,
     /// Compressed bytes per row, learned from flushed row groups.
     bytes_per_row: Option<f64>,
-    /// The files' codec, whose contexts a row group in progress holds.
-    codec: parquet::basic::Compression,
+    /// The memory of the files' codec, whose contexts a row group in progress holds.
+    codec: CodecMemory,
     /// Leaf columns of each field of `file_schema`.
     leaves_per_field: Vec<usize>,
     /// Bytes per row of each field's values, learned from the rows written:
@@ -80,7 +80,8 @@ impl WriterContext {
             }
             Err(_) => leaves_per_field.fill(1),
         }
-        let codec = props.compression(&parquet::schema::types::ColumnPath::from(""));
+        let codec =
+            CodecMemory::new(props.compression(&parquet::schema::types::ColumnPath::from("")));
         Self {
             attempt_dir,
             file_schema,
@@ -126,7 +127,7 @@ impl WriterContext {
             .filter(|(leaves, _)| **leaves > 0)
             .map(|(&leaves, &width)| {
                 let page = ((page_rows * width / leaves as f64) as usize).min(page_limit);
-                leaves * column_codec_bytes(self.codec, page)
+                leaves * self.codec.column_bytes(page)
             })
             .sum()
     }
