@@ -309,22 +309,15 @@ impl PartitionWriter {
     /// and the upload buffer.
     pub fn buffered_bytes(&self, ctx: &WriterContext) -> usize {
         self.open.as_ref().map_or(0, |f| {
-            self.group_bytes(ctx)
+            self.flushable_bytes(ctx)
                 + 2 * f.writer.in_progress_size()
                 + f.writer.bytes_written().min(UPLOAD_BUFFER_BYTES)
         })
     }
 
-    /// The bytes a flush would free: the row group in progress, if it has rows.
+    /// The bytes a flush would free: the memory of the open file's row
+    /// group in progress (none once flushed).
     pub fn flushable_bytes(&self, ctx: &WriterContext) -> usize {
-        self.open
-            .as_ref()
-            .filter(|f| f.group_rows > 0)
-            .map_or(0, |_| self.group_bytes(ctx))
-    }
-
-    /// The memory of the open file's row group in progress (none once flushed).
-    fn group_bytes(&self, ctx: &WriterContext) -> usize {
         self.open
             .as_ref()
             .filter(|f| f.writer.in_progress_rows() > 0)

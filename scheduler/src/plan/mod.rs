@@ -189,26 +189,25 @@ pub async fn plan_node(
         layout: &layout,
         empty_schemas,
     };
+    // What tasks group: every input's files, by partition.
+    let files = files_by_partition(&listed);
     // A union's rows come from the partitions of all its inputs; any other
     // node's from its first input's.
-    let mut input_partitions: Vec<String> = if strategy == Strategy::MapOnly {
-        files_by_partition(&listed)
+    let partition_source = if strategy == Strategy::MapOnly {
+        &files
     } else {
-        listed[0].1.clone()
-    }
-    .iter()
-    .map(ListedFile::partition_key)
-    .collect();
+        &listed[0].1
+    };
+    let mut input_partitions: Vec<String> = partition_source
+        .iter()
+        .map(ListedFile::partition_key)
+        .collect();
     input_partitions.dedup();
     let mut stages = match strategy {
         Strategy::Distributed => vec![stage.single(&listed, input_bytes, DISTRIBUTED_STAGE)],
         _ => {
             let never_split = strategy == Strategy::PerPartition;
-            let (groups, split) = group_by_bytes(
-                &files_by_partition(&listed),
-                settings.target_task_bytes,
-                never_split,
-            );
+            let (groups, split) = group_by_bytes(&files, settings.target_task_bytes, never_split);
             // All rows of a bucket must reach one file: when an input
             // partition spans several tasks, they meet in a shuffle.
             let spans_tasks = !split.is_empty() || (!partitioned_input && groups.len() > 1);
