@@ -4,8 +4,12 @@
 use crate::storage::Location;
 use arrow::datatypes::SchemaRef;
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStoreExt};
-use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
-use std::sync::Arc;
+use parquet::file::metadata::{
+    FooterTail, KeyValue, ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader,
+    ParquetStatisticsPolicy,
+};
+use parquet::schema::types::SchemaDescPtr;
+use std::sync::{Arc, Mutex};
 
 const FOOTER: u64 = 8;
 
@@ -25,6 +29,9 @@ pub enum FooterError {
 /// Reads a file's metadata with one GET of its last [`FOOTER_HINT`] bytes
 /// (a second when the metadata is larger), and its size, modification
 /// time and ETag from the same response: no HEAD, no size needed up front.
+/// Pages' encoding and size statistics are not decoded: a task checks
+/// schemas, row groups and min/max before its scan, and with thousands of
+/// one-block files decoding the footers is a measurable share of the task.
 pub async fn read_footer(loc: &Location) -> Result<(ObjectMeta, ParquetMetaData), FooterError> {
     let options = GetOptions {
         range: Some(GetRange::Suffix(FOOTER_HINT)),
@@ -61,7 +68,10 @@ pub async fn read_footer(loc: &Location) -> Result<(ObjectMeta, ParquetMetaData)
             .await
             .map_err(FooterError::Store)?
     };
-    let md = ParquetMetaDataReader::decode_metadata(&metadata)
+    let options = ParquetMetaDataOptions::new()
+        .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
+    let md = ParquetMetaDataReader::decode_metadata_with_options(&metadata, Some(&options))
         .map_err(|e| format(format!("corrupt Parquet metadata: {e}")))?;
     Ok((meta, md))
 }
@@ -101,4 +111,109 @@ pub fn arrow_schema(meta: &ParquetMetaData) -> Result<SchemaRef, String> {
     parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
         .map(Arc::new)
         .map_err(|e| e.to_string())
+}
+
+/// The schemas of many files' footers, each distinct one converted to Arrow
+/// once and shared: a day of one-block files is ~7,200 footers of one
+/// schema, and converting each (with the Arrow schema pyarrow embeds, a
+/// base64 IPC message) cost more than reading it.
+#[derive(Debug, Default)]
+pub struct FileSchemas {
+    seen: Mutex<Vec<SeenSchema>>,
+}
+
+#[derive(Debug)]
+struct SeenSchema {
+    parquet: SchemaDescPtr,
+    key_value: Option<Vec<KeyValue>>,
+    arrow: SchemaRef,
+}
+
+/// Distinct schemas kept: inputs hold one or a few; files whose key-value
+/// metadata differs each time (pandas records each file's row range) are
+/// converted one by one rather than searched for in a growing list.
+const FILE_SCHEMAS_KEPT: usize = 8;
+
+impl FileSchemas {
+    /// The file's Parquet schema and Arrow schema (as [`arrow_schema`]
+    /// gives it), shared with an earlier file whose schema and key-value
+    /// metadata are equal.
+    pub fn of(&self, meta: &ParquetMetaData) -> Result<(SchemaDescPtr, SchemaRef), String> {
+        let fm = meta.file_metadata();
+        let same = |s: &SeenSchema| {
+            s.key_value.as_ref() == fm.key_value_metadata()
+                && s.parquet.root_schema() == fm.schema_descr().root_schema()
+        };
+        if let Some(s) = self
+            .seen
+            .lock()
+            .expect("file schemas")
+            .iter()
+            .find(|s| same(s))
+        {
+            return Ok((s.parquet.clone(), s.arrow.clone()));
+        }
+        let arrow = arrow_schema(meta)?;
+        let parquet = fm.schema_descr_ptr();
+        let mut seen = self.seen.lock().expect("file schemas");
+        if seen.len() < FILE_SCHEMAS_KEPT && !seen.iter().any(same) {
+            seen.push(SeenSchema {
+                parquet: parquet.clone(),
+                key_value: fm.key_value_metadata().cloned(),
+                arrow: arrow.clone(),
+            });
+        }
+        Ok((parquet, arrow))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use bytes::Bytes;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    /// The metadata of a one-column file, with `pandas` key-value metadata.
+    fn footer(column: &str, pandas: &str) -> ParquetMetaData {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            column,
+            DataType::Int64,
+            false,
+        )]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
+                .unwrap();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                "pandas".to_string(),
+                pandas.to_string(),
+            )]))
+            .build();
+        let mut buf = vec![];
+        let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        ParquetMetaDataReader::new()
+            .parse_and_finish(&Bytes::from(buf))
+            .unwrap()
+    }
+
+    #[test]
+    fn files_of_one_schema_share_it_and_others_keep_their_own() {
+        let schemas = FileSchemas::default();
+        let (p1, a1) = schemas.of(&footer("block_number", "a")).unwrap();
+        let (p2, a2) = schemas.of(&footer("block_number", "a")).unwrap();
+        assert!(Arc::ptr_eq(&p1, &p2) && Arc::ptr_eq(&a1, &a2));
+        // Another column, or other key-value metadata: converted anew.
+        let (p3, a3) = schemas.of(&footer("number", "a")).unwrap();
+        assert_eq!(a3.field(0).name(), "number");
+        assert!(!Arc::ptr_eq(&p1, &p3));
+        let (_, a4) = schemas.of(&footer("block_number", "b")).unwrap();
+        assert_eq!(a4.metadata().get("pandas").map(String::as_str), Some("b"));
+        assert_eq!(a1.metadata().get("pandas").map(String::as_str), Some("a"));
+    }
 }

@@ -5,7 +5,7 @@ use crate::error::{TaskError, TaskResult};
 use crate::input::order::{FileOrder, OrderKey, common_keys};
 use crate::input::prefetch::PrefetchReaderFactory;
 use crate::input::range_sort::{RangeSortExec, UnitBounds, UnitEnd, ordering_of};
-use crate::parquet_footer::{FooterError, arrow_schema, read_footer};
+use crate::parquet_footer::{FileSchemas, FooterError, read_footer};
 use crate::schema::{compatible, to_schema, type_name};
 use crate::spec::{InputFile, InputFormat, InputTable};
 use crate::storage;
@@ -32,6 +32,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
+use parquet::schema::types::SchemaDescPtr;
 use std::sync::Arc;
 
 /// A DataFusion table over exactly the files of one spec input, with its hive
@@ -43,6 +44,10 @@ pub struct TaskFilesTable {
     file_schema: SchemaRef,
     partition_fields: Vec<Arc<Field>>,
     files: Vec<PartitionedFile>,
+    /// Per file (same index as `files`): its Parquet schema as read when
+    /// the task opened it, shared among files of one schema, so that the
+    /// scan need not decode it from the footer again.
+    parquet_schemas: Vec<Option<SchemaDescPtr>>,
     schema: SchemaRef,
     /// The order all files declare (empty: none); see `input::order`.
     order: Vec<OrderKey>,
@@ -94,8 +99,8 @@ const OPEN_CONCURRENCY: usize = 32;
 struct OpenedFile {
     store_url: ObjectStoreUrl,
     file: PartitionedFile,
-    /// The file's own schema (Parquet only).
-    found: Option<SchemaRef>,
+    /// The file's own schema, Arrow and Parquet (Parquet only).
+    found: Option<(SchemaRef, SchemaDescPtr)>,
     order: Option<FileOrder>,
     group_orders: Vec<RowGroupOrder>,
     /// The range of the first `sort_hint` column (files without a declared order).
@@ -130,8 +135,19 @@ impl TaskFilesTable {
         .iter()
         .cloned()
         .collect();
+        let file_schemas = FileSchemas::default();
         let opened: Vec<OpenedFile> = futures::stream::iter(0..input.files.len())
-            .map(|j| open_file(runtime, input, j, field, &partition_fields, sort_hint))
+            .map(|j| {
+                let f = FileToOpen {
+                    input,
+                    j,
+                    field,
+                    partition_fields: &partition_fields,
+                    sort_hint,
+                    schemas: &file_schemas,
+                };
+                open_file(runtime, f)
+            })
             .buffered(OPEN_CONCURRENCY)
             .try_collect()
             .await?;
@@ -144,8 +160,7 @@ impl TaskFilesTable {
         let mut observed = Vec::with_capacity(opened.len());
         let mut observed_groups = Vec::with_capacity(opened.len());
         let mut file_schema = declared.clone();
-        // The distinct schemas the files have (usually one), shared.
-        let mut schemas: Vec<SchemaRef> = vec![];
+        let mut parquet_schemas = Vec::with_capacity(opened.len());
         for (j, mut o) in opened.into_iter().enumerate() {
             let f = &input.files[j];
             match &store_url {
@@ -162,18 +177,12 @@ impl TaskFilesTable {
                 }
                 _ => {}
             }
-            if let Some(found) = o.found {
+            parquet_schemas.push(o.found.as_ref().map(|(_, p)| p.clone()));
+            if let Some((found, _)) = o.found {
                 // Given to the reader, which then need not decode the
                 // schema again from each file's metadata: a day of per-block
                 // files spent a twentieth of its time on that.
-                let shared = match schemas.iter().find(|s| ***s == *found) {
-                    Some(s) => s.clone(),
-                    None => {
-                        schemas.push(found.clone());
-                        found.clone()
-                    }
-                };
-                o.file.arrow_schema = Some(shared);
+                o.file.arrow_schema = Some(found.clone());
                 match &file_schema {
                     Some(expected) => {
                         check_schema(expected, &found, &f.uri, &format!("{field}.schema"))?
@@ -257,6 +266,7 @@ impl TaskFilesTable {
             file_schema,
             partition_fields,
             files,
+            parquet_schemas,
             schema: Arc::new(Schema::new(fields)),
         })
     }
@@ -449,16 +459,28 @@ impl TaskFilesTable {
     }
 }
 
-/// Opens file `j` of `input`: its size and, for Parquet, its footer (one
-/// ranged GET, no HEAD), schema, order and row groups.
-async fn open_file(
-    runtime: &RuntimeEnv,
-    input: &InputTable,
+/// File `j` of `input` (named `field` in errors), to open with what the
+/// task's other files share.
+struct FileToOpen<'a> {
+    input: &'a InputTable,
     j: usize,
-    field: &str,
-    partition_fields: &[Arc<Field>],
-    sort_hint: &[String],
-) -> TaskResult<OpenedFile> {
+    field: &'a str,
+    partition_fields: &'a [Arc<Field>],
+    sort_hint: &'a [String],
+    schemas: &'a FileSchemas,
+}
+
+/// Opens a file: its size and, for Parquet, its footer (one ranged GET, no
+/// HEAD), schema, order and row groups.
+async fn open_file(runtime: &RuntimeEnv, to_open: FileToOpen<'_>) -> TaskResult<OpenedFile> {
+    let FileToOpen {
+        input,
+        j,
+        field,
+        partition_fields,
+        sort_hint,
+        schemas,
+    } = to_open;
     let f = &input.files[j];
     let ffield = format!("{field}.files[{j}]");
     let loc = storage::register(runtime, &f.uri)
@@ -477,7 +499,8 @@ async fn open_file(
                 TaskError::bad_spec(format!("{ffield}.uri"), format!("{}: {m}", f.uri))
             }
         })?;
-        let schema = arrow_schema(&md)
+        let (parquet_schema, schema) = schemas
+            .of(&md)
             .map_err(|e| TaskError::bad_spec(format!("{ffield}.uri"), format!("{}: {e}", f.uri)))?;
         check_partition_copies(&md, &schema, f, partition_fields, &ffield)?;
         row_group_count = md.num_row_groups();
@@ -500,7 +523,7 @@ async fn open_file(
             .iter()
             .map(|g| g.total_byte_size().max(0) as u64)
             .sum();
-        found = Some(schema);
+        found = Some((schema, parquet_schema));
         meta
     } else {
         loc.store
@@ -753,12 +776,19 @@ impl TableProvider for TaskFilesTable {
             InputFormat::Parquet => {
                 let store = state.runtime_env().object_store(&self.store_url)?;
                 let files = groups.iter().map(|g| g.iter().collect()).collect();
+                let schemas = self
+                    .files
+                    .iter()
+                    .zip(&self.parquet_schemas)
+                    .filter_map(|(f, s)| Some((f.object_meta.location.clone(), s.clone()?)))
+                    .collect();
                 Arc::new(
                     ParquetSource::new(table_schema).with_parquet_file_reader_factory(Arc::new(
                         PrefetchReaderFactory::new(
                             store,
                             self.store_url == ObjectStoreUrl::local_filesystem(),
                             files,
+                            schemas,
                         ),
                     )),
                 )

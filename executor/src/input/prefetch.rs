@@ -23,7 +23,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{
+    ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader, ParquetStatisticsPolicy,
+};
+use parquet::schema::types::SchemaDescPtr;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
@@ -45,6 +48,10 @@ pub struct PrefetchReaderFactory {
     /// that takes a file from another's group (DataFusion lets idle
     /// partitions steal files) prefetches along that group.
     positions: HashMap<Path, (usize, usize)>,
+    /// Each file's Parquet schema, as read when the task opened it: its
+    /// metadata is then decoded without the schema, which for a file of a
+    /// few blocks is a good part of it.
+    schemas: HashMap<Path, SchemaDescPtr>,
     /// Fetches started and not yet handed to a reader, with their position.
     started: Mutex<HashMap<(usize, Path), (usize, Fetch)>>,
     /// Set when the files are on local disk: each is then read in one call
@@ -64,11 +71,13 @@ impl fmt::Debug for PrefetchReaderFactory {
 
 impl PrefetchReaderFactory {
     /// A factory for a scan whose partition `p` reads `groups[p]` in order;
-    /// `local` when `store` is the local file system.
+    /// `local` when `store` is the local file system; `schemas` the files'
+    /// Parquet schemas, where known.
     pub fn new(
         store: Arc<dyn ObjectStore>,
         local: bool,
         groups: Vec<Vec<&PartitionedFile>>,
+        schemas: HashMap<Path, SchemaDescPtr>,
     ) -> Self {
         let groups: Vec<Vec<(Path, u64)>> = groups
             .into_iter()
@@ -89,6 +98,7 @@ impl PrefetchReaderFactory {
             store,
             groups,
             positions,
+            schemas,
             started: Mutex::new(HashMap::new()),
             local: local.then(LocalFileSystem::new),
         }
@@ -156,6 +166,7 @@ impl ParquetFileReaderFactory for PrefetchReaderFactory {
                 let fetch = self.fetch(group, &path, i);
                 let file_metrics = ParquetFileMetrics::new(partition_index, path.as_ref(), metrics);
                 Ok(Box::new(WholeFileReader {
+                    schema: self.schemas.get(&path).cloned(),
                     path,
                     fetch,
                     bytes: None,
@@ -172,6 +183,8 @@ impl ParquetFileReaderFactory for PrefetchReaderFactory {
 /// Serves one small file's reads from its bytes, fetched once.
 struct WholeFileReader {
     path: Path,
+    /// The file's Parquet schema, when the task already read it.
+    schema: Option<SchemaDescPtr>,
     fetch: Fetch,
     bytes: Option<Bytes>,
     metrics: ParquetFileMetrics,
@@ -232,7 +245,14 @@ impl AsyncFileReader for WholeFileReader {
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
             let bytes = self.bytes().await?;
-            let mut reader = ParquetMetaDataReader::new();
+            // Pages' size statistics serve the page index, which a small
+            // file's scan does not read.
+            let mut decode = ParquetMetaDataOptions::new()
+                .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
+            if let Some(schema) = &self.schema {
+                decode = decode.with_schema(schema.clone());
+            }
+            let mut reader = ParquetMetaDataReader::new().with_metadata_options(Some(decode));
             if let Some(o) = options {
                 reader = reader
                     .with_column_index_policy(o.column_index_policy())

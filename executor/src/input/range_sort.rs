@@ -205,22 +205,22 @@ impl UnitSorter {
                 // The rows of this unit, and those of later units.
                 let (now, later) = match self.bounds.get(self.unit) {
                     // The last unit takes everything that is left.
-                    None => (rest, None),
+                    None => (Some(rest), None),
                     Some(end) => {
                         let beyond = gt(&key, &Scalar::new(end.greatest.to_array()?))?;
                         match beyond.true_count() {
-                            0 => (rest, None),
-                            n if n == rest.num_rows() => {
-                                (RecordBatch::new_empty(rest.schema()), Some(rest))
-                            }
+                            0 => (Some(rest), None),
+                            n if n == rest.num_rows() => (None, Some(rest)),
                             _ => (
-                                filter_record_batch(&rest, &not(&beyond)?)?,
+                                Some(filter_record_batch(&rest, &not(&beyond)?)?),
                                 Some(filter_record_batch(&rest, &beyond)?),
                             ),
                         }
                     }
                 };
-                if let Some(refused) = self.gather(now) {
+                if let Some(now) = now
+                    && let Some(refused) = self.gather(now)
+                {
                     let pending = std::iter::once(refused).chain(later).collect();
                     return self.spill(pending, input, ctx).await;
                 }
@@ -301,6 +301,17 @@ impl UnitSorter {
         if rows == 0 {
             return Ok(());
         }
+        // A unit that arrives in order (a producer's block, a file written
+        // sorted) is checked in one pass and sent as it came: with a file
+        // per block, sorting each unit was most of this operator's time.
+        if !shared && let Some(last) = self.last_if_in_order(&batches)? {
+            self.floor = Some(last);
+            for b in batches {
+                self.send(b).await?;
+            }
+            self.reservation.free();
+            return Ok(());
+        }
         let columns = self
             .ordering
             .iter()
@@ -370,6 +381,36 @@ impl UnitSorter {
             self.buffer.push(refused);
         }
         Ok(())
+    }
+
+    /// The unit's last first-key value when its rows are in the sort's
+    /// order by their first key alone (strictly ascending, or ascending
+    /// when it is the only key), else `None`.
+    fn last_if_in_order(&self, batches: &[RecordBatch]) -> Result<Option<ScalarValue>> {
+        let first = self.ordering.first();
+        if first.options.descending {
+            return Ok(None);
+        }
+        let parts = batches
+            .iter()
+            .map(|b| first.expr.evaluate(b)?.into_array(b.num_rows()))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        let key = concat(&refs)?;
+        let n = key.len();
+        if n > 1 {
+            let (earlier, next) = (key.slice(0, n - 1), key.slice(1, n - 1));
+            // Equal neighbours are in order only when no later key decides.
+            let out_of_order = if self.ordering.len() == 1 {
+                gt(&earlier, &next)?
+            } else {
+                arrow::compute::kernels::cmp::gt_eq(&earlier, &next)?
+            };
+            if out_of_order.true_count() > 0 || out_of_order.null_count() > 0 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(ScalarValue::try_from_array(&key, n - 1)?))
     }
 
     async fn send(&mut self, batch: RecordBatch) -> Result<()> {
@@ -522,6 +563,48 @@ mod tests {
             .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
             .collect();
         assert_eq!(keys, vec![1, 2, 3, 3, 4, 5, 6, 6, 7, 8, 9, 9, 10, 10]);
+    }
+
+    #[tokio::test]
+    async fn units_in_order_pass_as_they_came_and_later_rows_are_still_checked() {
+        // The first unit is in order and passes as it came; the second
+        // holds a row below what the first emitted.
+        let batches = vec![batch(&[1, 2, 2]), batch(&[3, 4]), batch(&[1, 5])];
+        let out = sort(batches[..2].to_vec(), &[(2, false)], 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(out, vec![1, 2, 2, 3, 4]);
+        let err = sort(batches, &[(2, false)], 1 << 20).await.unwrap_err();
+        assert!(err.to_string().contains("1 arrived after 2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn equal_first_keys_are_ordered_by_the_second_key() {
+        // Keys in order by block alone, not by (block, row): sorted.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("block_number", DataType::Int64, false),
+            Field::new("row", DataType::Int64, false),
+        ]));
+        let input = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![4, 4, 5])),
+                Arc::new(Int64Array::from(vec![9, 1, 0])),
+            ],
+        )
+        .unwrap();
+        let exec = MemorySourceConfig::try_new_exec(&[vec![input]], schema.clone(), None).unwrap();
+        let ordering =
+            ordering_of(&schema, &["block_number".to_string(), "row".to_string()]).unwrap();
+        let exec = Arc::new(RangeSortExec::new(exec, ordering, vec![vec![]], usize::MAX));
+        let out = collect(exec, SessionContext::new().task_ctx())
+            .await
+            .unwrap();
+        let rows: Vec<i64> = out
+            .iter()
+            .flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(rows, vec![1, 9, 0]);
     }
 
     #[tokio::test]
