@@ -15,7 +15,7 @@
 //! unit, the rest of the partition goes through DataFusion's spilling sort.
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Scalar};
-use arrow::compute::kernels::cmp::{gt, lt_eq};
+use arrow::compute::kernels::cmp::{gt, gt_eq, lt_eq};
 use arrow::compute::{
     BatchCoalescer, SortColumn, concat, filter_record_batch, interleave_record_batch,
     lexsort_to_indices, not,
@@ -301,17 +301,6 @@ impl UnitSorter {
         if rows == 0 {
             return Ok(());
         }
-        // A unit that arrives in order (a producer's block, a file written
-        // sorted) is checked in one pass and sent as it came: with a file
-        // per block, sorting each unit was most of this operator's time.
-        if !shared && let Some(last) = self.last_if_in_order(&batches)? {
-            self.floor = Some(last);
-            for b in batches {
-                self.send(b).await?;
-            }
-            self.reservation.free();
-            return Ok(());
-        }
         let columns = self
             .ordering
             .iter()
@@ -327,6 +316,17 @@ impl UnitSorter {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // A unit that arrives in order (a producer's block, a file written
+        // sorted) is checked in one pass and sent as it came: with a file
+        // per block, sorting each unit was most of this operator's time.
+        if !shared && self.in_order_by_first_key(&columns[0])? {
+            self.floor = Some(ScalarValue::try_from_array(&columns[0].values, rows - 1)?);
+            for b in batches {
+                self.send(b).await?;
+            }
+            self.reservation.free();
+            return Ok(());
+        }
         let indices = lexsort_to_indices(&columns, None)?;
         let sorted = indices.values();
         let first_key = &columns[0].values;
@@ -383,34 +383,24 @@ impl UnitSorter {
         Ok(())
     }
 
-    /// The unit's last first-key value when its rows are in the sort's
-    /// order by their first key alone (strictly ascending, or ascending
-    /// when it is the only key), else `None`.
-    fn last_if_in_order(&self, batches: &[RecordBatch]) -> Result<Option<ScalarValue>> {
-        let first = self.ordering.first();
-        if first.options.descending {
-            return Ok(None);
+    /// Whether the unit's rows are in the sort's order by their first key
+    /// (`key`) alone: strictly ascending, or ascending when it is the only key.
+    fn in_order_by_first_key(&self, key: &SortColumn) -> Result<bool> {
+        if key.options.is_some_and(|o| o.descending) {
+            return Ok(false);
         }
-        let parts = batches
-            .iter()
-            .map(|b| first.expr.evaluate(b)?.into_array(b.num_rows()))
-            .collect::<Result<Vec<_>>>()?;
-        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-        let key = concat(&refs)?;
-        let n = key.len();
-        if n > 1 {
-            let (earlier, next) = (key.slice(0, n - 1), key.slice(1, n - 1));
-            // Equal neighbours are in order only when no later key decides.
-            let out_of_order = if self.ordering.len() == 1 {
-                gt(&earlier, &next)?
-            } else {
-                arrow::compute::kernels::cmp::gt_eq(&earlier, &next)?
-            };
-            if out_of_order.true_count() > 0 || out_of_order.null_count() > 0 {
-                return Ok(None);
-            }
+        let n = key.values.len();
+        if n < 2 {
+            return Ok(true);
         }
-        Ok(Some(ScalarValue::try_from_array(&key, n - 1)?))
+        let (earlier, next) = (key.values.slice(0, n - 1), key.values.slice(1, n - 1));
+        // Equal neighbours are in order only when no later key decides.
+        let out_of_order = if self.ordering.len() == 1 {
+            gt(&earlier, &next)?
+        } else {
+            gt_eq(&earlier, &next)?
+        };
+        Ok(out_of_order.true_count() == 0 && out_of_order.null_count() == 0)
     }
 
     async fn send(&mut self, batch: RecordBatch) -> Result<()> {
