@@ -13,7 +13,9 @@ Nodes (from raw transactions and token transfers):
 Configurations: Ballista with 2 executors of 1 vCPU each, with 1 executor
 of 1 vCPU, the local backend (one task on every core), and PySpark
 `local[2]` (benches/peers/spark_distributed.py). Each executor's memory pool
-is --executor-memory-mib; peak RSS per executor is sampled from /proc.
+is --executor-memory-mib; peak RSS per executor and the CPU seconds of all
+executors are sampled from /proc; each stage's seconds come from the run's
+progress lines.
 
 Usage: distributed.py --chainbatch PATH --rows N [--days 4] [--files-per-day 8]
                       [--work DIR] [--spark-python PATH] [--repeat 1]
@@ -61,6 +63,8 @@ class RssSampler(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.peaks = {}
+        # CPU seconds (user + system) each executor had used when last seen.
+        self.cpu = {}
         self.stop = False
 
     def run(self):
@@ -76,6 +80,9 @@ class RssSampler(threading.Thread):
                         if line.startswith("VmHWM:"):
                             kib = int(line.split()[1])
                             self.peaks[pid] = max(self.peaks.get(pid, 0), kib)
+                    stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                    ticks = int(stat[11]) + int(stat[12])
+                    self.cpu[pid] = ticks / os.sysconf("SC_CLK_TCK")
                 except OSError:
                     pass
             time.sleep(0.1)
@@ -96,7 +103,23 @@ def timed(cmd, env=None):
         print(f"FAILED: {' '.join(cmd)}: {last[0][:500]}", file=sys.stderr, flush=True)
         return None, None, out
     peak_mib = max(sampler.peaks.values()) / 1024 if sampler.peaks else None
+    out.executor_cpu_seconds = round(sum(sampler.cpu.values()), 1) if sampler.cpu else None
     return seconds, peak_mib, out
+
+
+def stage_seconds(stderr):
+    """Seconds of each stage, from the run's JSON progress lines."""
+    stages = {}
+    for line in stderr.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "stage_finished":
+            stages[event["stage"]] = event["elapsed_s"]
+    return stages
 
 
 def main():
@@ -154,11 +177,13 @@ def main():
                 cmd = [args.chainbatch, "run", "--conf", conf, "--pipeline", pipeline,
                        "--globals", f"raw_root={raw}", "--globals", f"out_root={out}",
                        "--log-format", "json"] + flags
-                seconds, peak, _ = timed(cmd)
+                seconds, peak, proc = timed(cmd)
                 if seconds is None:
                     continue
                 r = {"node": node, "config": name, "seconds": round(seconds, 2),
-                     "executor_peak_rss_mib": None if peak is None else round(peak)}
+                     "executor_peak_rss_mib": None if peak is None else round(peak),
+                     "executor_cpu_seconds": proc.executor_cpu_seconds,
+                     "stages": stage_seconds(proc.stderr)}
                 print(json.dumps(r), flush=True)
                 results.append(r)
             if "spark" not in skip and args.spark_python:

@@ -17,8 +17,8 @@ use crate::storage::{self, Location};
 use crate::udf::murmur3_32;
 use arrow::array::AsArray;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect_partitioned};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
@@ -31,20 +31,34 @@ use std::time::Instant;
 /// pool that makes sorts spill, and the task's parallelism.
 pub fn task_session(spec: &TaskSpec) -> TaskResult<SessionContext> {
     let res = &spec.resources;
-    let parallelism = effective_parallelism(res.parallelism);
-    let config = crate::session::config()
-        .with_target_partitions(parallelism)
-        .with_batch_size(res.batch_rows.max(1));
     let mut disk = DiskManagerBuilder::default();
     if let Some(dir) = &res.spill_dir {
         disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.into()]));
     }
     crate::allocator::fit_free_heap_to_pool(res.memory_bytes);
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(res.memory_bytes as usize)))
+        .with_memory_pool(task_pool(res.memory_bytes as usize))
         .with_disk_manager_builder(disk)
         .build_arc()
         .map_err(|e| TaskError::bad_spec("resources", e.to_string()))?;
+    session_on(spec, runtime)
+}
+
+/// A task's memory pool of `bytes`: fair between the operators that spill,
+/// and when it is exhausted the error names the operators holding the most.
+pub fn task_pool(bytes: usize) -> Arc<dyn MemoryPool> {
+    const NAMED: std::num::NonZeroUsize = std::num::NonZeroUsize::new(3).expect("non-zero");
+    Arc::new(TrackConsumersPool::new(FairSpillPool::new(bytes), NAMED))
+}
+
+/// A task's session on a runtime someone else owns (a Ballista executor's,
+/// whose memory pool is the task's share of the executor's): the task's
+/// parallelism and batch size, chainbatch's functions.
+pub fn session_on(spec: &TaskSpec, runtime: Arc<RuntimeEnv>) -> TaskResult<SessionContext> {
+    let res = &spec.resources;
+    let config = crate::session::config()
+        .with_target_partitions(effective_parallelism(res.parallelism))
+        .with_batch_size(res.batch_rows.max(1));
     crate::session::context(config, runtime).map_err(|e| TaskError::retryable(e.to_string()))
 }
 
@@ -62,9 +76,20 @@ pub fn effective_parallelism(configured: usize) -> usize {
 /// Runs attempt `attempt` of `spec` to completion and returns its manifest.
 /// Anything a previous run of the same attempt left is removed first.
 pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest> {
+    spec.validate()?;
+    run_task_in(spec, attempt, task_session(spec)?).await
+}
+
+/// Runs attempt `attempt` of `spec` in the session `ctx` (see
+/// [`session_on`]) and returns its manifest.
+pub async fn run_task_in(
+    spec: &TaskSpec,
+    attempt: u32,
+    ctx: SessionContext,
+) -> TaskResult<TaskManifest> {
     let started = Instant::now();
     spec.validate()?;
-    let task = prepare_task(spec, attempt, task_session(spec)?, InputSplit::RowGroups).await?;
+    let task = prepare_task(spec, attempt, ctx, InputSplit::RowGroups).await?;
     let df = task
         .ctx
         .sql(&spec.sql)

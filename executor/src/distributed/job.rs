@@ -14,12 +14,13 @@ use crate::runner::{
     InputSplit, TaskOutput, finish_task, prepare_task, register_inputs, written_files,
 };
 use crate::spec::{OutputSpec, TaskSpec};
+use arrow::record_batch::RecordBatch;
 use ballista_core::config::BALLISTA_JOB_NAME;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::{ExecutionPlan, displayable};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::TryStreamExt;
 use std::sync::Arc;
@@ -58,7 +59,7 @@ impl SchedulerAddress {
         })
     }
 
-    fn grpc_url(&self) -> String {
+    pub(crate) fn grpc_url(&self) -> String {
         format!("http://{}:{}", self.host, self.port)
     }
 }
@@ -169,12 +170,37 @@ pub async fn run(spec: &TaskSpec, attempt: u32, job: &DistributedJob) -> TaskRes
     let sort = sink.config().sort_method();
     let plan: Arc<dyn ExecutionPlan> = sink;
     log_plan(&plan);
-    let mut config = task.ctx.copied_config();
+    let session_id = format!("chainbatch-{}-{}-{attempt}", spec.run_id, spec.stage_id);
+    let batches = submit(plan, job, session_id, task.ctx.copied_config()).await?;
+    let (files, superseded) = super::latest_attempts(written_files(batches)?);
+    if superseded > 0 {
+        eprintln!(
+            "chainbatch: Ballista re-ran tasks of {:?}: {superseded} file(s) of superseded attempts are not published",
+            job.name
+        );
+    }
+    let output = TaskOutput {
+        kind: OutputKind::Table,
+        files,
+        schema: Some(schema),
+        sort,
+    };
+    finish_task(spec, attempt, &task, output, started).await
+}
+
+/// Submits `plan` as a Ballista job named `job.name`, waits for it, and
+/// returns the rows of its final stage. A failure is retryable unless
+/// Ballista failed the job for its SQL, its data or a task's spec.
+pub(crate) async fn submit(
+    plan: Arc<dyn ExecutionPlan>,
+    job: &DistributedJob,
+    session_id: String,
+    mut config: SessionConfig,
+) -> TaskResult<Vec<RecordBatch>> {
     config
         .options_mut()
         .set(BALLISTA_JOB_NAME, &job.name)
         .map_err(|e| TaskError::retryable(e.to_string()))?;
-    let session_id = format!("chainbatch-{}-{}-{attempt}", spec.run_id, spec.stage_id);
     // Connecting, submitting and waiting all happen in this call; Ballista
     // reports each failure as text, with the job's own error when it failed.
     let failed = |e: datafusion::error::DataFusionError| {
@@ -200,21 +226,7 @@ pub async fn run(spec: &TaskSpec, attempt: u32, job: &DistributedJob) -> TaskRes
     )
     .await
     .map_err(failed)?;
-    let batches: Vec<_> = stream.try_collect().await.map_err(failed)?;
-    let (files, superseded) = super::latest_attempts(written_files(batches)?);
-    if superseded > 0 {
-        eprintln!(
-            "chainbatch: Ballista re-ran tasks of {:?}: {superseded} file(s) of superseded attempts are not published",
-            job.name
-        );
-    }
-    let output = TaskOutput {
-        kind: OutputKind::Table,
-        files,
-        schema: Some(schema),
-        sort,
-    };
-    finish_task(spec, attempt, &task, output, started).await
+    stream.try_collect().await.map_err(failed)
 }
 
 /// Whether Ballista failed the job for its SQL or its data, which another
@@ -222,6 +234,9 @@ pub async fn run(spec: &TaskSpec, attempt: u32, job: &DistributedJob) -> TaskRes
 /// Failures of executors, shuffle fetches, storage or the network are
 /// worth a new attempt. Ballista reports the cause only as text.
 fn failed_for_good(message: &str) -> bool {
+    if message.contains(super::tasks::FAILED_FOR_GOOD) {
+        return true;
+    }
     const DATA: [&str; 6] = [
         "ArrowError",
         "SchemaError",

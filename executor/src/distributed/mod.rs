@@ -7,12 +7,15 @@
 //! output files. Both sides of the wire need the same two things: the
 //! [`codec::DistributedCodec`] (chainbatch operators plus Ballista's own) and
 //! chainbatch's SQL functions. [`executor`] runs a Ballista executor with
-//! both, reading and writing through chainbatch's storage.
+//! both, reading and writing through chainbatch's storage. Stages of task
+//! specs (map-only, per-partition, shuffle) run on the same executors as
+//! one job each, one spec per partition ([`tasks`]).
 
 pub mod codec;
 pub mod executor;
 pub mod job;
 pub mod net;
+pub mod tasks;
 
 /// The task scheduling policy of scheduler and executors: executors poll
 /// the scheduler, so only the scheduler's port and the executors' Flight

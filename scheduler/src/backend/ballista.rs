@@ -1,5 +1,8 @@
-//! The Ballista backend: distributed nodes run as Ballista jobs; every other
-//! stage runs in-process as on the local backend.
+//! The Ballista backend: every stage runs as a Ballista job on the
+//! cluster's executors. A distributed node is one physical plan that
+//! Ballista cuts into stages at its repartitions; any other stage (map-only,
+//! per-partition, a shuffle's two sides) is a job of its task specs, one per
+//! partition, each run on an executor as the local backend runs it.
 //!
 //! The cluster comes from one of two places, behind one code path (jobs are
 //! always submitted over gRPC to a scheduler address):
@@ -11,7 +14,7 @@
 //!   run chainbatch's executor image.
 
 use crate::backend::process::{die_with_parent, executor_binary};
-use crate::backend::{AttemptFailure, StageRun, TaskFailure, with_retries};
+use crate::backend::{AttemptFailure, StageRun, TaskFailure, retry_attempts, with_retries};
 use crate::progress::Progress;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
@@ -49,7 +52,18 @@ pub struct Cluster {
     pub scheduler: SchedulerAddress,
     /// Partitions of a distributed node's stages.
     pub partitions: usize,
+    /// What one task slot of an embedded executor has: a task spec run
+    /// there gets its cores and memory. `None` on an existing cluster,
+    /// whose tasks keep the spec's settings.
+    slot: Option<TaskSlot>,
     embedded: Option<Embedded>,
+}
+
+/// One task slot of an executor.
+#[derive(Debug, Clone, Copy)]
+struct TaskSlot {
+    parallelism: usize,
+    memory_bytes: u64,
 }
 
 struct Embedded {
@@ -149,6 +163,7 @@ impl Cluster {
         Ok(Self {
             scheduler,
             partitions: partitions.max(MIN_PARTITIONS),
+            slot: None,
             embedded: None,
         })
     }
@@ -216,6 +231,7 @@ impl Cluster {
                 port,
             },
             partitions: partitions.max(MIN_PARTITIONS),
+            slot: None,
             embedded: Some(Embedded {
                 server: handle,
                 state,
@@ -242,6 +258,11 @@ impl Cluster {
         )
         .await?;
         let port = cluster.scheduler.port;
+        // Ballista gives each task an equal share of the executor's pool.
+        cluster.slot = Some(TaskSlot {
+            parallelism: 1,
+            memory_bytes: opts.memory_bytes / opts.vcores.max(1) as u64,
+        });
         let embedded = cluster.embedded.as_mut().expect("just started");
         let exe = executor_binary();
         for index in 0..executors {
@@ -419,6 +440,85 @@ impl Cluster {
             out.push(m);
         }
         Ok(out)
+    }
+}
+
+impl Cluster {
+    /// Runs a stage of task specs (map-only, per-partition, a shuffle's
+    /// map or reduce side) on the executors as one Ballista job, a spec per
+    /// partition. A job that fails in a way another attempt may mend is
+    /// submitted again with the tasks that left no manifest.
+    pub async fn run_task_stage(
+        &self,
+        stage: &StageRun,
+        progress: &Progress,
+    ) -> Result<Vec<TaskManifest>, TaskFailure> {
+        let specs: Vec<_> = stage
+            .specs
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                if let Some(slot) = self.slot {
+                    s.resources.parallelism = slot.parallelism;
+                    s.resources.memory_bytes = slot.memory_bytes;
+                }
+                s
+            })
+            .collect();
+        let job = DistributedJob {
+            scheduler: self.scheduler.clone(),
+            partitions: self.partitions,
+            name: format!(
+                "chainbatch {} {} stage {}",
+                specs.first().map(|s| s.run_id.as_str()).unwrap_or(""),
+                stage.node,
+                stage.stage_id
+            ),
+        };
+        progress.note(&format!(
+            "{}: {} task(s) as Ballista job {:?}",
+            stage.label(),
+            specs.len(),
+            job.name
+        ));
+        let what = format!("the Ballista job of {}", stage.label());
+        let manifests = retry_attempts(stage, progress, &what, 0, |attempt| {
+            let (job, specs) = (job.clone(), &specs);
+            async move {
+                let fail =
+                    |retryable: bool| move |message: String| AttemptFailure { retryable, message };
+                self.check_executors_alive().await.map_err(fail(false))?;
+                // Tasks an earlier attempt of the job finished are not run again.
+                let mut done = Vec::with_capacity(specs.len());
+                let mut left = vec![];
+                for spec in specs {
+                    let finished = match attempt {
+                        1 => None,
+                        _ => crate::backend::resume::finished(spec)
+                            .await
+                            .map_err(fail(true))?,
+                    };
+                    match finished {
+                        Some(m) => done.push(m),
+                        None => left.push(spec.clone()),
+                    }
+                }
+                let ran = chainbatch_executor::distributed::tasks::run(&left, attempt, &job)
+                    .await
+                    .map_err(|e| AttemptFailure {
+                        retryable: e.is_retryable(),
+                        message: e.to_string(),
+                    })?;
+                done.extend(ran);
+                done.sort_by_key(|m| m.task_index);
+                Ok(done)
+            }
+        })
+        .await?;
+        for m in &manifests {
+            progress.task_done(m.rows, m.bytes);
+        }
+        Ok(manifests)
     }
 }
 

@@ -4,8 +4,9 @@
 //! - `process`: each task is a `chainbatch-executor` child process with the
 //!   environment AWS Batch gives a container.
 //! - `batch`: each stage is an AWS Batch (array) job of executor containers.
-//! - `ballista`: distributed nodes run as jobs on a Ballista cluster (an
-//!   embedded one, or `--ballista-url`); other stages run as on `local`.
+//! - `ballista`: every stage runs on a Ballista cluster (an embedded one,
+//!   or `--ballista-url`): a distributed node as one physical plan that
+//!   Ballista cuts into stages, any other stage as one job of its task specs.
 //!
 //! Local and process retry a task whose failure is retryable, with
 //! exponential backoff, up to `max_attempts`; Batch does the same through
@@ -104,22 +105,38 @@ pub async fn with_retries<F, Fut>(
     stage: &StageRun,
     progress: &Progress,
     task_index: u32,
-    mut attempt: F,
+    attempt: F,
 ) -> Result<TaskManifest, TaskFailure>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<TaskManifest, AttemptFailure>>,
 {
+    let what = format!("task {task_index}");
+    let m = retry_attempts(stage, progress, &what, task_index, attempt).await?;
+    progress.task_done(m.rows, m.bytes);
+    Ok(m)
+}
+
+/// The retry policy of [`with_retries`] for any work that has attempts (a
+/// task, or a Ballista job of a stage's tasks), `what` in progress notes.
+pub async fn retry_attempts<T, F, Fut>(
+    stage: &StageRun,
+    progress: &Progress,
+    what: &str,
+    task_index: u32,
+    mut attempt: F,
+) -> Result<T, TaskFailure>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, AttemptFailure>>,
+{
     let mut n = 1;
     loop {
         match attempt(n).await {
-            Ok(m) => {
-                progress.task_done(m.rows, m.bytes);
-                return Ok(m);
-            }
+            Ok(done) => return Ok(done),
             Err(f) if f.retryable && n < stage.max_attempts => {
                 progress.note(&format!(
-                    "task {task_index} attempt {n} failed, retrying: {}",
+                    "{what} attempt {n} failed, retrying: {}",
                     f.message
                 ));
                 tokio::time::sleep(backoff(n)).await;
@@ -201,7 +218,8 @@ impl Backend {
                 Self::Ballista(cluster) if stage.kind == crate::plan::DISTRIBUTED_STAGE => {
                     cluster.run_stage(stage, progress).await?
                 }
-                Self::Local | Self::Ballista(_) => local::run_stage(stage, progress).await?,
+                Self::Ballista(cluster) => cluster.run_task_stage(stage, progress).await?,
+                Self::Local => local::run_stage(stage, progress).await?,
                 Self::Process => process::run_stage(stage, progress).await?,
                 Self::Batch(_) => unreachable!("handled above"),
             };

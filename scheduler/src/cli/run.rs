@@ -36,8 +36,9 @@ pub(super) struct RunArgs {
     /// children), batch (AWS Batch array jobs; settings under `batch:` in
     /// globals.yml, out_root on s3://; distributed nodes on Ballista
     /// executors in a Batch array job, `batch.ballista`) or ballista
-    /// (distributed nodes as Ballista jobs on an embedded cluster or
-    /// --ballista-url; other stages in-process).
+    /// (every stage on the executors of an embedded cluster or
+    /// --ballista-url: distributed nodes as Ballista plans, other stages as
+    /// Ballista jobs of their task specs).
     #[arg(long, default_value = "local")]
     pub(super) backend: String,
     /// With --backend ballista: the scheduler of an existing cluster,

@@ -221,6 +221,8 @@ fn join_and_cross_date_aggregate_on_two_executors_match_duckdb_and_local() {
             "ballista",
             "--executors",
             "2",
+            "--run-id",
+            "profiles-on-ballista",
         ])
         .env("CHAINBATCH_TEST_MARK", mark)
         .output()
@@ -231,6 +233,41 @@ fn join_and_cross_date_aggregate_on_two_executors_match_duckdb_and_local() {
         stderr.contains("Ballista scheduler df://127.0.0.1:"),
         "{stderr}"
     );
+    // The map-only node ran on the executors too, as a job of its task
+    // specs: its files come from attempts numbered by the Ballista job
+    // (job attempt 1 times 1,000,000 plus the Ballista task's own digits).
+    assert!(
+        stderr.contains("address_activity stage 0 map: 1 task(s) as Ballista job"),
+        "{stderr}"
+    );
+    let journal: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            p.out()
+                .join("_chainbatch/runs/profiles-on-ballista/journal.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let commits = journal["commits"].as_array().unwrap();
+    let activity = commits
+        .iter()
+        .find(|c| c["node"] == "address_activity")
+        .unwrap();
+    let moves = activity["publish"].as_array().unwrap();
+    assert!(!moves.is_empty());
+    for m in moves {
+        let from = m["from"].as_str().unwrap();
+        let attempt: u32 = from
+            .split("/attempt-")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no attempt directory in {from}"));
+        assert!(
+            (1_000_000..2_000_000).contains(&attempt),
+            "{from}: not a Ballista task attempt"
+        );
+    }
     wait_gone(mark);
     let profiles = output_rows(&p.out().join("address_profiles"), PROFILE_COLUMNS);
     let expected = expected_profiles(&p.raw_root);
@@ -518,6 +555,35 @@ fn sql_failing_on_an_executor_names_the_node_and_leaves_nothing() {
     assert!(stderr.contains("DivideByZero"), "{stderr}");
     // Ballista retried the tasks; the driver does not run the job again.
     assert!(stderr.contains("after 1 attempt(s)"), "{stderr}");
+    wait_gone(mark);
+    assert!(data_files(&p.out().join("transfers_with_fees")).is_empty());
+}
+
+#[test]
+fn a_map_task_failing_on_an_executor_fails_the_node_at_once_and_leaves_nothing() {
+    let p = generated(5_000, 2, 1);
+    let path = p.conf().join("base/pipelines.yml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    // Row-wise, so planned as tasks, not as a distributed plan; the cast of
+    // a `0x...` hash to a number fails on the executor, for any attempt.
+    text.push_str(
+        "\nbad_cast:\n  nodes:\n    - name: hash_as_number\n      inputs: [raw_transactions]\n      outputs: transfers_with_fees\n      sql: |\n        SELECT CAST(hash AS BIGINT) AS hash, block_number FROM raw_transactions\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let mark = "distributed-bad-cast";
+    let o = p
+        .command(&["run", "--pipeline", "bad_cast", "--backend", "ballista"])
+        .env("CHAINBATCH_TEST_MARK", mark)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("hash_as_number"), "{stderr}");
+    assert!(stderr.contains("as Ballista job"), "{stderr}");
+    assert!(stderr.contains("Cannot cast string"), "{stderr}");
+    // A bad spec: the driver does not submit the job again.
+    assert!(stderr.contains("after 1 attempt(s)"), "{stderr}");
+    assert!(!stderr.contains("failed, retrying"), "{stderr}");
     wait_gone(mark);
     assert!(data_files(&p.out().join("transfers_with_fees")).is_empty());
 }
