@@ -1,5 +1,5 @@
--- The address_profiles pipeline (conf/base/pipelines.yml: address_activity,
--- then address_profiles) as one DuckDB statement, to check chainbatch's
+-- The address_profiles node (conf/base/pipelines.yml: the address_activity
+-- subquery, then the aggregate) as one DuckDB statement, to check chainbatch's
 -- output row for row. Placeholders, replaced by plain text substitution:
 --   {transactions}     the raw transactions table: <dir>/date=YYYY-MM-DD/*.parquet
 --   {token_transfers}  the raw token transfers table, same layout

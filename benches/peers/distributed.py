@@ -7,8 +7,8 @@ Nodes (from raw transactions and token transfers):
 - `join`: benches/peers/distributed_join.sql, transactions joined with token
   transfers on the transaction hash (pipeline `tx_token_join`, written
   bucketed by hash into 8 files);
-- `profiles`: the `address_profiles` pipeline of conf/base (address_activity
-  then the per-address aggregate, bucketed by address).
+- `profiles`: the `address_profiles` pipeline of conf/base (one node: the
+  activity rows of both tables, aggregated per address, bucketed by address).
 
 Configurations: Ballista with 2 executors of 1 vCPU each, with 1 executor
 of 1 vCPU, the local backend (one task on every core), and PySpark

@@ -8,8 +8,8 @@ Nodes, each one Spark SQL statement written as Parquet under --out:
   transfers on the transaction hash; the statement of
   benches/peers/distributed_join.sql (DataFusion) in Spark's dialect.
 - `address_profiles` (out/address_profiles/): per-address lifetime profiles,
-  the `address_profiles` pipeline of conf/base/pipelines.yml
-  (address_activity, then the aggregate) as one statement, as in
+  the `address_profiles` node of conf/base/pipelines.yml (the activity
+  subquery, then the aggregate), as in
   benches/peers/address_profiles_duckdb.sql; written as --buckets files
   hashed and sorted by address, like the `by_address` layout.
 
@@ -135,8 +135,8 @@ JOIN {tt} AS tt ON t.hash = tt.transaction_hash"""
 
 
 def profiles_sql():
-    """The address_profiles pipeline (address_activity, then the aggregate)
-    as one statement; see conf/base/pipelines.yml for what each rule means."""
+    """The address_profiles node (the address_activity subquery, then the
+    aggregate); see conf/base/pipelines.yml for what each rule means."""
     return f"""WITH
 tx AS (
   SELECT

@@ -221,8 +221,6 @@ fn join_and_cross_date_aggregate_on_two_executors_match_duckdb_and_local() {
             "ballista",
             "--executors",
             "2",
-            "--run-id",
-            "profiles-on-ballista",
         ])
         .env("CHAINBATCH_TEST_MARK", mark)
         .output()
@@ -233,41 +231,6 @@ fn join_and_cross_date_aggregate_on_two_executors_match_duckdb_and_local() {
         stderr.contains("Ballista scheduler df://127.0.0.1:"),
         "{stderr}"
     );
-    // The map-only node ran on the executors too, as a job of its task
-    // specs: its files come from attempts numbered by the Ballista job
-    // (job attempt 1 times 1,000,000 plus the Ballista task's own digits).
-    assert!(
-        stderr.contains("address_activity stage 0 map: 1 task(s) as Ballista job"),
-        "{stderr}"
-    );
-    let journal: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            p.out()
-                .join("_chainbatch/runs/profiles-on-ballista/journal.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let commits = journal["commits"].as_array().unwrap();
-    let activity = commits
-        .iter()
-        .find(|c| c["node"] == "address_activity")
-        .unwrap();
-    let moves = activity["publish"].as_array().unwrap();
-    assert!(!moves.is_empty());
-    for m in moves {
-        let from = m["from"].as_str().unwrap();
-        let attempt: u32 = from
-            .split("/attempt-")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no attempt directory in {from}"));
-        assert!(
-            (1_000_000..2_000_000).contains(&attempt),
-            "{from}: not a Ballista task attempt"
-        );
-    }
     wait_gone(mark);
     let profiles = output_rows(&p.out().join("address_profiles"), PROFILE_COLUMNS);
     let expected = expected_profiles(&p.raw_root);
@@ -342,26 +305,118 @@ fn plan_shows_distributed_nodes_with_ballista_stages() {
     assert!(data_files(&p.out()).is_empty());
 }
 
+/// A map-only node, appended to the project: a union of row-wise reads
+/// of both inputs, one row per transaction and per token transfer with its
+/// sender, written by date.
+fn add_union_pipeline(p: &Project) {
+    let path = p.conf().join("base/pipelines.yml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "\nsenders:\n  nodes:\n    - name: senders\n      inputs: [raw_transactions, raw_token_transfers]\n      outputs: senders\n      sql: |\n        SELECT from_address AS address, block_timestamp, block_number, hash AS transaction_hash, 'tx' AS kind FROM raw_transactions\n        UNION ALL\n        SELECT from_address, block_timestamp, block_number, transaction_hash, 'token' FROM raw_token_transfers\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let cat = p.conf().join("base/catalog.yml");
+    let mut text = std::fs::read_to_string(&cat).unwrap();
+    text.push_str(
+        "\nsenders:\n  type: parquet\n  path: ${globals:out_root}/senders\n  partitions:\n    date: date\n  layout: ${globals:layouts.daily}\n",
+    );
+    std::fs::write(&cat, text).unwrap();
+}
+
+const SENDER_COLUMNS: &str = "address, block_number, transaction_hash, kind";
+
+fn expected_senders(raw: &Path) -> Vec<String> {
+    let read = |table: &str| {
+        format!(
+            "read_parquet('{}/**/*.parquet', hive_partitioning = true)",
+            raw.join(table).display()
+        )
+    };
+    duckdb_rows(&format!(
+        "SELECT from_address, block_number, hash, 'tx' FROM {} \
+         UNION ALL SELECT from_address, block_number, transaction_hash, 'token' FROM {}",
+        read("transactions"),
+        read("token_transfers")
+    ))
+}
+
 #[test]
-fn a_union_of_inputs_runs_as_tasks_of_whole_dates_and_matches_duckdb() {
+fn a_union_of_inputs_runs_as_tasks_of_whole_dates_on_local_and_on_ballista_executors() {
     let p = generated(20_000, 3, 2);
+    add_union_pipeline(&p);
     // One byte a task: every input file is a task of its own, and most
     // tasks hold no file of one of the two inputs (read as empty tables).
     let small = ["--globals", "target_task_bytes=1"];
-    let plan = p.run_ok(&[&["plan", "--pipeline", "address_profiles"][..], &small].concat());
+    let plan = p.run_ok(&[&["plan", "--pipeline", "senders"][..], &small].concat());
     assert!(
         plan.contains("strategy: MapOnly: a union of row-wise reads of 2 datasets"),
         "{plan}"
     );
     // 3 days of 2 transaction files and 2 token transfer files.
     assert!(plan.contains("stage 0 (map): 12 task(s)"), "{plan}");
-    p.run_ok(&[&["run", "--pipeline", "address_profiles"][..], &small].concat());
-    let got = output_rows(&p.out().join("address_profiles"), PROFILE_COLUMNS);
-    let expected = expected_profiles(&p.raw_root);
-    assert!(expected.len() > 1000, "{} profiles", expected.len());
-    assert_eq!(got, expected);
+    let expected = expected_senders(&p.raw_root);
+    assert!(expected.len() > 20_000, "{} rows", expected.len());
+    p.run_ok(&[&["run", "--pipeline", "senders"][..], &small].concat());
+    assert_eq!(
+        output_rows(&p.out().join("senders"), SENDER_COLUMNS),
+        expected
+    );
+
+    // On Ballista the same 12 tasks run on the executors, as one job of
+    // their specs: every file comes from an attempt the job numbered (job
+    // attempt 1 times 1,000,000 plus the Ballista task's own digits).
+    let out = p.dir.path().join("out-ballista");
+    let mark = "distributed-union";
+    let o = p
+        .command_on(
+            &[
+                &[
+                    "run",
+                    "--pipeline",
+                    "senders",
+                    "--backend",
+                    "ballista",
+                    "--run-id",
+                    "senders-on-ballista",
+                ][..],
+                &small,
+            ]
+            .concat(),
+            &p.raw_root.display().to_string(),
+            &out.display().to_string(),
+        )
+        .env("CHAINBATCH_TEST_MARK", mark)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("senders stage 0 map: 12 task(s) as Ballista job"),
+        "{stderr}"
+    );
+    wait_gone(mark);
+    assert_eq!(output_rows(&out.join("senders"), SENDER_COLUMNS), expected);
+    let journal: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("_chainbatch/runs/senders-on-ballista/journal.json")).unwrap(),
+    )
+    .unwrap();
+    let moves = journal["commits"][0]["publish"].as_array().unwrap();
+    assert!(moves.len() >= 3, "{moves:?}");
+    for m in moves {
+        let from = m["from"].as_str().unwrap();
+        let attempt: u32 = from
+            .split("/attempt-")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no attempt directory in {from}"));
+        assert!(
+            (1_000_000..2_000_000).contains(&attempt),
+            "{from}: not a Ballista task attempt"
+        );
+    }
     // Whole dates: with the default task size, one task reads all of them.
-    let plan = p.run_ok(&["plan", "--pipeline", "address_profiles"]);
+    let plan = p.run_ok(&["plan", "--pipeline", "senders"]);
     assert!(plan.contains("stage 0 (map): 1 task(s)"), "{plan}");
 }
 
@@ -369,22 +424,6 @@ fn a_union_of_inputs_runs_as_tasks_of_whole_dates_and_matches_duckdb() {
 fn a_killed_executor_loses_no_rows_and_publishes_no_file_twice() {
     let p = generated(400_000, 4, 4);
     let expected = expected_profiles(&p.raw_root);
-    // The activity rows as the local backend writes them (one task).
-    let local = tempfile::tempdir().unwrap();
-    let o = p
-        .command_on(
-            &["run", "--pipeline", "address_profiles"],
-            &p.raw_root.display().to_string(),
-            &local.path().display().to_string(),
-        )
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let expected_activity = duckdb_rows(&format!(
-        "SELECT count(*) FROM read_parquet('{}/**/*.parquet')",
-        local.path().join("address_activity").display()
-    ))
-    .remove(0);
     let mut report = vec![];
     for round in 0..3 {
         let mark = format!("distributed-kill-{round}");
@@ -454,27 +493,24 @@ fn a_killed_executor_loses_no_rows_and_publishes_no_file_twice() {
             "failed, then --resume completed".to_string()
         };
         wait_gone(&mark);
-        // Every activity row once: no file of a superseded attempt published.
-        let activity = duckdb_rows(&format!(
-            "SELECT count(*), count(DISTINCT (transaction_hash, activity, address, token_address)) \
-             FROM read_parquet('{}/**/*.parquet')",
-            out_dir.join("address_activity").display()
+        // Every address once: no file of a superseded attempt published.
+        let counts = duckdb_rows(&format!(
+            "SELECT count(*), count(DISTINCT address) FROM read_parquet('{}/**/*.parquet')",
+            out_dir.join("address_profiles").display()
         ));
-        let [counts] = activity.as_slice() else {
-            panic!("{activity:?}")
+        let [counts] = counts.as_slice() else {
+            panic!("{counts:?}")
         };
         let (all, distinct) = counts.split_once('\t').unwrap();
         assert_eq!(
             all, distinct,
-            "round {round}: {outcome}: duplicated activity rows"
+            "round {round}: {outcome}: duplicated profiles"
         );
-        assert_eq!(all, expected_activity, "round {round}: {outcome}");
         let got = output_rows(&out_dir.join("address_profiles"), PROFILE_COLUMNS);
         assert_eq!(got.len(), expected.len(), "round {round}: {outcome}");
         assert_eq!(got, expected, "round {round}: {outcome}");
         // Files of re-run task or stage attempts show Ballista recovered.
-        let mut files = data_files(&out_dir.join("address_activity"));
-        files.extend(data_files(&out_dir.join("address_profiles")));
+        let files = data_files(&out_dir.join("address_profiles"));
         let retried: Vec<&String> = files.iter().filter(|f| is_rerun_attempt(f)).collect();
         let job_retries = stderr.matches("failed, retrying").count();
         let superseded = stderr.matches("superseded attempts").count();
