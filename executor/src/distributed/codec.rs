@@ -1,6 +1,7 @@
 //! The physical codec of distributed plans: stages of task specs here,
-//! chainbatch's other operators and functions by `ChainbatchCodec`, everything else (Ballista's shuffle
-//! readers and writers, DataFusion extensions) by Ballista's own codec.
+//! chainbatch's other operators and functions by `ChainbatchCodec`,
+//! everything else (Ballista's shuffle readers and writers, DataFusion
+//! extensions) by Ballista's own codec.
 
 use super::tasks::{TaskSpecsConfig, TaskSpecsExec};
 use crate::layout::plan_codec::{CHAINBATCH_TAG_PREFIX, ChainbatchCodec};

@@ -1,10 +1,11 @@
 //! A stage of task specs as one Ballista job: map-only, per-partition and
 //! shuffle stages run on the cluster's executors, one spec per partition of
-//! a [`TaskSpecsExec`] over an in-memory scan of the specs. Each partition runs its spec as the local backend
-//! would (reading, SQL, writing below its attempt directory, manifest
-//! last), on the executor's runtime: its memory pool is the Ballista task's
-//! share of the executor's, and spills go to the executor's work dir. The
-//! job's rows are the manifests, which the driver commits as usual.
+//! a [`TaskSpecsExec`] over an in-memory scan of the specs. Each partition
+//! runs its spec as the local backend would (reading, SQL, writing below
+//! its attempt directory, manifest last), on the executor's runtime: its
+//! memory pool is the Ballista task's share of the executor's, and spills
+//! go to the executor's work dir. The job's rows are the manifests, which
+//! the driver commits as usual.
 
 use super::job::{DistributedJob, submit};
 use crate::error::{TaskError, TaskResult};

@@ -19,16 +19,20 @@ pub(crate) fn add_join_pipeline(p: &Project) {
     let yml = format!(
         "\ntx_token_join:\n  nodes:\n    - name: transfers_with_fees\n      inputs: [raw_transactions, raw_token_transfers]\n      outputs: transfers_with_fees\n      sql: |\n{body}"
     );
-    let path = p.conf().join("base/pipelines.yml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(&yml);
-    std::fs::write(&path, text).unwrap();
-    let cat = p.conf().join("base/catalog.yml");
-    let mut text = std::fs::read_to_string(&cat).unwrap();
-    text.push_str(
+    append_conf(p, "pipelines", &yml);
+    append_conf(
+        p,
+        "catalog",
         "\ntransfers_with_fees:\n  type: parquet\n  path: ${globals:out_root}/transfers_with_fees\n  layout:\n    bucket_by:\n      columns: [hash]\n      buckets: 4\n",
     );
-    std::fs::write(&cat, text).unwrap();
+}
+
+/// Appends `yml` to the project's `conf/base/<file>.yml`.
+fn append_conf(p: &Project, file: &str, yml: &str) {
+    let path = p.conf().join(format!("base/{file}.yml"));
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(yml);
+    std::fs::write(&path, text).unwrap();
 }
 
 /// Runs DuckDB on `sql` and returns its rows as tab-separated text, sorted.
@@ -309,18 +313,16 @@ fn plan_shows_distributed_nodes_with_ballista_stages() {
 /// of both inputs, one row per transaction and per token transfer with its
 /// sender, written by date.
 fn add_union_pipeline(p: &Project) {
-    let path = p.conf().join("base/pipelines.yml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(
+    append_conf(
+        p,
+        "pipelines",
         "\nsenders:\n  nodes:\n    - name: senders\n      inputs: [raw_transactions, raw_token_transfers]\n      outputs: senders\n      sql: |\n        SELECT from_address AS address, block_timestamp, block_number, hash AS transaction_hash, 'tx' AS kind FROM raw_transactions\n        UNION ALL\n        SELECT from_address, block_timestamp, block_number, transaction_hash, 'token' FROM raw_token_transfers\n",
     );
-    std::fs::write(&path, text).unwrap();
-    let cat = p.conf().join("base/catalog.yml");
-    let mut text = std::fs::read_to_string(&cat).unwrap();
-    text.push_str(
+    append_conf(
+        p,
+        "catalog",
         "\nsenders:\n  type: parquet\n  path: ${globals:out_root}/senders\n  partitions:\n    date: date\n  layout: ${globals:layouts.daily}\n",
     );
-    std::fs::write(&cat, text).unwrap();
 }
 
 const SENDER_COLUMNS: &str = "address, block_number, transaction_hash, kind";
@@ -572,13 +574,12 @@ fn an_unreachable_cluster_fails_clearly_and_publishes_nothing() {
 #[test]
 fn sql_failing_on_an_executor_names_the_node_and_leaves_nothing() {
     let p = generated(5_000, 2, 1);
-    let path = p.conf().join("base/pipelines.yml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
     // Planning succeeds; the division fails on the executors, row by row.
-    text.push_str(
+    append_conf(
+        &p,
+        "pipelines",
         "\nbad_join:\n  nodes:\n    - name: divide_by_zero\n      inputs: [raw_transactions, raw_token_transfers]\n      outputs: transfers_with_fees\n      sql: |\n        SELECT t.hash, t.block_number / (t.block_number - t.block_number) AS boom\n        FROM raw_transactions AS t JOIN raw_token_transfers AS tt ON t.hash = tt.transaction_hash\n",
     );
-    std::fs::write(&path, text).unwrap();
     let mark = "distributed-bad-sql";
     let o = p
         .command(&["run", "--pipeline", "bad_join", "--backend", "ballista"])
@@ -598,14 +599,13 @@ fn sql_failing_on_an_executor_names_the_node_and_leaves_nothing() {
 #[test]
 fn a_map_task_failing_on_an_executor_fails_the_node_at_once_and_leaves_nothing() {
     let p = generated(5_000, 2, 1);
-    let path = p.conf().join("base/pipelines.yml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
     // Row-wise, so planned as tasks, not as a distributed plan; the cast of
     // a `0x...` hash to a number fails on the executor, for any attempt.
-    text.push_str(
+    append_conf(
+        &p,
+        "pipelines",
         "\nbad_cast:\n  nodes:\n    - name: hash_as_number\n      inputs: [raw_transactions]\n      outputs: transfers_with_fees\n      sql: |\n        SELECT CAST(hash AS BIGINT) AS hash, block_number FROM raw_transactions\n",
     );
-    std::fs::write(&path, text).unwrap();
     let mark = "distributed-bad-cast";
     let o = p
         .command(&["run", "--pipeline", "bad_cast", "--backend", "ballista"])
