@@ -31,8 +31,58 @@ pub const SCHEDULING_POLICY: ballista_core::config::TaskSchedulingPolicy =
 /// reported as successful. The process part matters when Ballista re-runs
 /// the tasks of an executor it lost under the same attempt number: if that
 /// executor is not dead but cut off, it may still be writing.
-pub fn attempt_tag(task_id: &str) -> Option<String> {
-    task_attempt(task_id).map(|t| format!("{t}-{}", process_tag()))
+///
+/// `partition` is the stage's output partition the task writes (see
+/// [`shuffle_partition`]): Ballista 55 numbers tasks in the order it binds
+/// them, so a partition it runs again (its executor was lost) gets another
+/// task number, and only the partition tells two runs of it apart.
+pub fn attempt_tag(task_id: &str, partition: Option<usize>) -> Option<String> {
+    task_attempt(task_id).map(|t| match partition {
+        Some(p) => format!("{t}-p{p}-{}", process_tag()),
+        None => format!("{t}-{}", process_tag()),
+    })
+}
+
+/// The stage-wide index of local partition `partition` of `plan` in a
+/// Ballista task: the reduce partition its shuffle reader reads, found
+/// through operators that keep their input's partitions (a sort, a
+/// projection). `None` when no such reader feeds it (the task reads files,
+/// or its input is merged or joined on the way).
+pub fn shuffle_partition(
+    plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    partition: usize,
+) -> Option<usize> {
+    use datafusion::physical_plan::ExecutionPlanProperties;
+    let mut node = plan.clone();
+    loop {
+        if let Some(reader) = (node.as_ref() as &dyn std::any::Any)
+            .downcast_ref::<ballista_core::execution_plans::ShuffleReaderExec>()
+        {
+            if reader.broadcast || reader.coalesce.is_some() {
+                return None;
+            }
+            let ids: std::collections::BTreeSet<usize> = reader
+                .partition
+                .get(partition)?
+                .iter()
+                .map(|l| l.partition_id.partition_id)
+                .collect();
+            return match ids.len() {
+                1 => ids.into_iter().next(),
+                _ => None,
+            };
+        }
+        let child = match node.children().as_slice() {
+            [child] => (*child).clone(),
+            _ => return None,
+        };
+        let same = child.output_partitioning().partition_count()
+            == node.output_partitioning().partition_count();
+        if !same {
+            return None;
+        }
+        node = child;
+    }
 }
 
 /// 8 hex digits that differ between executor processes.
@@ -59,6 +109,8 @@ pub struct FileAttempt {
     pub task: u32,
     /// The task's attempt within its stage attempt.
     pub task_attempt: u32,
+    /// The stage's output partition the task wrote, when its name says.
+    pub partition: Option<u32>,
 }
 
 /// The attempt a file belongs to, from the `-s<stage>.<attempt>-t<task>.<attempt>-`
@@ -70,39 +122,59 @@ pub fn file_attempt(path: &str) -> Option<FileAttempt> {
         let (a, b) = p.split_once('.')?;
         Some((a.parse().ok()?, b.parse().ok()?))
     };
-    parts.windows(2).find_map(|w| {
+    parts.windows(2).enumerate().find_map(|(i, w)| {
         let (stage, stage_attempt) = pair(w[0].strip_prefix('s')?)?;
         let (task, task_attempt) = pair(w[1].strip_prefix('t')?)?;
+        let partition = parts
+            .get(i + 2)
+            .and_then(|p| p.strip_prefix('p'))
+            .and_then(|p| p.parse().ok());
         Some(FileAttempt {
             stage,
             stage_attempt,
             task,
             task_attempt,
+            partition,
         })
     })
 }
 
-/// The files of the latest attempt of each task. When Ballista rolls a
-/// stage back (an executor holding its input was lost) and runs it again,
-/// the job may report a task's files of the earlier stage attempt beside
-/// those of the new one: the same rows twice. Returns what is kept and how
-/// many files were superseded.
+/// The files of the latest attempt of each output partition (of each
+/// task, for names without a partition). When Ballista rolls a stage back
+/// (an executor holding its input was lost) or re-runs a lost executor's
+/// tasks, the job may report a partition's files of the earlier run beside
+/// those of the new one: the same rows twice. The later run (higher stage
+/// attempt, then later task, then higher task attempt) is kept. Returns
+/// what is kept and how many files were superseded.
 pub fn latest_attempts(
     files: Vec<crate::manifest::WrittenFile>,
 ) -> (Vec<crate::manifest::WrittenFile>, usize) {
     use std::collections::HashMap;
-    let mut latest: HashMap<(u32, u32), (u32, u32)> = HashMap::new();
+    // What a run wrote for, and how late the run was.
+    let key = |a: &FileAttempt| match a.partition {
+        Some(p) => (
+            (a.stage, true, p),
+            (a.stage_attempt, a.task, a.task_attempt),
+        ),
+        None => (
+            (a.stage, false, a.task),
+            (a.stage_attempt, 0, a.task_attempt),
+        ),
+    };
+    let mut latest: HashMap<(u32, bool, u32), (u32, u32, u32)> = HashMap::new();
     for a in files.iter().filter_map(|f| file_attempt(&f.path)) {
-        let e = latest
-            .entry((a.stage, a.task))
-            .or_insert((a.stage_attempt, a.task_attempt));
-        *e = (*e).max((a.stage_attempt, a.task_attempt));
+        let (what, when) = key(&a);
+        let e = latest.entry(what).or_insert(when);
+        *e = (*e).max(when);
     }
     let before = files.len();
     let kept: Vec<_> = files
         .into_iter()
         .filter(|f| match file_attempt(&f.path) {
-            Some(a) => latest[&(a.stage, a.task)] == (a.stage_attempt, a.task_attempt),
+            Some(a) => {
+                let (what, when) = key(&a);
+                latest[&what] == when
+            }
             None => true,
         })
         .collect();
@@ -151,9 +223,16 @@ mod tests {
             file("date=2024-03-04/part-0-0-s2.1-t0.0-099d2a76-000001.zstd.parquet"),
             file("part-0-0-s2.0-t3.0-3cbec02f-000000_00001.zstd.parquet"),
             file("part-0-0-s2.0-t3.2-77777777-000000_00001.zstd.parquet"),
+            // Partition 1 run as task 1, then again as task 4 (its executor
+            // was lost); partition 0 once, as task 0.
+            file("part-0-0-s4.0-t1.0-p1-3cbec02f-000000_00003.zstd.parquet"),
+            file("part-0-0-s4.0-t1.0-p1-3cbec02f-000001_00005.zstd.parquet"),
+            file("part-0-0-s4.0-t4.0-p1-099d2a76-000000_00003.zstd.parquet"),
+            file("part-0-0-s4.0-t4.0-p1-099d2a76-000001_00005.zstd.parquet"),
+            file("part-0-0-s4.0-t0.0-p0-099d2a76-000000_00002.zstd.parquet"),
         ];
         let (kept, dropped) = latest_attempts(files);
-        assert_eq!(dropped, 3);
+        assert_eq!(dropped, 5);
         let names: Vec<&str> = kept.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             names,
@@ -162,16 +241,23 @@ mod tests {
                 "date=2024-03-02/part-0-0-s2.1-t1.0-3cbec02f-000000.zstd.parquet",
                 "date=2024-03-04/part-0-0-s2.1-t0.0-099d2a76-000001.zstd.parquet",
                 "part-0-0-s2.0-t3.2-77777777-000000_00001.zstd.parquet",
+                "part-0-0-s4.0-t4.0-p1-099d2a76-000000_00003.zstd.parquet",
+                "part-0-0-s4.0-t4.0-p1-099d2a76-000001_00005.zstd.parquet",
+                "part-0-0-s4.0-t0.0-p0-099d2a76-000000_00002.zstd.parquet",
             ]
         );
     }
 
     #[test]
     fn attempt_tags_carry_stage_and_task_attempts_and_the_process() {
-        let tag = attempt_tag("TID aBc12/3.1/17.2").unwrap();
+        let tag = attempt_tag("TID aBc12/3.1/17.2", None).unwrap();
         assert!(tag.starts_with("s3.1-t17.2-"), "{tag}");
         assert_eq!(tag.len(), "s3.1-t17.2-".len() + 8, "{tag}");
-        assert_eq!(attempt_tag("task-7"), None);
-        assert_eq!(attempt_tag("TID j/3/17.2"), None);
+        let tag = attempt_tag("TID aBc12/3.1/17.2", Some(5)).unwrap();
+        assert!(tag.starts_with("s3.1-t17.2-p5-"), "{tag}");
+        let a = super::file_attempt(&format!("part-0-0-{tag}-000000_00001.zstd.parquet")).unwrap();
+        assert_eq!((a.stage, a.task, a.partition), (3, 17, Some(5)));
+        assert_eq!(attempt_tag("task-7", None), None);
+        assert_eq!(attempt_tag("TID j/3/17.2", None), None);
     }
 }

@@ -222,8 +222,9 @@ impl ExecutionPlan for LayoutSinkExec {
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context.clone())?;
         let config = self.config.clone();
+        let stage_partition = crate::distributed::shuffle_partition(&self.input, partition);
         let fut = async move {
-            let files = write_worker(config, input, partition, context).await?;
+            let files = write_worker(config, input, partition, stage_partition, context).await?;
             let json: Vec<String> = files
                 .iter()
                 .map(|f| serde_json::to_string(f).expect("manifest entries serialise"))
@@ -511,6 +512,7 @@ async fn write_worker(
     cfg: LayoutSinkConfig,
     input: SendableRecordBatchStream,
     worker: usize,
+    stage_partition: Option<usize>,
     task_ctx: Arc<TaskContext>,
 ) -> Result<Vec<WrittenFile>> {
     let attempt_dir = storage::resolve(&cfg.attempt_dir)
@@ -532,7 +534,7 @@ async fn write_worker(
     ctx.attempt_tag = task_ctx
         .task_id()
         .as_deref()
-        .and_then(crate::distributed::attempt_tag);
+        .and_then(|id| crate::distributed::attempt_tag(id, stage_partition));
     let mut writers = Writers {
         open: HashMap::new(),
         finished: vec![],

@@ -424,7 +424,7 @@ fn a_union_of_inputs_runs_as_tasks_of_whole_dates_on_local_and_on_ballista_execu
 
 #[test]
 fn a_killed_executor_loses_no_rows_and_publishes_no_file_twice() {
-    let p = generated(400_000, 4, 4);
+    let p = generated(1_000_000, 4, 4);
     let expected = expected_profiles(&p.raw_root);
     let mut report = vec![];
     for round in 0..3 {
@@ -459,7 +459,7 @@ fn a_killed_executor_loses_no_rows_and_publishes_no_file_twice() {
         while killed.is_none() && Instant::now() < deadline {
             let execs = executors_marked(&mark);
             if execs.len() == 3 {
-                std::thread::sleep(Duration::from_millis(1500 + 1000 * round as u64));
+                std::thread::sleep(Duration::from_millis(300 + 600 * round as u64));
                 let victim = execs[round % execs.len()];
                 // SAFETY: signalling a process this test's driver started.
                 unsafe {
