@@ -76,7 +76,6 @@ pub fn effective_parallelism(configured: usize) -> usize {
 /// Runs attempt `attempt` of `spec` to completion and returns its manifest.
 /// Anything a previous run of the same attempt left is removed first.
 pub async fn run_task(spec: &TaskSpec, attempt: u32) -> TaskResult<TaskManifest> {
-    spec.validate()?;
     run_task_in(spec, attempt, task_session(spec)?).await
 }
 

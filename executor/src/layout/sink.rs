@@ -222,7 +222,10 @@ impl ExecutionPlan for LayoutSinkExec {
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context.clone())?;
         let config = self.config.clone();
-        let stage_partition = crate::distributed::shuffle_partition(&self.input, partition);
+        // Only a Ballista task (it has an id) names its files after its partition.
+        let stage_partition = context
+            .task_id()
+            .and_then(|_| crate::distributed::shuffle_partition(&self.input, partition));
         let fut = async move {
             let files = write_worker(config, input, partition, stage_partition, context).await?;
             let json: Vec<String> = files

@@ -441,9 +441,7 @@ impl Cluster {
         }
         Ok(out)
     }
-}
 
-impl Cluster {
     /// Runs a stage of task specs (map-only, per-partition, a shuffle's
     /// map or reduce side) on the executors as one Ballista job, a spec per
     /// partition. A job that fails in a way another attempt may mend is
