@@ -44,45 +44,51 @@ pub fn attempt_tag(task_id: &str, partition: Option<usize>) -> Option<String> {
 }
 
 /// The stage-wide index of local partition `partition` of `plan` in a
-/// Ballista task: the reduce partition its shuffle reader reads, found
+/// Ballista task: the reduce partition its shuffle readers read, found
 /// through operators that keep their input's partitions (a sort, a
-/// projection). `None` when no such reader feeds it (the task reads files,
-/// or its input is merged or joined on the way).
+/// projection, a join of co-partitioned inputs, whose readers must then all
+/// read the same partition). `None` when no such reader feeds it (the task
+/// reads files, or its input is merged on the way).
 pub fn shuffle_partition(
     plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>,
     partition: usize,
 ) -> Option<usize> {
     use datafusion::physical_plan::ExecutionPlanProperties;
-    let mut node = plan.clone();
-    loop {
-        if let Some(reader) = (node.as_ref() as &dyn std::any::Any)
-            .downcast_ref::<ballista_core::execution_plans::ShuffleReaderExec>()
-        {
-            if reader.broadcast || reader.coalesce.is_some() {
-                return None;
-            }
-            let ids: std::collections::BTreeSet<usize> = reader
-                .partition
-                .get(partition)?
-                .iter()
-                .map(|l| l.partition_id.partition_id)
-                .collect();
-            return match ids.len() {
-                1 => ids.into_iter().next(),
-                _ => None,
-            };
-        }
-        let child = match node.children().as_slice() {
-            [child] => (*child).clone(),
-            _ => return None,
-        };
-        let same = child.output_partitioning().partition_count()
-            == node.output_partitioning().partition_count();
-        if !same {
+    if let Some(reader) = (plan.as_ref() as &dyn std::any::Any)
+        .downcast_ref::<ballista_core::execution_plans::ShuffleReaderExec>()
+    {
+        if reader.broadcast || reader.coalesce.is_some() {
             return None;
         }
-        node = child;
+        let ids: std::collections::BTreeSet<usize> = reader
+            .partition
+            .get(partition)?
+            .iter()
+            .map(|l| l.partition_id.partition_id)
+            .collect();
+        return match ids.len() {
+            1 => ids.into_iter().next(),
+            _ => None,
+        };
     }
+    let children = plan.children();
+    if children.is_empty() {
+        return None;
+    }
+    let mut found = None;
+    for child in children {
+        if child.output_partitioning().partition_count()
+            != plan.output_partitioning().partition_count()
+        {
+            return None;
+        }
+        let id = shuffle_partition(child, partition)?;
+        if found.is_some_and(|f| f != id) {
+            return None;
+        }
+        found = Some(id);
+    }
+    found
 }
 
 /// 8 hex digits that differ between executor processes.

@@ -1,5 +1,6 @@
 //! The layout writer: partition, bucket, sort and size output files.
 
+mod bucket_routing;
 mod codec_memory;
 mod dictionary;
 mod file_writer;

@@ -3,6 +3,7 @@
 //! → `LayoutSinkExec`, or the shuffle map equivalent.
 
 use crate::error::{TaskError, TaskResult};
+use crate::layout::bucket_routing::route_buckets;
 use crate::layout::sink::{LayoutSinkConfig, LayoutSinkExec, OrderedColumn};
 use crate::layout::{Layout, PartitionColumn};
 use arrow::compute::SortOptions;
@@ -220,7 +221,21 @@ pub async fn table_write_plan(
             .map_err(|e| TaskError::from_datafusion("sql", e))?;
         partitions = plan.output_partitioning().partition_count();
     }
-    if !key_exprs.is_empty() && stream_order.is_empty() && (workers > 1 || partitions > 1) {
+    // A join or aggregate on the bucket columns computes its partitions by
+    // bucket instead of by key: each bucket is then in one worker already.
+    let mut bucket_routed = false;
+    if let Some(bucket_by) = &layout.bucket_by
+        && stream_order.is_empty()
+        && let Some(routed) = route_buckets(&plan, bucket_by).map_err(internal)?
+    {
+        plan = routed;
+        bucket_routed = true;
+    }
+    if !key_exprs.is_empty()
+        && stream_order.is_empty()
+        && !bucket_routed
+        && (workers > 1 || partitions > 1)
+    {
         // Each key goes to exactly one worker, so a partition's files come
         // from one writer.
         plan = Arc::new(

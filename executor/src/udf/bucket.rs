@@ -3,12 +3,17 @@
 //! depends on nothing but the values, so it is the same on every run and machine.
 
 use super::RowFunction;
-use arrow::array::{Array, ArrayRef, AsArray, Int32Array};
+use arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch, UInt64Array};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, UInt64Type};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{ScalarUDF, Signature, Volatility};
-use std::sync::Arc;
+use datafusion::physical_plan::Partitioning;
+use datafusion::physical_plan::expressions::Column;
+use datafusion::physical_plan::metrics::Time;
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 const SEED: u32 = 42;
 
@@ -40,6 +45,80 @@ pub fn bucket_id() -> Arc<ScalarUDF> {
             Ok(Arc::new(out) as ArrayRef)
         },
     )
+}
+
+/// The `bucket_route(partitions, bucket)` function: a value that DataFusion's
+/// hash repartitioning into `partitions` (and Ballista's shuffle, which
+/// hashes the same way) sends to partition `bucket % partitions`. A
+/// repartition on `bucket_route(n, bucket_id(..))` instead of on the keys
+/// themselves keeps rows of one key together, as the keys would, and also
+/// puts every row of a bucket in one partition: the partitions a join or an
+/// aggregate computes are then already the layout writer's, and no second
+/// repartition by bucket is needed.
+pub fn bucket_route() -> Arc<ScalarUDF> {
+    RowFunction::udf(
+        "bucket_route",
+        RowFunction::any_args(2),
+        |_| Ok(DataType::UInt64),
+        |a, rows| {
+            let partitions = cast(&a[0], &DataType::Int64)?;
+            let partitions = partitions.as_primitive::<Int64Type>();
+            let buckets = cast(&a[1], &DataType::Int32)?;
+            let buckets = buckets.as_primitive::<Int32Type>();
+            if rows == 0 {
+                return Ok(Arc::new(UInt64Array::from(Vec::<u64>::new())));
+            }
+            let n = partitions.value(0);
+            if partitions.null_count() > 0 || n <= 0 {
+                return Err(DataFusionError::Plan(
+                    "bucket_route(partitions, bucket) needs a positive partition count".into(),
+                ));
+            }
+            let routes = partition_routes(n as usize)?;
+            let out: UInt64Array = buckets
+                .iter()
+                .map(|b| b.map(|b| routes[b.rem_euclid(n as i32) as usize]))
+                .collect();
+            Ok(Arc::new(out) as ArrayRef)
+        },
+    )
+}
+
+/// For each of `partitions` hash partitions, the least `u64` that DataFusion's
+/// hash repartitioning sends there. Found by running DataFusion's own
+/// partitioner over candidates, so it holds for whatever hash it uses.
+pub fn partition_routes(partitions: usize) -> Result<Arc<Vec<u64>>> {
+    static ROUTES: LazyLock<Mutex<HashMap<usize, Arc<Vec<u64>>>>> = LazyLock::new(Default::default);
+    if let Some(r) = ROUTES.lock().expect("routes lock").get(&partitions) {
+        return Ok(r.clone());
+    }
+    const CHUNK: u64 = 4096;
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::UInt64, false)]));
+    let mut found: Vec<Option<u64>> = vec![None; partitions];
+    let mut start = 0u64;
+    while found.iter().any(Option::is_none) {
+        if start >= (partitions as u64).saturating_mul(CHUNK) {
+            return Err(DataFusionError::Internal(format!(
+                "no value routes to every one of {partitions} hash partitions"
+            )));
+        }
+        let values: UInt64Array = (start..start + CHUNK).collect();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)])?;
+        let hash = Partitioning::Hash(vec![Arc::new(Column::new("v", 0))], partitions);
+        let mut partitioner = BatchPartitioner::try_new(hash, Time::default(), 0, 1)?;
+        partitioner.partition(batch, |partition, rows| {
+            let least = rows.column(0).as_primitive::<UInt64Type>().value(0);
+            found[partition].get_or_insert(least);
+            Ok(())
+        })?;
+        start += CHUNK;
+    }
+    let routes = Arc::new(found.into_iter().map(|v| v.expect("found")).collect());
+    ROUTES
+        .lock()
+        .expect("routes lock")
+        .insert(partitions, Arc::clone(&routes));
+    Ok(routes)
 }
 
 /// Folds one column into the running per-row hashes. Integers of any width
@@ -136,6 +215,27 @@ pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_route_lands_in_its_partition_under_datafusion_hash_repartitioning() {
+        for partitions in [1, 2, 3, 7, 8, 64] {
+            let routes = partition_routes(partitions).unwrap();
+            assert_eq!(routes.len(), partitions);
+            let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::UInt64, false)]));
+            let values: UInt64Array = routes.iter().copied().collect();
+            let batch = RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap();
+            let hash = Partitioning::Hash(vec![Arc::new(Column::new("v", 0))], partitions);
+            let mut partitioner = BatchPartitioner::try_new(hash, Time::default(), 0, 1).unwrap();
+            partitioner
+                .partition(batch, |partition, rows| {
+                    let v = rows.column(0).as_primitive::<UInt64Type>().value(0);
+                    assert_eq!(rows.num_rows(), 1, "two routes share partition {partition}");
+                    assert_eq!(routes[partition], v);
+                    Ok(())
+                })
+                .unwrap();
+        }
+    }
 
     #[test]
     fn murmur3_reference_vectors() {

@@ -10,6 +10,7 @@
 //! | `method_id(input)` | `0x` + the first 4 bytes of calldata, or NULL |
 //! | `block_chunk(block_number, size)` | `block_number / size`, rounded down |
 //! | `bucket_id(n, col, ...)` | the stable bucket (0..n) the layout writer uses |
+//! | `bucket_route(p, bucket)` | a value hash repartitioning into `p` partitions sends to partition `bucket % p` |
 
 mod address;
 mod bucket;
@@ -37,6 +38,7 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
         hex::method_id(),
         chunk::block_chunk(),
         bucket::bucket_id(),
+        bucket::bucket_route(),
     ]
 }
 

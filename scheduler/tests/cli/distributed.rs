@@ -117,6 +117,22 @@ fn expected_profiles(raw: &Path) -> Vec<String> {
     duckdb_rows(&format!("SELECT {PROFILE_COLUMNS} FROM ({sql})"))
 }
 
+/// `bucket<TAB>key` for every row of a bucketed output, the bucket read from
+/// its file's name (`..._00003.<codec>.parquet`), after asserting that no
+/// bucket is split over files of different writers (one file each here).
+fn rows_by_bucket(dir: &Path, key: &str) -> Vec<String> {
+    let files = format!(
+        "read_parquet('{}/**/*.parquet', filename = true)",
+        dir.display()
+    );
+    let bucket = r"regexp_extract(filename, '_(\d{5})\.[a-z0-9]+\.parquet$', 1)";
+    let split = duckdb_rows(&format!(
+        "SELECT {bucket} AS b, count(DISTINCT filename) FROM {files} GROUP BY b HAVING count(DISTINCT filename) > 1"
+    ));
+    assert!(split.is_empty(), "buckets in several files: {split:?}");
+    duckdb_rows(&format!("SELECT {bucket}, {key} FROM {files}"))
+}
+
 pub(crate) const JOIN_COLUMNS: &str =
     "hash, block_number, log_index, from_address, to_address, token_address, value, fee_wei";
 
@@ -280,6 +296,18 @@ fn join_and_cross_date_aggregate_on_two_executors_match_duckdb_and_local() {
         output_rows(&local.path().join("transfers_with_fees"), JOIN_COLUMNS),
         joined
     );
+    // Every bucket is one file, holding the same rows on both backends.
+    let key = "hash, log_index";
+    let buckets = rows_by_bucket(&p.out().join("transfers_with_fees"), key);
+    assert_eq!(buckets.len(), joined.len());
+    assert_eq!(
+        rows_by_bucket(&local.path().join("transfers_with_fees"), key),
+        buckets
+    );
+    assert_eq!(
+        rows_by_bucket(&local.path().join("address_profiles"), "address"),
+        rows_by_bucket(&p.out().join("address_profiles"), "address")
+    );
 }
 
 #[test]
@@ -301,10 +329,18 @@ fn plan_shows_distributed_nodes_with_ballista_stages() {
     assert!(out.contains("stage 0 (distributed): 1 task(s)"), "{out}");
     assert!(out.contains("ballista stage"), "{out}");
     assert!(out.contains("LayoutSinkExec"), "{out}");
-    // The join's two sides are shuffled by the hash, then joined per partition.
-    assert!(out.contains("Hash([hash@0], 2)"), "{out}");
-    assert!(out.contains("Hash([transaction_hash@4], 2)"), "{out}");
+    // The join's two sides are shuffled by the bucket of the hash, then
+    // joined and written per partition: no shuffle of the joined rows.
+    assert!(
+        out.contains("Hash([bucket_route(2, bucket_id(4, hash@0))], 2)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Hash([bucket_route(2, bucket_id(4, transaction_hash@4))], 2)"),
+        "{out}"
+    );
     assert!(out.contains("JoinExec"), "{out}");
+    assert!(!out.contains("Hash([__cb_bucket"), "{out}");
     // Nothing ran: no output, no executors.
     assert!(data_files(&p.out()).is_empty());
 }
