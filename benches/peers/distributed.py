@@ -132,7 +132,7 @@ def main():
     ap.add_argument("--spark-python", default=None)
     ap.add_argument("--executor-memory-mib", type=int, default=1024)
     ap.add_argument("--local-memory-mib", type=int, default=2048,
-                    help="task_memory_bytes of the local single task (a hash join cannot spill)")
+                    help="task_memory_bytes of the local single task (default: the memory of two executors)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--skip", default="", help="comma-separated configurations to skip")
     ap.add_argument("--nodes", default="join,profiles", help="comma-separated nodes to run")

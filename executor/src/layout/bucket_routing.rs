@@ -220,6 +220,11 @@ mod tests {
         ctx
     }
 
+    async fn physical_plan(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+        let df = ctx.sql(sql).await.unwrap();
+        df.create_physical_plan().await.unwrap()
+    }
+
     fn by_hash() -> BucketBy {
         BucketBy {
             columns: vec!["hash".into()],
@@ -287,13 +292,7 @@ mod tests {
             "SELECT t.hash, t.fee, tt.value FROM tx t JOIN tt ON t.hash = tt.transaction_hash",
             "SELECT transaction_hash AS hash, count(*) AS n, sum(value) AS total FROM tt GROUP BY transaction_hash",
         ] {
-            let plan = ctx
-                .sql(sql)
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap();
+            let plan = physical_plan(&ctx, sql).await;
             let routed = route_buckets(&plan, &by_hash())
                 .unwrap()
                 .unwrap_or_else(|| panic!("not routed: {sql}"));
@@ -340,13 +339,7 @@ mod tests {
             ),
         ];
         for (sql, bucket_by) in cases {
-            let plan = ctx
-                .sql(sql)
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap();
+            let plan = physical_plan(&ctx, sql).await;
             assert!(
                 route_buckets(&plan, &bucket_by).unwrap().is_none(),
                 "{sql} by {:?}",
