@@ -36,22 +36,25 @@ pub fn route_buckets(
         return Ok(None);
     };
     let partitions = *partitions;
-    if partitions < 2 || (bucket_by.buckets as usize) < partitions {
+    if partitions < 2
+        || (bucket_by.buckets as usize) < partitions
+        || exprs.len() != bucket_by.columns.len()
+    {
         return Ok(None);
     }
+    // The type of each bucket column, when the partitioning is exactly those columns in order.
     let schema = plan.schema();
-    let mut key_types = vec![];
-    if exprs.len() != bucket_by.columns.len() {
+    let key_types: Option<Vec<DataType>> = exprs
+        .iter()
+        .zip(&bucket_by.columns)
+        .map(|(expr, name)| {
+            let field = schema.field(expr.downcast_ref::<Column>()?.index());
+            (field.name() == name).then(|| field.data_type().clone())
+        })
+        .collect();
+    let Some(key_types) = key_types else {
         return Ok(None);
-    }
-    for (expr, name) in exprs.iter().zip(&bucket_by.columns) {
-        match expr.downcast_ref::<Column>() {
-            Some(c) if schema.field(c.index()).name() == name => {
-                key_types.push(schema.field(c.index()).data_type().clone());
-            }
-            _ => return Ok(None),
-        }
-    }
+    };
     let Some(routed) = reroute(plan, partitions, bucket_by.buckets, &key_types)? else {
         return Ok(None);
     };
